@@ -1,0 +1,253 @@
+//! The command line: clap turns argv into raw values, [`Request::parse`]
+//! turns those into one validated request. Parse errors exit 64, never 2
+//! (Exim would bounce on 2 without a hint of why).
+#![forbid(unsafe_code)]
+
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+
+use clap::{Arg, ArgAction, ArgGroup, Command};
+
+use crate::error::{Error, Result};
+use crate::pipe_text;
+
+/// What the user's command is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandSpec {
+    /// argv for the command (from `--raw-pipe` text or after `--`).
+    Argv(Vec<Vec<u8>>),
+    /// `-c STRING`: the container's `/bin/sh -c STRING`.
+    Shell(Vec<u8>),
+}
+
+impl CommandSpec {
+    /// The argv that will be executed.
+    pub fn argv(&self) -> Vec<Vec<u8>> {
+        match self {
+            CommandSpec::Argv(v) => v.clone(),
+            CommandSpec::Shell(s) => vec![b"/bin/sh".to_vec(), b"-c".to_vec(), s.clone()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Deliver(CommandSpec),
+    /// Explain how a delivery for this user would run.
+    Check {
+        user: Option<String>,
+    },
+    /// Print help or version text and exit 0.
+    Print(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub action: Action,
+    /// `--user NAME` (root only).
+    pub user: Option<String>,
+    /// `--config PATH` (root only).
+    pub config: Option<PathBuf>,
+    pub dry_run: bool,
+}
+
+pub fn command() -> Command {
+    Command::new("cagepipe")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Run a mail pipe delivery inside its owner's running container")
+        .override_usage(
+            "cagepipe [OPTIONS] --raw-pipe=TEXT\n       cagepipe [OPTIONS] -- COMMAND [ARG]...\n       cagepipe [OPTIONS] -c STRING\n       cagepipe [OPTIONS] check [USER]",
+        )
+        .arg(
+            Arg::new("raw-pipe")
+                .long("raw-pipe")
+                .value_name("TEXT")
+                .allow_hyphen_values(true)
+                .value_parser(clap::value_parser!(OsString))
+                .help("Deliver: TEXT is Exim's $address_pipe verbatim, split with Exim's rules"),
+        )
+        .arg(
+            Arg::new("shell")
+                .short('c')
+                .value_name("STRING")
+                .allow_hyphen_values(true)
+                .value_parser(clap::value_parser!(OsString))
+                .help("Deliver: run the container's /bin/sh -c STRING"),
+        )
+        .arg(
+            Arg::new("command")
+                .value_name("COMMAND")
+                .num_args(1..)
+                .last(true)
+                .allow_hyphen_values(true)
+                .value_parser(clap::value_parser!(OsString))
+                .help("Deliver: COMMAND with its arguments (everything after --)"),
+        )
+        .group(ArgGroup::new("deliver").args(["raw-pipe", "shell", "command"]).multiple(false))
+        .arg(
+            Arg::new("user")
+                .long("user")
+                .value_name("NAME")
+                .global(true)
+                .help("Act for NAME instead of the calling user (root only)"),
+        )
+        .arg(
+            Arg::new("config")
+                .long("config")
+                .value_name("PATH")
+                .global(true)
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("Read PATH instead of /etc/cagepipe/cagepipe.toml (root only)"),
+        )
+        .arg(
+            Arg::new("dry-run")
+                .long("dry-run")
+                .global(true)
+                .action(ArgAction::SetTrue)
+                .help("Resolve and check everything, print the plan, run nothing"),
+        )
+        .subcommand(
+            Command::new("check")
+                .about("Explain how a delivery for USER (default: the caller) would run; exit 0 if it can")
+                .arg(Arg::new("USER").help("The user to check (root only for another user)")),
+        )
+}
+
+impl Request {
+    /// Parse argv (including argv[0]).
+    pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Request> {
+        let m = match command().try_get_matches_from(args) {
+            Ok(m) => m,
+            Err(e) => {
+                use clap::error::ErrorKind::*;
+                return match e.kind() {
+                    DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand => Ok(Request {
+                        action: Action::Print(e.render().to_string()),
+                        user: None,
+                        config: None,
+                        dry_run: false,
+                    }),
+                    _ => Err(Error::Usage(first_line(&e.render().to_string()))),
+                };
+            }
+        };
+        let user = m.get_one::<String>("user").cloned();
+        let config = m.get_one::<PathBuf>("config").cloned();
+        let dry_run = m.get_flag("dry-run");
+        let action = if let Some(sub) = m.subcommand_matches("check") {
+            if m.contains_id("deliver") {
+                return Err(Error::Usage("check takes no command to deliver".into()));
+            }
+            Action::Check { user: sub.get_one::<String>("USER").cloned().or_else(|| user.clone()) }
+        } else if let Some(text) = m.get_one::<OsString>("raw-pipe") {
+            let argv =
+                pipe_text::split_pipe_text(text.as_bytes()).map_err(|e| Error::Usage(format!("--raw-pipe: {e}")))?;
+            Action::Deliver(CommandSpec::Argv(argv))
+        } else if let Some(s) = m.get_one::<OsString>("shell") {
+            if s.as_bytes().is_empty() {
+                return Err(Error::Usage("-c needs a non-empty command string".into()));
+            }
+            Action::Deliver(CommandSpec::Shell(s.as_bytes().to_vec()))
+        } else if let Some(words) = m.get_many::<OsString>("command") {
+            let argv: Vec<Vec<u8>> = words.map(|w| w.clone().into_vec()).collect();
+            if argv[0].is_empty() {
+                return Err(Error::Usage("the command after -- is empty".into()));
+            }
+            Action::Deliver(CommandSpec::Argv(argv))
+        } else {
+            return Err(Error::Usage(
+                "nothing to deliver: give --raw-pipe=TEXT, -c STRING or -- COMMAND (see cagepipe --help)".into(),
+            ));
+        };
+        if let Action::Deliver(spec) = &action {
+            if spec.argv().iter().any(|a| a.contains(&0)) {
+                return Err(Error::Usage("an argument contains a NUL byte".into()));
+            }
+        }
+        Ok(Request { action, user, config, dry_run })
+    }
+}
+
+fn first_line(text: &str) -> String {
+    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid command line");
+    line.trim_start_matches("error: ").trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Request> {
+        Request::parse(std::iter::once("cagepipe").chain(args.iter().copied()).map(OsString::from))
+    }
+    fn argv(r: Request) -> Vec<Vec<u8>> {
+        match r.action {
+            Action::Deliver(spec) => spec.argv(),
+            other => panic!("not a delivery: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn raw_pipe_is_split_with_exim_rules() {
+        let r = parse(&["--raw-pipe=|/bin/handler 'a b' \"c d\" e"]).unwrap();
+        assert_eq!(argv(r), vec![b"/bin/handler".to_vec(), b"a b".to_vec(), b"c d".to_vec(), b"e".to_vec()]);
+        let r = parse(&["--raw-pipe", "-x"]).unwrap();
+        assert_eq!(argv(r), vec![b"-x".to_vec()]);
+    }
+
+    #[test]
+    fn everything_after_double_dash_is_the_command() {
+        let r = parse(&["--dry-run", "--", "-weird", "--user", "x"]).unwrap();
+        assert!(r.dry_run);
+        assert_eq!(r.user, None);
+        assert_eq!(argv(r), vec![b"-weird".to_vec(), b"--user".to_vec(), b"x".to_vec()]);
+    }
+
+    #[test]
+    fn non_utf8_arguments_pass_through() {
+        use std::os::unix::ffi::OsStringExt;
+        let args = vec![OsString::from("cagepipe"), OsString::from("--"), OsString::from_vec(vec![b'/', 0xff, 0xfe])];
+        assert_eq!(argv(Request::parse(args).unwrap()), vec![vec![b'/', 0xff, 0xfe]]);
+    }
+
+    #[test]
+    fn shell_form_runs_the_containers_sh() {
+        let r = parse(&["-c", "echo hi | wc"]).unwrap();
+        assert_eq!(argv(r), vec![b"/bin/sh".to_vec(), b"-c".to_vec(), b"echo hi | wc".to_vec()]);
+    }
+
+    #[test]
+    fn check_takes_an_optional_user_and_global_options() {
+        let r = parse(&["check"]).unwrap();
+        assert_eq!(r.action, Action::Check { user: None });
+        let r = parse(&["--config", "/tmp/c.toml", "check", "alice"]).unwrap();
+        assert_eq!(r.action, Action::Check { user: Some("alice".into()) });
+        assert_eq!(r.config, Some(PathBuf::from("/tmp/c.toml")));
+    }
+
+    #[test]
+    fn usage_errors_exit_64_not_2() {
+        for bad in [
+            vec![],
+            vec!["--raw-pipe=|"],
+            vec!["--raw-pipe=|x", "-c", "y"],
+            vec!["--bogus"],
+            vec!["--raw-pipe=x", "--", "y"],
+            vec!["-c", ""],
+            vec!["--", ""],
+        ] {
+            let e = parse(&bad).unwrap_err();
+            assert_eq!(e.exit_code(), 64, "{bad:?}: {e}");
+            assert!(!e.to_string().contains('\n'), "one line: {e}");
+        }
+    }
+
+    #[test]
+    fn help_and_version_are_printed_not_errors() {
+        assert!(matches!(parse(&["--help"]).unwrap().action, Action::Print(t) if t.contains("--raw-pipe")));
+        assert!(
+            matches!(parse(&["--version"]).unwrap().action, Action::Print(t) if t.contains(env!("CARGO_PKG_VERSION")))
+        );
+    }
+}

@@ -1,0 +1,344 @@
+//! `/etc/cagepipe/cagepipe.toml`: parsed into raw structs, then validated
+//! into a [`Config`] the rest of the program can take at its word.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::secure_file::{self, Untrusted};
+
+pub const DEFAULT_PATH: &str = "/etc/cagepipe/cagepipe.toml";
+const MAX_CONFIG_BYTES: usize = 64 * 1024;
+
+/// Exim's pipe-transport variables handed to the command (shared/notes:
+/// "Environment exactly"); USER, LOGNAME, HOME, SHELL and PATH are set by
+/// cagepipe itself from the account and the configuration.
+pub const EXIM_ENV: &[&str] = &[
+    "LOCAL_PART",
+    "LOCAL_PART_PREFIX",
+    "LOCAL_PART_SUFFIX",
+    "DOMAIN",
+    "MESSAGE_ID",
+    "RECIPIENT",
+    "QUALIFY_DOMAIN",
+    "SENDER",
+    "HOST",
+    "TZ",
+];
+
+// ---- raw form: exactly what the file says -------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    users: RawUsers,
+    container: Option<RawContainer>,
+    #[serde(default)]
+    command: RawCommand,
+    #[serde(default)]
+    kernel: RawKernel,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUsers {
+    min_uid: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContainer {
+    backend: Option<String>,
+    pidfile: Option<String>,
+    missing: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommand {
+    path: Option<String>,
+    pass_env: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKernel {
+    disable: Option<Vec<String>>,
+}
+
+// ---- validated form ------------------------------------------------------
+
+/// What to do when the user has no running container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// Exit 75: Exim keeps the message and retries.
+    Defer,
+    /// Exit 77: Exim bounces.
+    Refuse,
+}
+
+/// One piece of a pidfile path template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Text(String),
+    User,
+    Uid,
+}
+
+/// Where a user's container is found. Only one backend exists so far; the
+/// enum is where the next (e.g. a container manager's socket) goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Pidfile { template: Vec<Piece> },
+}
+
+/// Kernel features cagepipe may use when the kernel has them. An
+/// administrator (or a test) can switch one off to force the fallback that
+/// EL8's 4.18 kernel takes anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Features {
+    /// pidfd_open + setns(pidfd) (Linux 5.3 / 5.8).
+    pub pidfd: bool,
+    /// close_range (Linux 5.9).
+    pub close_range: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub min_uid: u32,
+    pub backend: Backend,
+    pub missing: Missing,
+    /// PATH for the command, searched inside the container.
+    pub command_path: String,
+    /// Environment variables passed through from Exim.
+    pub pass_env: Vec<String>,
+    pub features: Features,
+}
+
+impl Backend {
+    /// The pidfile path for a validated user name and uid.
+    pub fn pidfile_path(&self, user: &str, uid: u32) -> PathBuf {
+        let Backend::Pidfile { template } = self;
+        let mut s = String::new();
+        for piece in template {
+            match piece {
+                Piece::Text(t) => s.push_str(t),
+                Piece::User => s.push_str(user),
+                Piece::Uid => s.push_str(&uid.to_string()),
+            }
+        }
+        PathBuf::from(s)
+    }
+
+    pub fn describe(&self) -> String {
+        let Backend::Pidfile { template } = self;
+        let mut s = String::from("pidfile ");
+        for piece in template {
+            match piece {
+                Piece::Text(t) => s.push_str(t),
+                Piece::User => s.push_str("{user}"),
+                Piece::Uid => s.push_str("{uid}"),
+            }
+        }
+        s
+    }
+}
+
+/// Load and validate the configuration at `path`, refusing a file that an
+/// unprivileged user could have written.
+pub fn load(path: &Path) -> Result<Config> {
+    let bad = |problem: String| Error::Config { path: path.to_path_buf(), problem };
+    let file = secure_file::read_root_owned(path, MAX_CONFIG_BYTES).map_err(|e| match e {
+        Untrusted::Missing(p) if p == path => bad("does not exist; install the example from the package".into()),
+        other => bad(format!("cannot be trusted: {other}; it and every directory above it must be owned by root and not writable by group or others")),
+    })?;
+    let text = std::str::from_utf8(&file.contents).map_err(|_| bad("is not valid UTF-8".into()))?;
+    parse(text, path)
+}
+
+/// Parse and validate configuration text (separate from I/O for tests).
+pub fn parse(text: &str, path: &Path) -> Result<Config> {
+    let bad = |problem: String| Error::Config { path: path.to_path_buf(), problem };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+        bad(format!("line {line}, column {col}: {}", e.message().trim()))
+    })?;
+    validate(raw, path).map_err(bad)
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    (line, col)
+}
+
+fn validate(raw: RawConfig, path: &Path) -> std::result::Result<Config, String> {
+    let container = raw.container.ok_or("has no [container] section")?;
+    let backend = match container.backend.as_deref().unwrap_or("pidfile") {
+        "pidfile" => {
+            let text = container.pidfile.ok_or("[container] backend \"pidfile\" needs a pidfile = \"...\" template")?;
+            Backend::Pidfile { template: parse_template(&text)? }
+        }
+        other => return Err(format!("[container] backend = {other:?} is not known (known: \"pidfile\")")),
+    };
+    let missing = match container.missing.as_deref().unwrap_or("defer") {
+        "defer" => Missing::Defer,
+        "refuse" => Missing::Refuse,
+        other => return Err(format!("[container] missing = {other:?} must be \"defer\" or \"refuse\"")),
+    };
+    let command_path = raw.command.path.unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    if command_path.split(':').any(|d| !d.starts_with('/')) {
+        return Err(format!("[command] path = {command_path:?}: every entry must be an absolute directory"));
+    }
+    let mut pass_env: Vec<String> = EXIM_ENV.iter().map(|s| s.to_string()).collect();
+    for name in raw.command.pass_env.unwrap_or_default() {
+        check_env_name(&name)?;
+        if !pass_env.contains(&name) {
+            pass_env.push(name);
+        }
+    }
+    let mut features = Features { pidfd: true, close_range: true };
+    for f in raw.kernel.disable.unwrap_or_default() {
+        match f.as_str() {
+            "pidfd" => features.pidfd = false,
+            "close_range" => features.close_range = false,
+            other => {
+                return Err(format!("[kernel] disable: {other:?} is not known (known: \"pidfd\", \"close_range\")"))
+            }
+        }
+    }
+    Ok(Config {
+        path: path.to_path_buf(),
+        min_uid: raw.users.min_uid.unwrap_or(1000),
+        backend,
+        missing,
+        command_path,
+        pass_env,
+        features,
+    })
+}
+
+/// Names a pass-through may not carry: the dynamic loader's, the shells'
+/// start-up hooks, and the ones cagepipe sets itself.
+fn check_env_name(name: &str) -> std::result::Result<(), String> {
+    let well_formed = !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit();
+    if !well_formed {
+        return Err(format!("[command] pass_env: {name:?} is not a variable name (A-Z, 0-9, _)"));
+    }
+    const FORBIDDEN: &[&str] = &["PATH", "HOME", "USER", "LOGNAME", "SHELL", "IFS", "ENV", "BASH_ENV", "CDPATH"];
+    if name.starts_with("LD_") || name.starts_with("RUST_") || FORBIDDEN.contains(&name) {
+        return Err(format!("[command] pass_env: {name} may not be passed through"));
+    }
+    Ok(())
+}
+
+fn parse_template(text: &str) -> std::result::Result<Vec<Piece>, String> {
+    if !text.starts_with('/') {
+        return Err(format!("[container] pidfile = {text:?} must be an absolute path"));
+    }
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        if open > 0 {
+            pieces.push(Piece::Text(rest[..open].to_string()));
+        }
+        let close =
+            rest[open..].find('}').ok_or_else(|| format!("[container] pidfile = {text:?}: '{{' without '}}'"))?;
+        pieces.push(match &rest[open + 1..open + close] {
+            "user" => Piece::User,
+            "uid" => Piece::Uid,
+            other => {
+                return Err(format!(
+                    "[container] pidfile = {text:?}: unknown placeholder {{{other}}} (known: {{user}}, {{uid}})"
+                ))
+            }
+        });
+        rest = &rest[open + close + 1..];
+    }
+    if rest.contains('}') {
+        return Err(format!("[container] pidfile = {text:?}: '}}' without '{{'"));
+    }
+    if !rest.is_empty() {
+        pieces.push(Piece::Text(rest.to_string()));
+    }
+    let literal: String =
+        pieces.iter().filter_map(|p| if let Piece::Text(t) = p { Some(t.as_str()) } else { None }).collect();
+    if literal.split('/').any(|c| c == "." || c == "..") || literal.contains('\0') {
+        return Err(format!("[container] pidfile = {text:?} must not contain '.', '..' or NUL"));
+    }
+    Ok(pieces)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(text: &str) -> Config {
+        parse(text, Path::new("/t.toml")).unwrap()
+    }
+    fn err(text: &str) -> String {
+        parse(text, Path::new("/t.toml")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_documented_example_parses_with_defaults() {
+        let c = ok("[users]\nmin_uid = 500\n[container]\nbackend = \"pidfile\"\npidfile = \"/run/cagepipe/{user}.pid\"\nmissing = \"refuse\"\n");
+        assert_eq!(c.min_uid, 500);
+        assert_eq!(c.missing, Missing::Refuse);
+        assert_eq!(c.backend.pidfile_path("alice", 1001), PathBuf::from("/run/cagepipe/alice.pid"));
+        let d = ok("[container]\npidfile = \"/run/c/{uid}/{user}.pid\"\n");
+        assert_eq!(d.min_uid, 1000);
+        assert_eq!(d.missing, Missing::Defer);
+        assert_eq!(d.features, Features { pidfd: true, close_range: true });
+        assert_eq!(d.command_path, "/usr/local/bin:/usr/bin:/bin");
+        assert_eq!(d.backend.pidfile_path("bob", 1002), PathBuf::from("/run/c/1002/bob.pid"));
+        assert_eq!(d.backend.describe(), "pidfile /run/c/{uid}/{user}.pid");
+    }
+
+    #[test]
+    fn unknown_keys_name_key_line_and_column() {
+        let e = err("[container]\npidfile = \"/run/{user}\"\n  colour = 1\n");
+        assert!(e.contains("line 3, column 3"), "{e}");
+        assert!(e.contains("colour"), "{e}");
+        let e = err("[users]\nmin_uid = 1\n[extra]\n");
+        assert!(e.contains("line 3") && e.contains("extra"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_reason() {
+        assert!(err("").contains("no [container] section"));
+        assert!(err("[container]\nbackend = \"lxc\"\npidfile=\"/x\"\n").contains("not known"));
+        assert!(err("[container]\nbackend = \"pidfile\"\n").contains("needs a pidfile"));
+        assert!(err("[container]\npidfile = \"run/{user}\"\n").contains("absolute"));
+        assert!(err("[container]\npidfile = \"/run/{name}\"\n").contains("unknown placeholder {name}"));
+        assert!(err("[container]\npidfile = \"/run/{user\"\n").contains("without"));
+        assert!(err("[container]\npidfile = \"/run/user}\"\n").contains("without"));
+        assert!(err("[container]\npidfile = \"/run/../{user}\"\n").contains("'..'"));
+        assert!(err("[container]\npidfile = \"/x\"\nmissing = \"bounce\"\n").contains("\"defer\" or \"refuse\""));
+        assert!(err("[container]\npidfile = \"/x\"\n[command]\npath = \"bin:/usr/bin\"\n").contains("absolute"));
+        assert!(err("[container]\npidfile = \"/x\"\n[command]\npass_env = [\"LD_PRELOAD\"]\n").contains("may not"));
+        assert!(err("[container]\npidfile = \"/x\"\n[command]\npass_env = [\"lower\"]\n").contains("not a variable"));
+        assert!(err("[container]\npidfile = \"/x\"\n[kernel]\ndisable = [\"clone9\"]\n").contains("not known"));
+        assert!(err("[users]\nmin_uid = -1\n[container]\npidfile = \"/x\"\n").contains("line 2"));
+    }
+
+    #[test]
+    fn kernel_features_can_be_forced_off() {
+        let c = ok("[container]\npidfile = \"/x\"\n[kernel]\ndisable = [\"pidfd\", \"close_range\"]\n");
+        assert_eq!(c.features, Features { pidfd: false, close_range: false });
+    }
+
+    #[test]
+    fn pass_env_extends_the_exim_list() {
+        let c = ok("[container]\npidfile = \"/x\"\n[command]\npass_env = [\"ORIGINAL_DOMAIN\", \"SENDER\"]\n");
+        assert!(c.pass_env.iter().any(|n| n == "ORIGINAL_DOMAIN"));
+        assert_eq!(c.pass_env.iter().filter(|n| *n == "SENDER").count(), 1);
+    }
+}

@@ -1,0 +1,176 @@
+//! Every failure of cagepipe, with the context an administrator needs, and
+//! the one place where a failure becomes an exit status for Exim.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// sysexits(3) codes Exim acts on (see shared notes on Exim).
+pub mod exit {
+    /// Bad command line: Exim bounces, but this is a configuration bug that
+    /// shows at once.
+    pub const USAGE: i32 = 64;
+    /// Anything an administrator can fix: Exim defers and retries.
+    pub const TEMPFAIL: i32 = 75;
+    /// The caller is not allowed: Exim bounces.
+    pub const NOPERM: i32 = 77;
+    /// The command exists but cannot be executed (shell convention).
+    pub const NOT_EXECUTABLE: i32 = 126;
+    /// The command does not exist inside the container (shell convention;
+    /// Exim logs 127 as "unable to exec or command does not exist").
+    pub const NOT_FOUND: i32 = 127;
+}
+
+#[derive(Debug)]
+pub enum Error {
+    /// Command line not understood.
+    Usage(String),
+    /// The caller may not do this (uid below min_uid, --user from non-root).
+    NotPermitted(String),
+    /// The configuration file is missing, unsafe or invalid.
+    Config { path: PathBuf, problem: String },
+    /// The binary is installed wrongly (setuid, missing capabilities, ...).
+    SelfCheck(String),
+    /// The account of the caller could not be established.
+    Account(String),
+    /// No running container for the user; `refuse` reflects `missing`.
+    NotRunning { user: String, reason: String, refuse: bool },
+    /// The pidfile exists but cannot be trusted or read.
+    Pidfile { path: PathBuf, problem: String },
+    /// Something about the target process itself.
+    Target { pid: i32, problem: String },
+    /// Joining a cgroup failed.
+    Cgroup { dir: PathBuf, source: io::Error },
+    /// Entering a namespace failed.
+    Namespace { what: String, pid: i32, source: io::Error },
+    /// Dropping privileges failed or could not be verified.
+    Privileges(String),
+    /// The command could not be executed inside the container.
+    Exec { command: String, source: io::Error },
+    /// A failure the forked child reported before exec, already mapped.
+    Reported { code: i32, message: String },
+    /// Any other system failure, with what we were doing.
+    Io { context: String, source: io::Error },
+}
+
+impl Error {
+    pub fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+
+    /// The one mapping from failure to exit status.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) => exit::USAGE,
+            Error::Reported { code, .. } => *code,
+            Error::NotPermitted(_) => exit::NOPERM,
+            Error::NotRunning { refuse: true, .. } => exit::NOPERM,
+            Error::Exec { source, .. } => match source.raw_os_error() {
+                Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ELOOP) => exit::NOT_FOUND,
+                _ => exit::NOT_EXECUTABLE,
+            },
+            Error::NotRunning { refuse: false, .. }
+            | Error::Config { .. }
+            | Error::SelfCheck(_)
+            | Error::Account(_)
+            | Error::Pidfile { .. }
+            | Error::Target { .. }
+            | Error::Cgroup { .. }
+            | Error::Namespace { .. }
+            | Error::Privileges(_)
+            | Error::Io { .. } => exit::TEMPFAIL,
+        }
+    }
+
+    /// A one-word outcome for the syslog line.
+    pub fn outcome(&self) -> &'static str {
+        match self.exit_code() {
+            exit::USAGE => "usage",
+            exit::NOPERM => "refused",
+            exit::NOT_FOUND => "not-found",
+            exit::NOT_EXECUTABLE => "not-executable",
+            _ => "deferred",
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(m) => write!(f, "usage: {m}"),
+            Error::NotPermitted(m) => write!(f, "not permitted: {m}"),
+            Error::Config { path, problem } => {
+                write!(f, "configuration {}: {problem}", path.display())
+            }
+            Error::SelfCheck(m) => write!(f, "installation problem: {m}"),
+            Error::Account(m) => write!(f, "account: {m}"),
+            Error::NotRunning { user, reason, .. } => {
+                write!(f, "no running container for user {user}: {reason}")
+            }
+            Error::Pidfile { path, problem } => write!(f, "pidfile {}: {problem}", path.display()),
+            Error::Target { pid, problem } => write!(f, "container process {pid}: {problem}"),
+            Error::Cgroup { dir, source } => {
+                write!(f, "cannot join cgroup {}: {source}", dir.display())
+            }
+            Error::Namespace { what, pid, source } => {
+                write!(f, "cannot enter {what} of process {pid}: {source}")
+            }
+            Error::Privileges(m) => write!(f, "cannot drop privileges: {m}"),
+            Error::Exec { command, source } => match source.raw_os_error() {
+                Some(libc::ENOENT) | Some(libc::ENOTDIR) => {
+                    write!(f, "command {command} not found inside the container")
+                }
+                _ => write!(f, "cannot execute {command} inside the container: {source}"),
+            },
+            Error::Reported { message, .. } => f.write_str(message),
+            Error::Io { context, source } => write!(f, "{context}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(code: i32) -> io::Error {
+        io::Error::from_raw_os_error(code)
+    }
+
+    #[test]
+    fn every_failure_maps_to_its_sysexits_code() {
+        let p = PathBuf::from("/x");
+        let cases: Vec<(Error, i32)> = vec![
+            (Error::Usage("x".into()), 64),
+            (Error::NotPermitted("x".into()), 77),
+            (Error::Config { path: p.clone(), problem: "x".into() }, 75),
+            (Error::SelfCheck("x".into()), 75),
+            (Error::Account("x".into()), 75),
+            (Error::NotRunning { user: "a".into(), reason: "x".into(), refuse: false }, 75),
+            (Error::NotRunning { user: "a".into(), reason: "x".into(), refuse: true }, 77),
+            (Error::Pidfile { path: p.clone(), problem: "x".into() }, 75),
+            (Error::Target { pid: 1, problem: "x".into() }, 75),
+            (Error::Cgroup { dir: p, source: io(libc::ENOENT) }, 75),
+            (Error::Namespace { what: "mnt".into(), pid: 1, source: io(libc::EPERM) }, 75),
+            (Error::Privileges("x".into()), 75),
+            (Error::Exec { command: "c".into(), source: io(libc::ENOENT) }, 127),
+            (Error::Exec { command: "c".into(), source: io(libc::EACCES) }, 126),
+            (Error::Exec { command: "c".into(), source: io(libc::ENOEXEC) }, 126),
+            (Error::io("reading", io(libc::EIO)), 75),
+        ];
+        for (err, code) in cases {
+            assert_eq!(err.exit_code(), code, "{err}");
+        }
+    }
+
+    #[test]
+    fn messages_name_what_to_fix() {
+        let e = Error::Cgroup { dir: PathBuf::from("/sys/fs/cgroup/x"), source: io(libc::ENOENT) };
+        assert_eq!(e.to_string(), "cannot join cgroup /sys/fs/cgroup/x: No such file or directory (os error 2)");
+        assert_eq!(e.outcome(), "deferred");
+    }
+}

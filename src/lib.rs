@@ -1,0 +1,244 @@
+//! cagepipe: run a mail pipe delivery inside its owner's running container.
+//!
+//! Every module but `sys` starts with `#![forbid(unsafe_code)]`; `sys` is the
+//! one thin place where raw syscalls live.
+//!
+//! The flow is parse → validate → act: [`cli`] and [`config`] produce
+//! validated values, [`resolve`] pins the container on the host, and only
+//! then [`launch`] enters it and runs the command.
+
+pub mod account;
+pub mod cgroup;
+pub mod cli;
+pub mod command;
+pub mod config;
+pub mod error;
+pub mod launch;
+pub mod log;
+pub mod namespace;
+pub mod pipe_text;
+pub mod privileges;
+pub mod procfs;
+pub mod resolve;
+pub mod secure_file;
+pub mod startup;
+pub mod sys;
+
+mod report;
+
+use std::ffi::{CString, OsString};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use account::Account;
+use cli::{Action, CommandSpec, Request};
+use config::Config;
+use error::{Error, Result};
+use launch::{Ending, Launch};
+
+/// How the process should end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Exit(i32),
+    /// Die from this signal, as the command did.
+    Signal(i32),
+}
+
+/// What the audit line says about a delivery, filled in as it is learned.
+#[derive(Default)]
+struct Audit {
+    user: Option<String>,
+    uid: Option<u32>,
+    container: Option<String>,
+    pid: Option<i32>,
+}
+
+/// Run cagepipe with these arguments (argv[0] included).
+pub fn run(args: Vec<OsString>) -> Outcome {
+    let started = Instant::now();
+    if startup::ensure_std_fds().is_err() {
+        return Outcome::Exit(error::exit::TEMPFAIL);
+    }
+    let closed = startup::close_inherited_fds();
+    // Connected now, before any namespace is entered.
+    let log = log::Log::open();
+    let mut audit = Audit::default();
+    let result = closed.and_then(|()| dispatch(args, &mut audit));
+    let (outcome, severity, text, ok) = match &result {
+        Ok(Done::Printed) => return Outcome::Exit(0),
+        Ok(Done::Explained(code)) => return Outcome::Exit(*code),
+        Ok(Done::Ran(Ending::Exited(code))) => {
+            (Outcome::Exit(*code), log::INFO, format!("outcome=exited exit={code}"), *code == 0)
+        }
+        Ok(Done::Ran(Ending::Signaled(sig))) => {
+            (Outcome::Signal(*sig), log::INFO, format!("outcome=signaled signal={sig}"), false)
+        }
+        Err(e) => {
+            log::to_stderr(&e.to_string());
+            let severity = if e.exit_code() == error::exit::TEMPFAIL { log::WARNING } else { log::ERR };
+            (
+                Outcome::Exit(e.exit_code()),
+                severity,
+                format!("outcome={} exit={} reason={}", e.outcome(), e.exit_code(), log::field(&e.to_string())),
+                false,
+            )
+        }
+    };
+    let mut line = String::new();
+    if let Some(u) = &audit.user {
+        line.push_str(&format!("user={} ", log::field(u)));
+    }
+    if let Some(uid) = audit.uid {
+        line.push_str(&format!("uid={uid} "));
+    }
+    if let Some(c) = &audit.container {
+        line.push_str(&format!("container={} ", log::field(c)));
+    }
+    if let Some(pid) = audit.pid {
+        line.push_str(&format!("pid={pid} "));
+    }
+    line.push_str(&text);
+    line.push_str(&format!(" duration_ms={:.1}", started.elapsed().as_secs_f64() * 1000.0));
+    log.audit(severity, &line, ok);
+    outcome
+}
+
+enum Done {
+    /// Help or version text was printed.
+    Printed,
+    /// `check` or `--dry-run` printed its explanation; exit with this code.
+    Explained(i32),
+    /// The command ran.
+    Ran(Ending),
+}
+
+fn dispatch(args: Vec<OsString>, audit: &mut Audit) -> Result<Done> {
+    let request = Request::parse(args)?;
+    if let Action::Print(text) = &request.action {
+        print!("{text}");
+        return Ok(Done::Printed);
+    }
+    let caller = nix::unistd::getuid().as_raw();
+    let is_root = caller == 0;
+    authorize(&request, is_root)?;
+    startup::self_check(is_root)?;
+    sys::default_and_unblock(libc::SIGCHLD); // an ignored SIGCHLD would make waitpid fail
+    let config_path = request.config.clone().unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
+
+    match &request.action {
+        Action::Check { user } => {
+            let mut out = report::Report::default();
+            let result = explain(&config_path, user.as_deref(), caller, &mut out);
+            Ok(Done::Explained(out.finish(result)))
+        }
+        Action::Deliver(spec) if request.dry_run => {
+            let mut out = report::Report::default();
+            let result = explain(&config_path, request.user.as_deref(), caller, &mut out).and_then(
+                |(config, account, target)| {
+                    let plan = prepare(&config, &account, &target, spec)?;
+                    out.plan(&plan, spec);
+                    Ok((config, account, target))
+                },
+            );
+            Ok(Done::Explained(out.finish(result)))
+        }
+        Action::Deliver(spec) => {
+            let config = config::load(&config_path)?;
+            let account = account_for(request.user.as_deref(), caller, &config)?;
+            audit.user = Some(account.name.clone());
+            audit.uid = Some(account.uid);
+            let target = resolve::resolve(&config, &account)?;
+            audit.container = Some(target.source.clone());
+            audit.pid = Some(target.pid);
+            let plan = prepare(&config, &account, &target, spec)?;
+            Ok(Done::Ran(launch::run(target, &plan)?))
+        }
+        Action::Print(_) => unreachable!("handled above"),
+    }
+}
+
+/// Who may ask for what: only root may name another user or configuration,
+/// and root itself never delivers as root.
+fn authorize(request: &Request, is_root: bool) -> Result<()> {
+    if !is_root {
+        if request.user.is_some() {
+            return Err(Error::NotPermitted("--user is for root only".into()));
+        }
+        if request.config.is_some() {
+            return Err(Error::NotPermitted("--config is for root only".into()));
+        }
+        if let Action::Check { user: Some(_) } = request.action {
+            return Err(Error::NotPermitted("checking another user is for root only".into()));
+        }
+    } else if matches!(request.action, Action::Deliver(_)) && request.user.is_none() {
+        return Err(Error::NotPermitted("root delivers only with --user NAME; Exim never runs a pipe as root".into()));
+    }
+    Ok(())
+}
+
+fn account_for(user: Option<&str>, caller: u32, config: &Config) -> Result<Account> {
+    let account = match user {
+        Some(name) => account::by_name(name)?,
+        None => account::by_uid(caller)?,
+    };
+    if account.uid == 0 || account.uid < config.min_uid {
+        return Err(Error::NotPermitted(format!(
+            "user {} has uid {}, below min_uid {} (system accounts are not contained)",
+            account.name, account.uid, config.min_uid
+        )));
+    }
+    Ok(account)
+}
+
+/// Resolve everything a delivery would need, recording each step in `out`.
+fn explain(
+    config_path: &std::path::Path,
+    user: Option<&str>,
+    caller: u32,
+    out: &mut report::Report,
+) -> Result<(Config, Account, resolve::Target)> {
+    let config = config::load(config_path)?;
+    out.config(&config);
+    let account = account_for(user, caller, &config)?;
+    out.account(&account);
+    out.pidfile(&resolve::pidfile_of(&config, &account));
+    let target = resolve::resolve(&config, &account)?;
+    out.target(&target);
+    let creds = resolve::credentials(&account, &target)?;
+    out.credentials(&creds);
+    out.capabilities();
+    Ok((config, account, target))
+}
+
+/// Everything the child needs, built before anything is entered.
+fn prepare(config: &Config, account: &Account, target: &resolve::Target, spec: &CommandSpec) -> Result<Launch> {
+    let credentials = resolve::credentials(account, target)?;
+    let argv_bytes = spec.argv();
+    let inherited: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let env_bytes = command::environment(account, config, &inherited);
+    let bad = |e: std::io::Error| Error::Usage(format!("argument or environment: {e}"));
+    let argv = command::to_cstrings(&argv_bytes).map_err(bad)?;
+    let env = command::to_cstrings(&env_bytes).map_err(bad)?;
+    let candidates = command::candidates(&argv_bytes[0], &config.command_path);
+    let home = CString::new(account::home_bytes(account)).map_err(|_| Error::Account("home contains NUL".into()))?;
+    Ok(Launch {
+        credentials,
+        argv,
+        env,
+        candidates,
+        home,
+        close_range: config.features.close_range,
+        program: log::escape(&argv_bytes[0]),
+    })
+}
+
+/// Die from `sig` as the command did, so that Exim logs what it would have
+/// logged without cagepipe; exit 128+sig if the signal does not kill.
+pub fn die_from_signal(sig: i32) -> ! {
+    let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
+    sys::default_and_unblock(sig);
+    if let Ok(s) = nix::sys::signal::Signal::try_from(sig) {
+        let _ = nix::sys::signal::raise(s);
+    }
+    std::process::exit(128 + sig)
+}

@@ -1,0 +1,125 @@
+//! Two sinks with one fixed format: the audit line to syslog (facility mail,
+//! program `cagepipe`), the human sentence to stderr.
+//!
+//! The syslog socket is connected before any namespace is entered and the
+//! line is formatted without reading any file (no time zone database), so
+//! logging after entering the container reads nothing the container owns.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+
+/// Longest audit line sent, after escaping.
+pub const MAX_LINE: usize = 1024;
+
+const FACILITY_MAIL: u8 = 2 << 3;
+pub const INFO: u8 = 6;
+pub const WARNING: u8 = 4;
+pub const ERR: u8 = 3;
+
+pub struct Log {
+    socket: Option<UnixDatagram>,
+    pid: u32,
+}
+
+impl Log {
+    /// Connect to /dev/log now; without it, lines go to stderr.
+    pub fn open() -> Log {
+        let socket = UnixDatagram::unbound().ok().and_then(|s| s.connect("/dev/log").ok().map(|()| s));
+        Log { socket, pid: std::process::id() }
+    }
+
+    pub fn has_syslog(&self) -> bool {
+        self.socket.is_some()
+    }
+
+    /// Send the audit line. If syslog is unavailable it goes to stderr,
+    /// except for a successful delivery: Exim's `return_output` turns any
+    /// output into a failure, and a working delivery must not bounce
+    /// because the syslog daemon is down.
+    pub fn audit(&self, severity: u8, line: &str, succeeded: bool) {
+        let line = escape(line.as_bytes());
+        let sent = self.socket.as_ref().is_some_and(|s| {
+            let msg = format!("<{}>cagepipe[{}]: {}", FACILITY_MAIL | severity, self.pid, line);
+            s.send(msg.as_bytes()).is_ok()
+        });
+        if !sent && !succeeded {
+            let _ = writeln!(std::io::stderr(), "cagepipe: {line}");
+        }
+    }
+}
+
+/// Tell a person what went wrong and what to fix, in one line.
+pub fn to_stderr(message: &str) {
+    let _ = writeln!(std::io::stderr(), "cagepipe: {}", escape(message.as_bytes()));
+}
+
+/// Escape control characters, backslashes and non-UTF-8 bytes; cap the
+/// length so a hostile argument cannot flood the log.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+        if out.len() > MAX_LINE {
+            break;
+        }
+    }
+    if out.len() > MAX_LINE {
+        let mut cut = MAX_LINE - 3;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push_str("...");
+    }
+    out
+}
+
+/// Quote a value for a `key=value` audit field when it needs it.
+pub fn field(value: &str) -> String {
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'=') {
+        value.to_string()
+    } else {
+        format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_and_bad_bytes_are_escaped() {
+        assert_eq!(escape(b"a\nb\tc\x1b[31m\\"), "a\\nb\\tc\\x1b[31m\\\\");
+        assert_eq!(escape(b"caf\xc3\xa9 \xff"), "caf\u{e9} \\xff");
+    }
+
+    #[test]
+    fn long_lines_are_capped() {
+        let long = vec![b'x'; 10 * MAX_LINE];
+        let e = escape(&long);
+        assert_eq!(e.len(), MAX_LINE);
+        assert!(e.ends_with("..."));
+        let wide = "\u{e9}".repeat(MAX_LINE);
+        assert!(escape(wide.as_bytes()).len() <= MAX_LINE);
+    }
+
+    #[test]
+    fn fields_are_quoted_only_when_needed() {
+        assert_eq!(field("alice"), "alice");
+        assert_eq!(field("no such file"), "\"no such file\"");
+        assert_eq!(field("a\"b"), "\"a\\\"b\"");
+        assert_eq!(field(""), "\"\"");
+    }
+}

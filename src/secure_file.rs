@@ -1,0 +1,218 @@
+//! Opening files that decide who gets into which container: the
+//! configuration and the pidfiles. Such a file is trusted only if it and
+//! every directory above it is owned by root and writable by nobody else, and
+//! no component is a symbolic link. Each component is opened relative to the
+//! previous one (openat with O_NOFOLLOW), so a rename race cannot swap in a
+//! path the checks did not see.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::{fstat, FileStat, Mode, SFlag};
+
+/// Why a file was not trusted.
+#[derive(Debug)]
+pub enum Untrusted {
+    /// The file or one of its directories does not exist.
+    Missing(PathBuf),
+    /// It exists but fails an ownership, mode or type rule.
+    Unsafe { path: PathBuf, why: String },
+    /// A system call failed.
+    Io { path: PathBuf, errno: Errno },
+}
+
+impl fmt::Display for Untrusted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Untrusted::Missing(p) => write!(f, "{} does not exist", p.display()),
+            Untrusted::Unsafe { path, why } => write!(f, "{} {why}", path.display()),
+            Untrusted::Io { path, errno } => write!(f, "{}: {}", path.display(), errno.desc()),
+        }
+    }
+}
+
+/// Contents and metadata of a trusted file.
+#[derive(Debug)]
+pub struct TrustedFile {
+    pub contents: Vec<u8>,
+    pub stat: FileStat,
+}
+
+/// The ownership and mode rule for every component.
+fn check_owner_and_mode(path: &Path, st: &FileStat) -> Result<(), Untrusted> {
+    if st.st_uid != 0 {
+        return Err(Untrusted::Unsafe { path: path.into(), why: format!("is owned by uid {}, not root", st.st_uid) });
+    }
+    if st.st_mode & 0o022 != 0 {
+        return Err(Untrusted::Unsafe {
+            path: path.into(),
+            why: format!("is writable by group or others (mode {:04o})", st.st_mode & 0o7777),
+        });
+    }
+    Ok(())
+}
+
+fn is_type(st: &FileStat, kind: SFlag) -> bool {
+    SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == kind
+}
+
+/// Read `path` if it is trustworthy, at most `max_len` bytes.
+pub fn read_root_owned(path: &Path, max_len: usize) -> Result<TrustedFile, Untrusted> {
+    let unsafe_path = |why: &str| Untrusted::Unsafe { path: path.into(), why: why.into() };
+    if !path.is_absolute() {
+        return Err(unsafe_path("is not an absolute path"));
+    }
+    let mut names = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::RootDir => {}
+            Component::Normal(n) => names.push(n),
+            _ => return Err(unsafe_path("contains '.' or '..'")),
+        }
+    }
+    let Some(file_name) = names.pop() else {
+        return Err(unsafe_path("names no file"));
+    };
+
+    let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mut walked = PathBuf::from("/");
+    let mut dir: OwnedFd = nix::fcntl::open("/", dir_flags, Mode::empty())
+        .map_err(|errno| Untrusted::Io { path: walked.clone(), errno })?;
+    check_dir(&walked, &dir)?;
+    for name in names {
+        walked.push(name);
+        dir = match openat(&dir, name, dir_flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Err(Untrusted::Missing(walked)),
+            Err(Errno::ENOTDIR) | Err(Errno::ELOOP) => {
+                return Err(Untrusted::Unsafe { path: walked, why: "is a symbolic link or not a directory".into() })
+            }
+            Err(errno) => return Err(Untrusted::Io { path: walked, errno }),
+        };
+        check_dir(&walked, &dir)?;
+    }
+
+    walked.push(file_name);
+    let fd = match openat(
+        &dir,
+        file_name,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Err(Untrusted::Missing(walked)),
+        Err(Errno::ELOOP) => return Err(Untrusted::Unsafe { path: walked, why: "is a symbolic link".into() }),
+        Err(errno) => return Err(Untrusted::Io { path: walked, errno }),
+    };
+    let stat = fstat(&fd).map_err(|errno| Untrusted::Io { path: walked.clone(), errno })?;
+    if !is_type(&stat, SFlag::S_IFREG) {
+        return Err(Untrusted::Unsafe { path: walked, why: "is not a regular file".into() });
+    }
+    check_owner_and_mode(&walked, &stat)?;
+
+    let mut contents = Vec::new();
+    let mut file = std::fs::File::from(fd);
+    (&mut file).take(max_len as u64 + 1).read_to_end(&mut contents).map_err(|e| Untrusted::Io {
+        path: walked.clone(),
+        errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    })?;
+    if contents.len() > max_len {
+        return Err(Untrusted::Unsafe { path: walked, why: format!("is larger than {max_len} bytes") });
+    }
+    Ok(TrustedFile { contents, stat })
+}
+
+fn check_dir(path: &Path, fd: &OwnedFd) -> Result<(), Untrusted> {
+    let st = fstat(fd).map_err(|errno| Untrusted::Io { path: path.into(), errno })?;
+    if !is_type(&st, SFlag::S_IFDIR) {
+        return Err(Untrusted::Unsafe { path: path.into(), why: "is not a directory".into() });
+    }
+    check_owner_and_mode(path, &st)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn is_root() -> bool {
+        nix::unistd::geteuid().is_root()
+    }
+
+    #[test]
+    fn relative_and_dotdot_paths_are_refused() {
+        assert!(matches!(read_root_owned(Path::new("etc/passwd"), 10), Err(Untrusted::Unsafe { .. })));
+        assert!(matches!(read_root_owned(Path::new("/etc/../etc/passwd"), 10), Err(Untrusted::Unsafe { .. })));
+    }
+
+    #[test]
+    fn a_root_owned_file_is_read_and_a_missing_one_reported() {
+        let got = read_root_owned(Path::new("/etc/passwd"), 1 << 20).expect("/etc/passwd is root-owned 0644");
+        assert!(got.contents.starts_with(b"root:"));
+        match read_root_owned(Path::new("/etc/cagepipe-no-such-dir/x.toml"), 10) {
+            Err(Untrusted::Missing(p)) => assert_eq!(p, Path::new("/etc/cagepipe-no-such-dir")),
+            other => panic!("expected Missing, got {other:?}"),
+        }
+        assert!(matches!(read_root_owned(Path::new("/etc/passwd"), 3), Err(Untrusted::Unsafe { .. })));
+    }
+
+    #[test]
+    fn writable_symlinked_or_foreign_components_are_refused() {
+        if !is_root() {
+            eprintln!(
+                "SKIP writable_symlinked_or_foreign_components_are_refused: needs root to create root-owned files"
+            );
+            return;
+        }
+        let base = std::env::temp_dir().join(format!("cagepipe-secure-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("d")).unwrap();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(base.join("d"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let file = base.join("d/f");
+        std::fs::write(&file, b"ok").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // The temp dir itself (/tmp, mode 1777) is writable by others.
+        match read_root_owned(&file, 10) {
+            Err(Untrusted::Unsafe { path, .. }) if std::env::temp_dir().starts_with(&path) => {}
+            Ok(_) if std::env::temp_dir().metadata().unwrap().permissions().mode() & 0o022 == 0 => {}
+            other => panic!("expected the world-writable temp dir to be refused, got {other:?}"),
+        }
+        // Below a trusted root: build a tree in /run (root-owned 0755).
+        let base = Path::new("/run").join(format!("cagepipe-secure-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("d")).unwrap();
+        for d in [&base, &base.join("d")] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let file = base.join("d/f");
+        std::fs::write(&file, b"ok").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(read_root_owned(&file, 10).unwrap().contents, b"ok");
+
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o664)).unwrap();
+        assert!(matches!(read_root_owned(&file, 10), Err(Untrusted::Unsafe { .. })));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+        std::fs::set_permissions(base.join("d"), std::fs::Permissions::from_mode(0o757)).unwrap();
+        assert!(
+            matches!(read_root_owned(&file, 10), Err(Untrusted::Unsafe { ref path, .. }) if path == &base.join("d"))
+        );
+        std::fs::set_permissions(base.join("d"), std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        nix::unistd::chown(&file, Some(nix::unistd::Uid::from_raw(1)), None).unwrap();
+        assert!(matches!(read_root_owned(&file, 10), Err(Untrusted::Unsafe { .. })));
+        nix::unistd::chown(&file, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+
+        std::os::unix::fs::symlink(&file, base.join("d/link")).unwrap();
+        assert!(matches!(read_root_owned(&base.join("d/link"), 10), Err(Untrusted::Unsafe { .. })));
+        std::os::unix::fs::symlink(base.join("d"), base.join("dirlink")).unwrap();
+        assert!(matches!(read_root_owned(&base.join("dirlink/f"), 10), Err(Untrusted::Unsafe { .. })));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}

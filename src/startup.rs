@@ -1,0 +1,95 @@
+//! What cagepipe establishes before it trusts anything: standard
+//! descriptors, no inherited descriptors, and a self-check of how it was
+//! installed and started.
+#![forbid(unsafe_code)]
+
+use std::io;
+
+use crate::error::{Error, Result};
+use crate::privileges::{self, REQUIRED};
+use crate::procfs;
+use crate::sys;
+
+/// Make sure 0, 1 and 2 are open (on /dev/null if the caller closed them),
+/// so that no file cagepipe opens can become the command's stdin or stdout.
+pub fn ensure_std_fds() -> io::Result<()> {
+    for fd in 0..=2 {
+        if !sys::fd_is_open(fd) {
+            sys::open_devnull_at(fd)?;
+        }
+    }
+    Ok(())
+}
+
+/// Close every descriptor above 2 that the caller left open (a directory
+/// fd to the host's `/`, a socket...): none of them may reach the container
+/// (runc CVE-2024-21626). Listed from the host's /proc, checked to be procfs.
+pub fn close_inherited_fds() -> Result<()> {
+    check_proc_is_procfs()?;
+    let mut numbers = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").map_err(|e| Error::io("listing /proc/self/fd", e))? {
+        let entry = entry.map_err(|e| Error::io("listing /proc/self/fd", e))?;
+        if let Some(n) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
+            if n > 2 {
+                numbers.push(n);
+            }
+        }
+    }
+    // The directory's own descriptor is in the list; it is closed by now.
+    for n in numbers {
+        sys::close_fd_number(n);
+    }
+    Ok(())
+}
+
+fn check_proc_is_procfs() -> Result<()> {
+    let st = nix::sys::statfs::statfs("/proc").map_err(|e| Error::io("statfs /proc", e.into()))?;
+    if st.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
+        return Err(Error::SelfCheck("/proc is not the proc file system".into()));
+    }
+    Ok(())
+}
+
+/// Refuse to run when installed or started in a way that would make the
+/// result wrong: setuid/setgid, no_new_privs already set (so the file
+/// capabilities were not granted), more than one thread, or capabilities
+/// missing. Root (`--user` by an administrator) holds every capability.
+pub fn self_check(caller_is_root: bool) -> Result<()> {
+    let u = nix::unistd::getresuid().map_err(|e| Error::io("getresuid", e.into()))?;
+    if u.real != u.effective || u.effective != u.saved {
+        return Err(Error::SelfCheck(
+            "cagepipe is running setuid; remove the setuid bit and install it with file capabilities".into(),
+        ));
+    }
+    let g = nix::unistd::getresgid().map_err(|e| Error::io("getresgid", e.into()))?;
+    if g.real != g.effective || g.effective != g.saved {
+        return Err(Error::SelfCheck(
+            "cagepipe is running setgid; remove the setgid bit and install it with file capabilities".into(),
+        ));
+    }
+    if nix::sys::prctl::get_no_new_privs().unwrap_or(true) {
+        return Err(Error::SelfCheck(
+            "no_new_privs is already set, so the file capabilities were not granted (is the caller sandboxed, or cagepipe started from inside a container?)".into(),
+        ));
+    }
+    let status = std::fs::read("/proc/self/status").map_err(|e| Error::io("reading /proc/self/status", e))?;
+    let status = procfs::parse_status(&status).map_err(|e| Error::io("/proc/self/status", io::Error::other(e)))?;
+    if status.threads != 1 {
+        return Err(Error::SelfCheck(format!(
+            "{} threads at start-up; cagepipe must be single-threaded",
+            status.threads
+        )));
+    }
+    sys::mark_single_threaded();
+    if !caller_is_root {
+        let have = sys::capget().map_err(|e| Error::io("reading capabilities", e))?.permitted;
+        let missing = privileges::missing_names(have, &REQUIRED);
+        if !missing.is_empty() {
+            return Err(Error::SelfCheck(format!(
+                "the binary lacks the capabilities {missing}; install it with: setcap {} /usr/sbin/cagepipe",
+                privileges::setcap_text()
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,311 @@
+//! The one place for raw syscalls that neither `nix` nor `caps` wrap safely.
+//!
+//! Everything here is a thin, documented wrapper: no policy, no parsing.
+//! Callers live in modules that `#![forbid(unsafe_code)]`.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+fn cvt(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// `pidfd_open(2)` (Linux 5.3). `ENOSYS` on older kernels such as EL8's 4.18.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and a flags word and returns a new fd or -1;
+    // it touches no memory of ours.
+    let fd = cvt(unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_long, 0 as libc::c_long) })?;
+    // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `pidfd_send_signal(pidfd, 0)`: Ok or EPERM while the process exists
+/// (zombies included), ESRCH once it has been reaped.
+pub fn pidfd_probe(pidfd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: signal 0 with a null siginfo only checks existence and permission.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd() as libc::c_long,
+            0 as libc::c_long,
+            std::ptr::null::<libc::siginfo_t>(),
+            0 as libc::c_long,
+        )
+    })
+    .map(drop)
+}
+
+/// `setns(2)` with any namespace flags; `fd` is a namespace file or, since
+/// Linux 5.8, a pidfd (then several flags may be joined in one atomic step).
+pub fn setns(fd: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: setns reads nothing from our memory; fd is a live borrowed fd.
+    cvt(unsafe { libc::setns(fd.as_raw_fd(), flags) } as libc::c_long).map(drop)
+}
+
+/// `close_range(2)` (Linux 5.9). `ENOSYS` on older kernels.
+pub fn close_range(first: u32, last: u32) -> io::Result<()> {
+    // SAFETY: closes descriptors only; callers own every fd in the range by
+    // the start-up invariant (inherited ones were closed first).
+    cvt(unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_long, last as libc::c_long, 0 as libc::c_long) })
+        .map(drop)
+}
+
+/// Close one raw descriptor number, ignoring EBADF (used by the fallback that
+/// walks a range of numbers on kernels without close_range).
+pub fn close_fd_number(fd: RawFd) {
+    // SAFETY: the fd number is not owned by any live OwnedFd in the calling
+    // code path (it is the pre-exec child, where every owner has been
+    // forgotten or is about to be replaced by exec).
+    unsafe { libc::close(fd) };
+}
+
+/// Whether `fd` is open (`fcntl(F_GETFD)`).
+pub fn fd_is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only reads the descriptor flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    flags != -1
+}
+
+/// Open `/dev/null` onto a closed standard descriptor so that the next file
+/// we open cannot become someone's stdin/stdout/stderr.
+pub fn open_devnull_at(fd: RawFd) -> io::Result<()> {
+    // SAFETY: the path is a valid NUL-terminated C string.
+    let got = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+    if got < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if got != fd {
+        // SAFETY: dup2 onto a closed standard fd, then close the temporary.
+        let r = unsafe { libc::dup2(got, fd) };
+        // SAFETY: `got` is the fd we just opened above.
+        unsafe { libc::close(got) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Result of [`fork_single_threaded`].
+pub enum Forked {
+    Parent(i32),
+    Child,
+}
+
+static SINGLE_THREADED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Record that the start-up check saw exactly one thread. cagepipe never
+/// starts a thread, so this stays true for the life of the process.
+pub fn mark_single_threaded() {
+    SINGLE_THREADED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// `fork(2)`, refused unless the process was verified single-threaded.
+pub fn fork_single_threaded() -> io::Result<Forked> {
+    if !SINGLE_THREADED.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(io::Error::other("refusing to fork: the process was not verified single-threaded"));
+    }
+    // SAFETY: the process has one thread (verified at start-up, and cagepipe
+    // creates none), so no lock can be held by a thread that does not exist
+    // in the child, and the child may run ordinary Rust code.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// Set every catchable signal's disposition to SIG_DFL and empty the signal
+/// mask. Exim starts pipe commands with SIGHUP/SIGINT/SIGTERM/SIGUSR1
+/// ignored, and SIG_IGN survives exec.
+pub fn reset_all_signals() -> io::Result<()> {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL involves no handler code of ours.
+        // Errors (EINVAL for signals the C library reserves) are ignored on
+        // purpose: the kernel resets those on exec anyway since they are
+        // caught by the C library, never ignored.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    // SAFETY: an all-zero sigset_t is a valid empty set for sigemptyset.
+    let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sigemptyset initialises the set we pass.
+    unsafe { libc::sigemptyset(&mut empty) };
+    // SAFETY: valid pointer to an initialised set; old set not requested.
+    let r = unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reset one signal to SIG_DFL and unblock it (used before re-raising the
+/// signal that killed the command, and for SIGCHLD at start-up).
+pub fn default_and_unblock(sig: libc::c_int) {
+    // SAFETY: SIG_DFL runs no code of ours.
+    unsafe { libc::signal(sig, libc::SIG_DFL) };
+    // SAFETY: zeroed sigset_t is then initialised by sigemptyset/sigaddset.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: both calls write only into `set`.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+    }
+    // SAFETY: valid initialised set, no old set requested.
+    unsafe { libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+}
+
+/// The calling thread's signal mask and ignored set are checked by tests;
+/// this reads whether `sig` is currently ignored.
+pub fn signal_is_ignored(sig: libc::c_int) -> bool {
+    // SAFETY: a zeroed sigaction is a valid out-parameter.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: act is null (query only); old points to valid memory.
+    let r = unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) };
+    r == 0 && old.sa_sigaction == libc::SIG_IGN
+}
+
+/// `_exit(2)`: leave the forked child without running destructors or
+/// flushing buffers the parent also holds.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and needs no cleanup from us.
+    unsafe { libc::_exit(code) }
+}
+
+/// Whether the current user namespace is the initial one: `NS_GET_PARENT`
+/// on our own user-namespace file fails with EPERM only there.
+pub fn ns_get_parent_is_eperm(nsfd: BorrowedFd<'_>) -> bool {
+    const NS_GET_PARENT: libc::c_ulong = 0xb702; // _IO(0xb7, 0x2)
+                                                 // SAFETY: NS_GET_PARENT takes no argument and returns a new fd or -1.
+    let r = unsafe { libc::ioctl(nsfd.as_raw_fd(), NS_GET_PARENT as _) };
+    if r >= 0 {
+        // SAFETY: the kernel returned a new fd we own; close it.
+        drop(unsafe { OwnedFd::from_raw_fd(r) });
+        return false;
+    }
+    io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+// ---- capabilities ------------------------------------------------------
+//
+// Raw capget/capset with 64-bit masks (version 3), so that every set is
+// read and written whole, including capabilities newer than any crate's list.
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// The calling thread's effective, permitted and inheritable sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CapSets {
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+}
+
+pub fn capget() -> io::Result<CapSets> {
+    let mut header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: header and a two-element data array are what version 3 expects.
+    cvt(unsafe { libc::syscall(libc::SYS_capget, &mut header as *mut CapHeader, data.as_mut_ptr()) })?;
+    let join = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
+    Ok(CapSets {
+        effective: join(data[0].effective, data[1].effective),
+        permitted: join(data[0].permitted, data[1].permitted),
+        inheritable: join(data[0].inheritable, data[1].inheritable),
+    })
+}
+
+pub fn capset(sets: CapSets) -> io::Result<()> {
+    let mut header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let split = |v: u64| (v as u32, (v >> 32) as u32);
+    let (el, eh) = split(sets.effective);
+    let (pl, ph) = split(sets.permitted);
+    let (il, ih) = split(sets.inheritable);
+    let data = [
+        CapData { effective: el, permitted: pl, inheritable: il },
+        CapData { effective: eh, permitted: ph, inheritable: ih },
+    ];
+    // SAFETY: header and two data elements as version 3 expects; read only.
+    cvt(unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) }).map(drop)
+}
+
+/// Drop every capability from the bounding set (needs CAP_SETPCAP). Walks
+/// numbers until the kernel says EINVAL, so it also covers capabilities
+/// newer than this program.
+pub fn capbset_drop_all() -> io::Result<()> {
+    for cap in 0..64 {
+        // SAFETY: PR_CAPBSET_DROP takes a capability number; no memory.
+        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if r != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                return Ok(());
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// The bounding set as a mask.
+pub fn capbset_read() -> u64 {
+    let mut mask = 0u64;
+    for cap in 0..64 {
+        // SAFETY: PR_CAPBSET_READ takes a capability number; no memory.
+        let r = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) };
+        if r < 0 {
+            break;
+        }
+        if r == 1 {
+            mask |= 1 << cap;
+        }
+    }
+    mask
+}
+
+/// Empty the ambient set (Linux 4.3).
+pub fn cap_ambient_clear_all() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    let r = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The ambient set as a mask.
+pub fn cap_ambient_read() -> u64 {
+    let mut mask = 0u64;
+    for cap in 0..64 {
+        // SAFETY: prctl with integer arguments only.
+        let r = unsafe {
+            libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_IS_SET as libc::c_ulong, cap as libc::c_ulong, 0, 0)
+        };
+        if r < 0 {
+            break;
+        }
+        if r == 1 {
+            mask |= 1 << cap;
+        }
+    }
+    mask
+}
