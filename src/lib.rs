@@ -177,9 +177,10 @@ fn authorize(request: &Request, is_root: bool) -> Result<()> {
 }
 
 fn account_for(user: Option<&str>, caller: u32, config: &Config) -> Result<Account> {
+    let db = account::Database::default();
     let account = match user {
-        Some(name) => account::by_name(name)?,
-        None => account::by_uid(caller)?,
+        Some(name) => account::lookup(&db, account::Key::Name(name))?,
+        None => account::lookup(&db, account::Key::Uid(caller))?,
     };
     if account.uid == 0 || account.uid < config.min_uid {
         return Err(Error::NotPermitted(format!(
