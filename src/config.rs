@@ -40,6 +40,14 @@ struct RawConfig {
     command: RawCommand,
     #[serde(default)]
     kernel: RawKernel,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    socket: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +125,8 @@ pub struct Config {
     /// Environment variables passed through from Exim.
     pub pass_env: Vec<String>,
     pub features: Features,
+    /// The syslog socket (default /dev/log).
+    pub log_socket: PathBuf,
 }
 
 impl Backend {
@@ -212,8 +222,13 @@ fn validate(raw: RawConfig, path: &Path) -> std::result::Result<Config, String> 
             }
         }
     }
+    let log_socket = PathBuf::from(raw.log.socket.unwrap_or_else(|| crate::log::DEFAULT_SOCKET.into()));
+    if !log_socket.is_absolute() {
+        return Err(format!("[log] socket = {:?} must be an absolute path", log_socket));
+    }
     Ok(Config {
         path: path.to_path_buf(),
+        log_socket,
         min_uid: raw.users.min_uid.unwrap_or(1000),
         backend,
         missing,
@@ -298,6 +313,7 @@ mod tests {
         assert_eq!(d.missing, Missing::Defer);
         assert_eq!(d.features, Features { pidfd: true, close_range: true });
         assert_eq!(d.command_path, "/usr/local/bin:/usr/bin:/bin");
+        assert_eq!(d.log_socket, PathBuf::from("/dev/log"));
         assert_eq!(d.backend.pidfile_path("bob", 1002), PathBuf::from("/run/c/1002/bob.pid"));
         assert_eq!(d.backend.describe(), "pidfile /run/c/{uid}/{user}.pid");
     }
@@ -327,6 +343,16 @@ mod tests {
         assert!(err("[container]\npidfile = \"/x\"\n[command]\npass_env = [\"lower\"]\n").contains("not a variable"));
         assert!(err("[container]\npidfile = \"/x\"\n[kernel]\ndisable = [\"clone9\"]\n").contains("not known"));
         assert!(err("[users]\nmin_uid = -1\n[container]\npidfile = \"/x\"\n").contains("line 2"));
+    }
+
+    #[test]
+    fn the_packaged_example_is_valid_and_says_the_defaults() {
+        let c = ok(include_str!("../packaging/cagepipe.toml"));
+        assert_eq!(c.min_uid, 1000);
+        assert_eq!(c.missing, Missing::Defer);
+        assert_eq!(c.backend.describe(), "pidfile /run/cagepipe/{user}.pid");
+        assert_eq!(c.features, Features { pidfd: true, close_range: true });
+        assert_eq!(c.pass_env.len(), EXIM_ENV.len());
     }
 
     #[test]

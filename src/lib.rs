@@ -61,9 +61,9 @@ pub fn run(args: Vec<OsString>) -> Outcome {
     }
     let closed = startup::close_inherited_fds();
     // Connected now, before any namespace is entered.
-    let log = log::Log::open();
+    let mut log = log::Log::open();
     let mut audit = Audit::default();
-    let result = closed.and_then(|()| dispatch(args, &mut audit));
+    let result = closed.and_then(|()| dispatch(args, &mut audit, &mut log));
     let (outcome, severity, text, ok) = match &result {
         Ok(Done::Printed) => return Outcome::Exit(0),
         Ok(Done::Explained(code)) => return Outcome::Exit(*code),
@@ -112,7 +112,7 @@ enum Done {
     Ran(Ending),
 }
 
-fn dispatch(args: Vec<OsString>, audit: &mut Audit) -> Result<Done> {
+fn dispatch(args: Vec<OsString>, audit: &mut Audit, log: &mut log::Log) -> Result<Done> {
     let request = Request::parse(args)?;
     if let Action::Print(text) = &request.action {
         print!("{text}");
@@ -144,6 +144,7 @@ fn dispatch(args: Vec<OsString>, audit: &mut Audit) -> Result<Done> {
         }
         Action::Deliver(spec) => {
             let config = config::load(&config_path)?;
+            log.use_socket(&config.log_socket);
             let account = account_for(request.user.as_deref(), caller, &config)?;
             audit.user = Some(account.name.clone());
             audit.uid = Some(account.uid);

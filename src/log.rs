@@ -17,16 +17,31 @@ pub const INFO: u8 = 6;
 pub const WARNING: u8 = 4;
 pub const ERR: u8 = 3;
 
+pub const DEFAULT_SOCKET: &str = "/dev/log";
+
 pub struct Log {
     socket: Option<UnixDatagram>,
+    path: std::path::PathBuf,
     pid: u32,
+}
+
+fn connect(path: &std::path::Path) -> Option<UnixDatagram> {
+    UnixDatagram::unbound().ok().and_then(|s| s.connect(path).ok().map(|()| s))
 }
 
 impl Log {
     /// Connect to /dev/log now; without it, lines go to stderr.
     pub fn open() -> Log {
-        let socket = UnixDatagram::unbound().ok().and_then(|s| s.connect("/dev/log").ok().map(|()| s));
-        Log { socket, pid: std::process::id() }
+        let path = std::path::PathBuf::from(DEFAULT_SOCKET);
+        Log { socket: connect(&path), path, pid: std::process::id() }
+    }
+
+    /// Use the configured socket instead (called before anything is entered).
+    pub fn use_socket(&mut self, path: &std::path::Path) {
+        if path != self.path {
+            self.socket = connect(path);
+            self.path = path.to_path_buf();
+        }
     }
 
     pub fn has_syslog(&self) -> bool {
