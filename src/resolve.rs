@@ -172,7 +172,11 @@ fn pin(
             foreign.push(ForeignNs { kind, inode: theirs.st_ino, file });
         }
     }
-    if !foreign.iter().any(|ns| ns.kind.name == "mnt") {
+    // Not a container: it shares our mount namespace, or the host's (that
+    // of pid 1, for a cagepipe started by hand in a private one).
+    let host_mnt = nix::sys::stat::stat("/proc/1/ns/mnt").ok().map(|st| (st.st_dev, st.st_ino));
+    let mnt = foreign.iter().find(|ns| ns.kind.name == "mnt");
+    if mnt.is_none() || mnt.and_then(|ns| fstat(&ns.file).ok()).map(|st| (st.st_dev, st.st_ino)) == host_mnt {
         return Err(not_running(format!(
             "process {pid} from {source} shares the host's mount namespace, so it is not a container"
         )));

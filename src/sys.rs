@@ -119,26 +119,53 @@ pub fn fork_single_threaded() -> io::Result<Forked> {
     }
 }
 
-/// Set every catchable signal's disposition to SIG_DFL and empty the signal
-/// mask. Exim starts pipe commands with SIGHUP/SIGINT/SIGTERM/SIGUSR1
-/// ignored, and SIG_IGN survives exec.
+/// The kernel's `struct sigaction` for `rt_sigaction(2)` on x86_64 and the
+/// other architectures cagepipe ships on (handler, flags, restorer, mask).
+#[repr(C)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Set every signal's disposition to SIG_DFL and empty the signal mask.
+/// Exim starts pipe commands with SIGHUP/SIGINT/SIGTERM/SIGUSR1 ignored,
+/// and SIG_IGN survives exec. The raw syscall is used because the C
+/// library refuses to touch the real-time signals it reserves (32, 33),
+/// which a caller can also hand over ignored.
 pub fn reset_all_signals() -> io::Result<()> {
-    for sig in 1..libc::SIGRTMAX() {
+    let dfl = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+    for sig in 1..=64 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: installing SIG_DFL involves no handler code of ours.
-        // Errors (EINVAL for signals the C library reserves) are ignored on
-        // purpose: the kernel resets those on exec anyway since they are
-        // caught by the C library, never ignored.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
+        // SAFETY: a valid kernel sigaction for SIG_DFL (no handler code, no
+        // restorer needed); old action not requested; sigsetsize is 8.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig as libc::c_long,
+                &dfl as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8 as libc::c_long,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
-    // SAFETY: an all-zero sigset_t is a valid empty set for sigemptyset.
-    let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: sigemptyset initialises the set we pass.
-    unsafe { libc::sigemptyset(&mut empty) };
-    // SAFETY: valid pointer to an initialised set; old set not requested.
-    let r = unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) };
+    let empty: u64 = 0;
+    // SAFETY: a valid 8-byte signal set; old set not requested.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK as libc::c_long,
+            &empty as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8 as libc::c_long,
+        )
+    };
     if r != 0 {
         return Err(io::Error::last_os_error());
     }

@@ -1,0 +1,470 @@
+//! Test probe for cagepipe: runs inside the testbed containers.
+//!
+//! ```text
+//! probe init
+//! probe report [--stdin-hash] [--read-bytes N] [--spawn-bg] [--sleep SECS]
+//!              [--signal SIGNUM | --exit N] [ARGS...] [-- ARGS...]
+//! ```
+//!
+//! `init` is the containers' pid 1: it reaps every child and orphan and
+//! never exits on its own.
+//!
+//! `report` prints what a delivered command sees, one `key=value` per line on
+//! stdout, then acts as asked (see `usage()` below for the keys). Values are
+//! escaped so each key takes exactly one line: `\\` for a backslash, `\n`,
+//! `\r`, `\t`, and `\xHH` (two lowercase hex digits) for every other byte
+//! outside printable ASCII 0x20..=0x7e. Keys are escaped the same way, and an
+//! `=` inside a key (possible in odd environment variable names) is `\x3d`,
+//! so a line splits at its first `=`.
+//!
+//! The probe has its own C `main` (`#![no_main]`) because Rust's normal
+//! start-up changes exactly what it must observe: it sets SIGPIPE to
+//! ignored and reopens closed descriptors 0-2 on /dev/null. Without that
+//! start-up `std` works as usual (argv comes from glibc's init hooks).
+//! `cargo test --all-targets` also builds the probe as a test harness,
+//! which brings its own `main`; that build only runs the unit tests below.
+
+#![cfg_attr(not(test), no_main)]
+#![cfg_attr(test, allow(dead_code))]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::time::Duration;
+
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::signal::{self, SigHandler, SigSet, Signal};
+use nix::sys::stat::{self, Mode};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{self, ForkResult};
+
+/// Exit status for a bad command line.
+const EXIT_USAGE: i32 = 2;
+/// Exit status when the report cannot be produced or written.
+const EXIT_FAILURE: i32 = 70;
+/// How long the `--spawn-bg` child lingers.
+const BACKGROUND_SLEEP: Duration = Duration::from_secs(600);
+
+const FNV64_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV64_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// The namespaces reported as `ns_<kind>`, as named in /proc/self/ns.
+const NAMESPACE_KINDS: [&str; 10] =
+    ["user", "mnt", "pid", "pid_for_children", "net", "ipc", "uts", "cgroup", "time", "time_for_children"];
+
+/// /proc/self/status fields reported under the given key.
+const STATUS_FIELDS: [(&str, &str); 10] = [
+    ("CapInh", "cap_inh"),
+    ("CapPrm", "cap_prm"),
+    ("CapEff", "cap_eff"),
+    ("CapBnd", "cap_bnd"),
+    ("CapAmb", "cap_amb"),
+    ("NoNewPrivs", "no_new_privs"),
+    ("SigIgn", "sig_ign"),
+    ("SigBlk", "sig_blk"),
+    ("Umask", "umask"),
+    ("Seccomp", "seccomp"),
+];
+
+fn usage() -> &'static str {
+    "usage: probe init
+       probe report [--stdin-hash] [--read-bytes N] [--spawn-bg] [--sleep SECS]
+                    [--signal SIGNUM | --exit N] [ARGS...] [-- ARGS...]
+(ARGS are only reported, as argv_<N>)
+
+report keys: uid euid suid fsuid gid egid sgid fsgid groups cap_inh cap_prm
+cap_eff cap_bnd cap_amb no_new_privs seccomp sig_ign sig_blk umask
+ns_<user|mnt|pid|pid_for_children|net|ipc|uts|cgroup|time|time_for_children>
+cgroup fds cwd cwd_dev_ino root_dev_ino hostname pid ppid pgid sid argv_count
+argv_<N> env_count env_<NAME> home_marker, then stdin_len stdin_fnv64 (with
+--stdin-hash or --read-bytes) and bg_pid (with --spawn-bg). A value that
+cannot be read is '-'."
+}
+
+/// The C entry point; see the crate comment for why it is not `fn main`.
+#[cfg(not(test))]
+#[no_mangle]
+pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    // Lossy is fine: only options are parsed here; argv_<N> reports the
+    // exact bytes.
+    let args: Vec<String> = std::env::args_os().skip(1).map(|arg| arg.to_string_lossy().into_owned()).collect();
+    match args.first().map(String::as_str) {
+        Some("init") if args.len() == 1 => run_init(),
+        Some("report") => match ReportOptions::parse(&args[1..]) {
+            Ok(options) => run_report(&options),
+            Err(message) => {
+                eprintln!("probe: {message}\n{}", usage());
+                EXIT_USAGE
+            }
+        },
+        _ => {
+            eprintln!("{}", usage());
+            EXIT_USAGE
+        }
+    }
+}
+
+/// One step of FNV-1a, 64 bit (reported as 16 lowercase hex digits; the
+/// tests' `common::fnv64` must stay the same function).
+fn fnv64_update(mut hash: u64, bytes: &[u8]) -> u64 {
+    for &byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(FNV64_PRIME);
+    }
+    hash
+}
+
+// ---------------------------------------------------------------- init ---
+
+/// Reap children forever. Orphans anywhere in the pid namespace are
+/// reparented to us; collecting them keeps the process table clean.
+fn run_init() -> ! {
+    let mut sigchld = SigSet::empty();
+    sigchld.add(Signal::SIGCHLD);
+    // Blocked, SIGCHLD stays pending between the last waitpid and sigwait,
+    // so no exit can slip through unnoticed (and pid 1 would otherwise
+    // have it discarded: its default action is to ignore).
+    if let Err(err) = sigchld.thread_block() {
+        eprintln!("probe init: cannot block SIGCHLD: {err}");
+    }
+    loop {
+        reap_ready_children();
+        if sigchld.wait().is_err() {
+            // Only EINVAL is documented; never spin.
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
+fn reap_ready_children() {
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(err) => {
+                eprintln!("probe init: waitpid: {err}");
+                return;
+            }
+        }
+    }
+}
+
+// -------------------------------------------------------------- report ---
+
+#[derive(Debug, Default)]
+struct ReportOptions {
+    stdin_hash: bool,
+    read_bytes: Option<u64>,
+    spawn_background: bool,
+    sleep: Option<Duration>,
+    signal: Option<Signal>,
+    exit_status: i32,
+}
+
+impl ReportOptions {
+    fn parse(args: &[String]) -> Result<Self, String> {
+        let mut options = ReportOptions::default();
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value")).cloned();
+            match arg.as_str() {
+                "--stdin-hash" => options.stdin_hash = true,
+                "--spawn-bg" => options.spawn_background = true,
+                "--read-bytes" => {
+                    let text = value(arg)?;
+                    let count = text.parse().map_err(|_| format!("--read-bytes: bad count {text:?}"))?;
+                    options.read_bytes = Some(count);
+                }
+                "--sleep" => {
+                    let text = value(arg)?;
+                    let seconds = text
+                        .parse::<f64>()
+                        .ok()
+                        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                        .ok_or_else(|| format!("--sleep: bad duration {text:?}"))?;
+                    options.sleep = Some(seconds);
+                }
+                "--signal" => {
+                    let text = value(arg)?;
+                    let signal = text
+                        .parse::<i32>()
+                        .ok()
+                        .and_then(|n| Signal::try_from(n).ok())
+                        .ok_or_else(|| format!("--signal: bad signal number {text:?}"))?;
+                    options.signal = Some(signal);
+                }
+                "--exit" => {
+                    let text = value(arg)?;
+                    options.exit_status =
+                        text.parse::<u8>().map_err(|_| format!("--exit: bad status {text:?} (0-255)"))?.into();
+                }
+                // Arguments after `--`, and any that are not options, only
+                // show up in argv_<N> (for tests of argument passing).
+                "--" => break,
+                other if other.starts_with('-') => return Err(format!("unknown option {other:?}")),
+                _ => {}
+            }
+        }
+        Ok(options)
+    }
+}
+
+fn run_report(options: &ReportOptions) -> i32 {
+    // First, before this process opens anything of its own.
+    let fds = open_fds();
+    let mut out = io::stdout().lock();
+    let result = write_report(&mut out, fds, options)
+        .and_then(|()| if options.spawn_background { spawn_background(&mut out) } else { Ok(()) })
+        .and_then(|()| out.flush());
+    drop(out);
+    if let Err(err) = result {
+        eprintln!("probe report: {err}");
+        return EXIT_FAILURE;
+    }
+    if let Some(duration) = options.sleep {
+        std::thread::sleep(duration);
+    }
+    if let Some(signal) = options.signal {
+        die_by_signal(signal);
+    }
+    options.exit_status
+}
+
+/// One `key=value` line, both escaped (see the crate comment).
+fn put(out: &mut impl Write, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> io::Result<()> {
+    let mut line = Vec::new();
+    escape_into(&mut line, key.as_ref(), true);
+    line.push(b'=');
+    escape_into(&mut line, value.as_ref(), false);
+    line.push(b'\n');
+    out.write_all(&line)
+}
+
+fn escape_into(line: &mut Vec<u8>, bytes: &[u8], is_key: bool) {
+    for &byte in bytes {
+        match byte {
+            b'\\' => line.extend_from_slice(b"\\\\"),
+            b'\n' => line.extend_from_slice(b"\\n"),
+            b'\r' => line.extend_from_slice(b"\\r"),
+            b'\t' => line.extend_from_slice(b"\\t"),
+            b'=' if is_key => line.extend_from_slice(b"\\x3d"),
+            0x20..=0x7e => line.push(byte),
+            _ => line.extend_from_slice(format!("\\x{byte:02x}").as_bytes()),
+        }
+    }
+}
+
+fn write_report(out: &mut impl Write, fds: String, options: &ReportOptions) -> io::Result<()> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| -> Option<Vec<String>> {
+        status.lines().find_map(|line| {
+            let rest = line.strip_prefix(name)?.strip_prefix(':')?;
+            Some(rest.split_whitespace().map(str::to_owned).collect())
+        })
+    };
+
+    // Uid:/Gid: list real, effective, saved set and filesystem ids.
+    for (name, keys) in [("Uid", ["uid", "euid", "suid", "fsuid"]), ("Gid", ["gid", "egid", "sgid", "fsgid"])] {
+        let ids = field(name).unwrap_or_default();
+        for (i, key) in keys.iter().enumerate() {
+            put(out, key, ids.get(i).map_or("-", String::as_str))?;
+        }
+    }
+    let groups = field("Groups").map_or_else(|| "-".to_owned(), |g| g.join(","));
+    put(out, "groups", groups)?;
+    for (name, key) in STATUS_FIELDS {
+        let value = field(name).map_or_else(|| "-".to_owned(), |v| v.join(" "));
+        put(out, key, value)?;
+    }
+
+    for kind in NAMESPACE_KINDS {
+        put(out, format!("ns_{kind}"), namespace_inode(kind))?;
+    }
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup")
+        .map(|text| text.lines().collect::<Vec<_>>().join(";"))
+        .unwrap_or_else(|_| "-".to_owned());
+    put(out, "cgroup", cgroup)?;
+    put(out, "fds", fds)?;
+
+    let cwd = std::env::current_dir().map(|p| p.into_os_string()).unwrap_or_else(|_| "-".into());
+    put(out, "cwd", cwd.as_bytes())?;
+    put(out, "cwd_dev_ino", dev_ino("."))?;
+    put(out, "root_dev_ino", dev_ino("/"))?;
+    let hostname = unistd::gethostname().unwrap_or_else(|_| "-".into());
+    put(out, "hostname", hostname.as_bytes())?;
+
+    put(out, "pid", unistd::getpid().to_string())?;
+    put(out, "ppid", unistd::getppid().to_string())?;
+    put(out, "pgid", unistd::getpgrp().to_string())?;
+    let sid = unistd::getsid(None).map_or_else(|_| "-".to_owned(), |s| s.to_string());
+    put(out, "sid", sid)?;
+
+    let argv: Vec<_> = std::env::args_os().collect();
+    put(out, "argv_count", argv.len().to_string())?;
+    for (i, arg) in argv.iter().enumerate() {
+        put(out, format!("argv_{i}"), arg.as_bytes())?;
+    }
+    let env: Vec<_> = std::env::vars_os().collect();
+    put(out, "env_count", env.len().to_string())?;
+    for (name, value) in &env {
+        let mut key = b"env_".to_vec();
+        key.extend_from_slice(name.as_bytes());
+        put(out, key, value.as_bytes())?;
+    }
+    put(out, "home_marker", home_marker())?;
+
+    if options.stdin_hash || options.read_bytes.is_some() {
+        let (len, hash) = hash_stdin(options.read_bytes)?;
+        put(out, "stdin_len", len.to_string())?;
+        put(out, "stdin_fnv64", hash)?;
+    }
+    Ok(())
+}
+
+/// Sorted open descriptors, without the one used to list them.
+fn open_fds() -> String {
+    let Ok(mut dir) =
+        Dir::open("/proc/self/fd", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+    else {
+        return "-".to_owned();
+    };
+    let own = dir.as_raw_fd();
+    let mut fds: Vec<i32> = dir
+        .iter()
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str().ok()?.parse().ok())
+        .filter(|&fd| fd != own)
+        .collect();
+    fds.sort_unstable();
+    let fds: Vec<String> = fds.iter().map(i32::to_string).collect();
+    fds.join(",")
+}
+
+/// The inode number in a /proc/self/ns link such as `mnt:[4026531841]`.
+fn namespace_inode(kind: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{kind}"))
+        .ok()
+        .and_then(|target| {
+            let target = target.to_str()?.to_owned();
+            let inode = target.split_once(":[")?.1.strip_suffix(']')?;
+            Some(inode.to_owned())
+        })
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+fn dev_ino(path: &str) -> String {
+    stat::stat(path).map_or_else(|_| "-".to_owned(), |st| format!("{}:{}", st.st_dev, st.st_ino))
+}
+
+/// `$HOME/.container-home` without its trailing newline, or `-`.
+fn home_marker() -> Vec<u8> {
+    let Some(home) = std::env::var_os("HOME") else {
+        return b"-".to_vec();
+    };
+    let path = std::path::Path::new(&home).join(".container-home");
+    match std::fs::read(path) {
+        Ok(mut text) => {
+            if text.last() == Some(&b'\n') {
+                text.pop();
+            }
+            text
+        }
+        Err(_) => b"-".to_vec(),
+    }
+}
+
+/// Read stdin to EOF, or only `limit` bytes, straight from fd 0: a buffered
+/// reader could take more than `limit` from the pipe.
+fn hash_stdin(limit: Option<u64>) -> io::Result<(u64, String)> {
+    let stdin = io::stdin();
+    let fd = stdin.as_fd();
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut hash = FNV64_OFFSET_BASIS;
+    let mut total: u64 = 0;
+    loop {
+        let want = match limit {
+            Some(limit) if total >= limit => break,
+            Some(limit) => buffer.len().min(usize::try_from(limit - total).unwrap_or(usize::MAX)),
+            None => buffer.len(),
+        };
+        match unistd::read(fd, &mut buffer[..want]) {
+            Ok(0) => break,
+            Ok(n) => {
+                hash = fnv64_update(hash, &buffer[..n]);
+                total += n as u64;
+            }
+            Err(Errno::EINTR) => continue,
+            Err(err) => return Err(io::Error::from(err)),
+        }
+    }
+    Ok((total, format!("{hash:016x}")))
+}
+
+/// Fork a child that stays in our process group (and keeps our stdout and
+/// stderr) for ten minutes: what a delivery leaves behind when it
+/// daemonises badly.
+fn spawn_background(out: &mut impl Write) -> io::Result<()> {
+    // Nothing buffered may be duplicated into the child.
+    out.flush()?;
+    // SAFETY: the probe is single-threaded, so the child may run any code.
+    match unsafe { unistd::fork() }.map_err(io::Error::from)? {
+        ForkResult::Child => {
+            std::thread::sleep(BACKGROUND_SLEEP);
+            std::process::exit(0);
+        }
+        ForkResult::Parent { child } => put(out, "bg_pid", child.to_string()),
+    }
+}
+
+/// Kill ourselves with `signal` under its default action.
+fn die_by_signal(signal: Signal) {
+    // SAFETY: SIG_DFL installs no handler, so no code of ours can run in
+    // signal context; the probe is single-threaded.
+    if let Err(err) = unsafe { signal::signal(signal, SigHandler::SigDfl) } {
+        eprintln!("probe report: cannot reset {signal}: {err}");
+    }
+    let mut set = SigSet::empty();
+    set.add(signal);
+    if let Err(err) = set.thread_unblock() {
+        eprintln!("probe report: cannot unblock {signal}: {err}");
+    }
+    if let Err(err) = signal::raise(signal) {
+        eprintln!("probe report: cannot raise {signal}: {err}");
+    }
+    // Signals whose default action is to ignore or stop end up here.
+    eprintln!("probe report: still alive after {signal}");
+    std::process::exit(EXIT_FAILURE);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn escaped(bytes: &[u8], is_key: bool) -> String {
+        let mut line = Vec::new();
+        escape_into(&mut line, bytes, is_key);
+        String::from_utf8(line).expect("escaped text is ASCII")
+    }
+
+    #[test]
+    fn escaping_keeps_one_key_per_line() {
+        assert_eq!(escaped(b"plain text=1", false), "plain text=1");
+        assert_eq!(escaped(b"a\\b\nc\rd\te", false), "a\\\\b\\nc\\rd\\te");
+        assert_eq!(escaped(b"\x00\x1f\x7f\xff\xc3\xa9", false), "\\x00\\x1f\\x7f\\xff\\xc3\\xa9");
+        assert_eq!(escaped(b"env_A=B", true), "env_A\\x3dB");
+    }
+
+    #[test]
+    fn fnv1a_64_matches_the_reference_values() {
+        let hex = |bytes: &[u8]| format!("{:016x}", fnv64_update(FNV64_OFFSET_BASIS, bytes));
+        assert_eq!(hex(b""), "cbf29ce484222325");
+        assert_eq!(hex(b"a"), "af63dc4c8601ec8c");
+        assert_eq!(hex(b"foobar"), "85944171f73967e8");
+        // Streaming in pieces gives the same hash.
+        let split = fnv64_update(fnv64_update(FNV64_OFFSET_BASIS, b"foo"), b"bar");
+        assert_eq!(format!("{split:016x}"), "85944171f73967e8");
+    }
+}

@@ -1,0 +1,558 @@
+//! Shared helpers for the integration tests: real throwaway containers
+//! (`testbed/container`), test accounts, and the probe's report format.
+//!
+//! Each test file uses a different subset, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+/// Where every container sees the probe.
+pub const PROBE_IN_CONTAINER: &str = "/opt/cagepipe-probe/probe";
+/// `testbed/container`'s state directory root.
+pub const TESTBED_STATE_ROOT: &str = "/run/cagepipe-testbed";
+/// The cgroup every container's own cgroup is created in, under the cgroup
+/// of whoever started it, in every hierarchy.
+pub const TESTBED_CGROUP: &str = "cagepipe-testbed";
+/// Container names become hostnames and path components.
+pub const MAX_NAME_LEN: usize = 40;
+
+/// False, after a loud SKIP line, when the tests cannot create namespaces,
+/// cgroups and accounts. CI runs as root, where nothing is skipped.
+pub fn require_root(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    // Straight to fd 2: the test harness captures eprintln! of passing tests.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIP {test}: needs root (real namespaces, cgroups, mounts and test accounts); \
+         run `sudo testbed/test`"
+    );
+    false
+}
+
+pub fn repo_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn container_script() -> PathBuf {
+    repo_dir().join("testbed/container")
+}
+
+/// The probe binary, built once per test process (`cargo test --test X`
+/// does not build examples; a no-op when it is up to date).
+pub fn probe_binary() -> &'static Path {
+    static PROBE: OnceLock<PathBuf> = OnceLock::new();
+    PROBE.get_or_init(|| {
+        // target/<profile>/cagepipe -> target/<profile>/examples/probe
+        let bin_dir = Path::new(env!("CARGO_BIN_EXE_cagepipe")).parent().expect("cagepipe binary has a directory");
+        let probe = bin_dir.join("examples/probe");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "--example", "probe"]);
+        if bin_dir.file_name().is_some_and(|p| p == "release") {
+            build.arg("--release");
+        }
+        let failure = match build.current_dir(repo_dir()).stdin(Stdio::null()).output() {
+            Ok(out) if out.status.success() => return probe,
+            Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
+            Err(err) => err.to_string(),
+        };
+        assert!(probe.exists(), "cargo build --example probe failed and there is no probe:\n{failure}");
+        let _ = writeln!(
+            std::io::stderr(),
+            "WARNING: cargo build --example probe failed; using the existing {}:\n{failure}",
+            probe.display()
+        );
+        probe
+    })
+}
+
+/// FNV-1a, 64 bit, as 16 lowercase hex digits: the probe's `stdin_fnv64`.
+pub fn fnv64(bytes: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in bytes {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// The probe's `key=value` lines, keys and values unescaped (`\\`, `\n`,
+/// `\r`, `\t`, `\xHH`; non-UTF-8 bytes become U+FFFD).
+pub fn parse_report(stdout: &[u8]) -> BTreeMap<String, String> {
+    let mut report = BTreeMap::new();
+    for line in stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let Some(eq) = line.iter().position(|&b| b == b'=') else {
+            panic!("probe line without '=': {:?}", String::from_utf8_lossy(line));
+        };
+        let key = String::from_utf8_lossy(&unescape(&line[..eq])).into_owned();
+        let value = String::from_utf8_lossy(&unescape(&line[eq + 1..])).into_owned();
+        report.insert(key, value);
+    }
+    report
+}
+
+/// Undo the probe's escaping; the raw bytes.
+pub fn unescape(escaped: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(escaped.len());
+    let mut i = 0;
+    while i < escaped.len() {
+        let byte = escaped[i];
+        if byte != b'\\' || i + 1 == escaped.len() {
+            out.push(byte);
+            i += 1;
+            continue;
+        }
+        let (decoded, used) = match escaped[i + 1] {
+            b'\\' => (Some(b'\\'), 2),
+            b'n' => (Some(b'\n'), 2),
+            b'r' => (Some(b'\r'), 2),
+            b't' => (Some(b'\t'), 2),
+            b'x' => (
+                escaped
+                    .get(i + 2..i + 4)
+                    .and_then(|hex| std::str::from_utf8(hex).ok())
+                    .and_then(|hex| u8::from_str_radix(hex, 16).ok()),
+                4,
+            ),
+            _ => (None, 0),
+        };
+        match decoded {
+            Some(b) => {
+                out.push(b);
+                i += used;
+            }
+            None => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Inode of namespace `kind` (`mnt`, `user`, ...) of process `pid`.
+pub fn ns_inode_of(pid: i32, kind: &str) -> u64 {
+    let path = format!("/proc/{pid}/ns/{kind}");
+    std::fs::metadata(&path).unwrap_or_else(|e| panic!("{path}: {e}")).ino()
+}
+
+/// Inode of this (host) process's namespace `kind`.
+pub fn host_ns_inode(kind: &str) -> u64 {
+    ns_inode_of(std::process::id() as i32, kind)
+}
+
+/// True if `pid` exists and is not a zombie.
+pub fn process_running(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+            !matches!(state, Some(Some('Z' | 'X')))
+        }
+        Err(_) => false,
+    }
+}
+
+/// A container name unique across parallel tests and test processes:
+/// `prefix` (sanitised), then this process's pid and a counter.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let suffix = format!("-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+    let mut stem = String::new();
+    for c in prefix.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_alphanumeric() {
+            stem.push(c);
+        } else if !stem.is_empty() && !stem.ends_with('-') {
+            stem.push('-');
+        }
+    }
+    stem.truncate(MAX_NAME_LEN.saturating_sub(suffix.len()));
+    let stem = stem.trim_end_matches('-');
+    let stem = if stem.is_empty() { "c" } else { stem };
+    format!("{stem}{suffix}")
+}
+
+/// What `Container::start` asks `testbed/container` for. The probe is
+/// always bound at [`PROBE_IN_CONTAINER`] and runs as the init.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerOpts {
+    /// Accounts living in the container (`--user`).
+    pub users: Vec<String>,
+    /// A new user namespace (`--userns`).
+    pub userns: bool,
+    /// `"IN OUT COUNT[,...]"` (implies a user namespace).
+    pub uid_map: Option<String>,
+    pub gid_map: Option<String>,
+    /// The init chroot()s instead of pivot_root (`--chroot`).
+    pub chroot: bool,
+    /// Root-owned 0644 pidfile written once the container is ready.
+    pub pidfile: Option<PathBuf>,
+    /// No cgroups of its own (`--no-cgroup`).
+    pub no_cgroup: bool,
+    /// More read-only binds: host path, path inside.
+    pub bind_ro: Vec<(PathBuf, String)>,
+}
+
+/// A running container, stopped on drop.
+#[derive(Debug)]
+pub struct Container {
+    pub name: String,
+    /// The init's pid in the host's pid namespace.
+    pub pid: i32,
+    pub pidfile: Option<PathBuf>,
+    pub chroot: bool,
+    cgroup_dirs: Vec<PathBuf>,
+    stopped: bool,
+}
+
+impl Container {
+    /// Start a container or panic with `testbed/container`'s stderr.
+    pub fn start(name: &str, opts: &ContainerOpts) -> Container {
+        Self::try_start(name, opts).unwrap_or_else(|message| panic!("{message}"))
+    }
+
+    /// Start a container; `Err` carries the exit status and stderr.
+    pub fn try_start(name: &str, opts: &ContainerOpts) -> Result<Container, String> {
+        let probe = probe_binary();
+        let mut cmd = Command::new(container_script());
+        cmd.arg("start").arg(name).arg("--init").arg(probe);
+        cmd.arg("--bind-ro").arg(format!("{}:{PROBE_IN_CONTAINER}", probe.display()));
+        for (src, dst) in &opts.bind_ro {
+            cmd.arg("--bind-ro").arg(format!("{}:{dst}", src.display()));
+        }
+        for user in &opts.users {
+            cmd.args(["--user", user]);
+        }
+        if opts.userns {
+            cmd.arg("--userns");
+        }
+        if let Some(map) = &opts.uid_map {
+            cmd.args(["--uid-map", map]);
+        }
+        if let Some(map) = &opts.gid_map {
+            cmd.args(["--gid-map", map]);
+        }
+        if opts.chroot {
+            cmd.arg("--chroot");
+        }
+        if let Some(pidfile) = &opts.pidfile {
+            cmd.arg("--pidfile").arg(pidfile);
+        }
+        if opts.no_cgroup {
+            cmd.arg("--no-cgroup");
+        }
+        let out =
+            cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("run {}: {e}", container_script().display()));
+        if !out.status.success() {
+            return Err(format!(
+                "testbed/container start {name} failed ({}):\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let pid = stdout.trim().parse().unwrap_or_else(|_| panic!("testbed/container start {name} printed {stdout:?}"));
+        let mut container = Container {
+            name: name.to_owned(),
+            pid,
+            pidfile: opts.pidfile.clone(),
+            chroot: opts.chroot,
+            cgroup_dirs: Vec::new(),
+            stopped: false,
+        };
+        if !opts.no_cgroup {
+            container.cgroup_dirs = own_cgroup_dirs_of(pid, name);
+        }
+        Ok(container)
+    }
+
+    /// Inode of the container's namespace `kind`, from the host's /proc.
+    pub fn ns_inode(&self, kind: &str) -> u64 {
+        ns_inode_of(self.pid, kind)
+    }
+
+    /// The container's cgroup directories: the v2 one and one per v1
+    /// hierarchy (empty for `no_cgroup`). Taken from /proc/PID/cgroup at
+    /// start, so still known after `stop`.
+    pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        self.cgroup_dirs.clone()
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        Path::new(TESTBED_STATE_ROOT).join(&self.name)
+    }
+
+    /// `nsenter` into all the container's namespaces, its root directory
+    /// and working directory, as root (uid 0 of its user namespace).
+    /// `--root`/`--wd` matter for `--chroot` containers, whose mount
+    /// namespace root is not the container's root.
+    pub fn nsenter(&self) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg("-t").arg(self.pid.to_string()).args(["--all", "--root", "--wd"]);
+        cmd
+    }
+
+    /// The ids `user` has inside, from the container's /etc/passwd.
+    pub fn inside_ids(&self, user: &str) -> (u32, u32) {
+        let path = format!("/proc/{}/root/etc/passwd", self.pid);
+        let passwd = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        passwd
+            .lines()
+            .find_map(|line| {
+                let fields: Vec<&str> = line.split(':').collect();
+                (fields.first() == Some(&user) && fields.len() >= 4)
+                    .then(|| (fields[2].parse().ok(), fields[3].parse().ok()))
+            })
+            .and_then(|(uid, gid)| Some((uid?, gid?)))
+            .unwrap_or_else(|| panic!("{user} is not in {path}"))
+    }
+
+    /// Run the probe inside as root with `args` after `report`.
+    pub fn probe_as_root(&self, args: &[&str]) -> Output {
+        let mut cmd = self.nsenter();
+        cmd.args(["env", "-i", "PATH=/usr/bin:/bin", PROBE_IN_CONTAINER, "report"]).args(args);
+        run_captured(&mut cmd)
+    }
+
+    /// Run the probe inside as `user` (its ids and groups as the container
+    /// knows them, HOME=/home/USER) with `args` after `report`.
+    pub fn probe_as(&self, user: &str, args: &[&str]) -> Output {
+        let (uid, gid) = self.inside_ids(user);
+        let mut cmd = self.nsenter();
+        cmd.arg("setpriv")
+            .arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={gid}"))
+            .args(["--init-groups", "--"])
+            .args(["env", "-i", "PATH=/usr/bin:/bin"])
+            .arg(format!("HOME=/home/{user}"))
+            .args([PROBE_IN_CONTAINER, "report"])
+            .args(args);
+        run_captured(&mut cmd)
+    }
+
+    /// Stop it (idempotent).
+    pub fn stop(&mut self) -> Result<(), String> {
+        if self.stopped {
+            return Ok(());
+        }
+        let out = stop_container(&self.name);
+        if !out.status.success() {
+            return Err(format!(
+                "testbed/container stop {} failed ({}):\n{}",
+                self.name,
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        self.stopped = true;
+        Ok(())
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if let Err(message) = self.stop() {
+            if std::thread::panicking() {
+                eprintln!("{message}");
+            } else {
+                panic!("{message}");
+            }
+        }
+    }
+}
+
+/// `testbed/container stop NAME`, whatever the outcome.
+pub fn stop_container(name: &str) -> Output {
+    Command::new(container_script())
+        .args(["stop", name])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", container_script().display()))
+}
+
+fn run_captured(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"))
+}
+
+/// A mounted cgroup hierarchy, from /proc/self/mountinfo.
+#[derive(Debug, Clone)]
+pub struct CgroupMount {
+    /// The mount's root inside the hierarchy (field 4).
+    pub root: String,
+    pub mount_point: PathBuf,
+    /// `cgroup2`, or `cgroup` (v1).
+    pub fs_type: String,
+    /// Super block options: the controllers (or `name=`) of a v1 hierarchy.
+    pub super_options: Vec<String>,
+}
+
+/// Every cgroup v1 and v2 mount of the host.
+pub fn cgroup_mounts() -> Vec<CgroupMount> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
+    let mut mounts = Vec::new();
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(sep) = fields.iter().skip(6).position(|&f| f == "-").map(|p| p + 6) else {
+            continue;
+        };
+        let fs_type = fields.get(sep + 1).copied().unwrap_or_default();
+        if fs_type != "cgroup" && fs_type != "cgroup2" {
+            continue;
+        }
+        mounts.push(CgroupMount {
+            root: unescape_mountinfo(fields[3]),
+            mount_point: PathBuf::from(unescape_mountinfo(fields[4])),
+            fs_type: fs_type.to_owned(),
+            super_options: fields.get(sep + 3).map(|o| o.split(',').map(str::to_owned).collect()).unwrap_or_default(),
+        });
+    }
+    mounts
+}
+
+fn unescape_mountinfo(field: &str) -> String {
+    field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+}
+
+/// One line of /proc/PID/cgroup: hierarchy id, controllers, path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupLine {
+    pub hierarchy: String,
+    pub controllers: String,
+    pub path: String,
+}
+
+pub fn cgroup_lines(pid: i32) -> Vec<CgroupLine> {
+    let path = format!("/proc/{pid}/cgroup");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .lines()
+        .filter_map(|line| {
+            let (hierarchy, rest) = line.split_once(':')?;
+            let (controllers, path) = rest.split_once(':')?;
+            Some(CgroupLine {
+                hierarchy: hierarchy.to_owned(),
+                controllers: controllers.to_owned(),
+                path: path.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// The directory of a /proc/PID/cgroup line in the host's mounts, if the
+/// hierarchy is mounted.
+pub fn cgroup_dir(line: &CgroupLine, mounts: &[CgroupMount]) -> Option<PathBuf> {
+    let v2 = line.hierarchy == "0" && line.controllers.is_empty();
+    mounts.iter().find_map(|mount| {
+        if v2 != (mount.fs_type == "cgroup2") {
+            return None;
+        }
+        if !v2 && !line.controllers.split(',').all(|c| mount.super_options.iter().any(|o| o == c)) {
+            return None;
+        }
+        let relative = if mount.root == "/" { line.path.as_str() } else { line.path.strip_prefix(&mount.root)? };
+        let relative = relative.trim_start_matches('/');
+        Some(if relative.is_empty() { mount.mount_point.clone() } else { mount.mount_point.join(relative) })
+    })
+}
+
+/// The cgroup directories of `pid` that belong to container `name`.
+fn own_cgroup_dirs_of(pid: i32, name: &str) -> Vec<PathBuf> {
+    let mounts = cgroup_mounts();
+    let suffix = format!("/{TESTBED_CGROUP}/{name}");
+    cgroup_lines(pid)
+        .iter()
+        .filter(|line| line.path.ends_with(&suffix))
+        .filter_map(|line| cgroup_dir(line, &mounts))
+        .collect()
+}
+
+/// A host account for tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+/// Serialises account creation within this test process; `useradd` itself
+/// locks /etc/passwd against other processes (we retry when it is busy).
+static ACCOUNTS: Mutex<()> = Mutex::new(());
+
+/// The test account `name` (prefix `cptest-`), created with a home and
+/// /bin/sh if missing. Its uid is at least 1000.
+pub fn test_user(name: &str) -> User {
+    assert!(
+        name.starts_with("cptest-") && name.len() <= 32,
+        "test accounts are named cptest-*, at most 32 characters: {name:?}"
+    );
+    let _guard = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
+    let user = lookup_user(name).unwrap_or_else(|| {
+        create_account(name, &["useradd", "--create-home", "--shell", "/bin/sh", name]);
+        lookup_user(name).unwrap_or_else(|| panic!("useradd {name} left no account"))
+    });
+    assert!(user.uid >= 1000, "test account {name} has uid {} < 1000", user.uid);
+    user
+}
+
+/// The group `name` (prefix `cptest-`), created if missing; its gid.
+pub fn ensure_group(name: &str) -> u32 {
+    assert!(
+        name.starts_with("cptest-") && name.len() <= 32,
+        "test groups are named cptest-*, at most 32 characters: {name:?}"
+    );
+    let _guard = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
+    lookup_group(name).unwrap_or_else(|| {
+        create_account(name, &["groupadd", name]);
+        lookup_group(name).unwrap_or_else(|| panic!("groupadd {name} left no group"))
+    })
+}
+
+/// Run useradd/groupadd, retrying while another process holds the lock on
+/// /etc/passwd or /etc/group.
+fn create_account(name: &str, argv: &[&str]) {
+    let mut last = String::new();
+    for _ in 0..50 {
+        let out = run_captured(Command::new(argv[0]).args(&argv[1..]));
+        if out.status.success() {
+            return;
+        }
+        last = String::from_utf8_lossy(&out.stderr).into_owned();
+        if last.contains("already exists") {
+            return; // another test process won the race
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{argv:?} for {name} kept failing: {last}");
+}
+
+fn getent(database: &str, name: &str) -> Option<Vec<String>> {
+    let out = run_captured(Command::new("getent").args([database, name]));
+    if !out.status.success() {
+        return None;
+    }
+    let line = String::from_utf8_lossy(&out.stdout).trim_end().to_owned();
+    Some(line.split(':').map(str::to_owned).collect())
+}
+
+fn lookup_user(name: &str) -> Option<User> {
+    let fields = getent("passwd", name)?;
+    Some(User {
+        name: fields.first()?.clone(),
+        uid: fields.get(2)?.parse().ok()?,
+        gid: fields.get(3)?.parse().ok()?,
+        home: PathBuf::from(fields.get(5)?),
+    })
+}
+
+fn lookup_group(name: &str) -> Option<u32> {
+    getent("group", name)?.get(2)?.parse().ok()
+}
