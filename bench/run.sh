@@ -70,10 +70,12 @@ hyperfine -N --warmup 30 --runs $runs --export-json "$work/true.json" \\
     -n a-floor "$work/floor $uid $gid /bin/true" \\
     -n b-cagepipe "$work/floor $uid $cpgid $work/cagepipe --raw-pipe=|/bin/true" \\
     -n c-chain "/bin/sh $work/chain.sh /bin/true" >/dev/null
-hyperfine -N --warmup 30 --runs $runs --input "$work/message.50k" --export-json "$work/cat.json" \\
-    -n a-floor "$work/floor $uid $gid /bin/cat" \\
-    -n b-cagepipe "$work/floor $uid $cpgid $work/cagepipe --raw-pipe=|/bin/cat" \\
-    -n c-chain "/bin/sh $work/chain.sh /bin/cat" >/dev/null
+# Debian 12's hyperfine has no --input: the message is redirected by the
+# shell hyperfine starts, whose own start-up it measures and subtracts.
+hyperfine --warmup 30 --runs $runs --export-json "$work/cat.json" \\
+    -n a-floor "$work/floor $uid $gid /bin/cat <$work/message.50k" \\
+    -n b-cagepipe "$work/floor $uid $cpgid $work/cagepipe '--raw-pipe=|/bin/cat' <$work/message.50k" \\
+    -n c-chain "/bin/sh $work/chain.sh /bin/cat <$work/message.50k" >/dev/null
 for i in \$(seq 20); do
     /usr/bin/time -f %M "$work/floor" $uid $cpgid "$work/cagepipe" "--raw-pipe=|/bin/true" 2>&1 >/dev/null
 done | sort -n | tail -1 >"$work/rss"

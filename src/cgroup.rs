@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
@@ -66,17 +67,48 @@ pub fn plan(entries: &[CgroupEntry], mounts: &[MountInfo]) -> CgroupPlan {
     plan
 }
 
-/// Move the calling process into every planned cgroup before it forks, so
-/// that the command is born inside them and never runs anywhere else.
-/// "0" means "the writer" in cgroup.procs on both versions.
-pub fn join(dirs: &[CgroupDir]) -> Result<()> {
-    for d in dirs {
-        let procs = d.dir.join("cgroup.procs");
-        let fd = nix::fcntl::open(&procs, OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())
-            .map_err(|e| Error::Cgroup { dir: d.dir.clone(), source: e.into() })?;
-        std::fs::File::from(fd).write_all(b"0").map_err(|source| Error::Cgroup { dir: d.dir.clone(), source })?;
+impl CgroupDir {
+    pub fn is_v2(&self) -> bool {
+        self.hierarchy == "v2"
+    }
+}
+
+/// Move the calling process into the planned v1 cgroups before it forks, so
+/// that the command is born inside them. `tasks` moves only the writing
+/// thread, which for a single-threaded process is the whole process, and
+/// (on Linux 6.x) without the global lock whose RCU grace period makes a
+/// `cgroup.procs` move cost milliseconds on an idle server. "0" means the
+/// writer.
+pub fn join_v1(dirs: &[CgroupDir]) -> Result<()> {
+    for d in dirs.iter().filter(|d| !d.is_v2()) {
+        write_zero(&d.dir, &d.dir.join("tasks"))?;
     }
     Ok(())
+}
+
+/// Open the cgroup v2 directory (on the host, before anything is entered),
+/// for clone3 to place the command into, or to join through.
+pub fn open_v2(dirs: &[CgroupDir]) -> Result<Option<OwnedFd>> {
+    let Some(d) = dirs.iter().find(|d| d.is_v2()) else { return Ok(None) };
+    nix::fcntl::open(&d.dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())
+        .map(Some)
+        .map_err(|e| Error::Cgroup { dir: d.dir.clone(), source: e.into() })
+}
+
+/// Join the cgroup v2 directory opened by [`open_v2`] through its
+/// `cgroup.procs` (for kernels without clone3 into a cgroup).
+pub fn join_v2(dir: &OwnedFd) -> Result<()> {
+    let name = PathBuf::from("cgroup v2 (cgroup.procs)");
+    let fd =
+        nix::fcntl::openat(dir, "cgroup.procs", OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())
+            .map_err(|e| Error::Cgroup { dir: name.clone(), source: e.into() })?;
+    std::fs::File::from(fd).write_all(b"0").map_err(|source| Error::Cgroup { dir: name, source })
+}
+
+fn write_zero(dir: &Path, file: &Path) -> Result<()> {
+    let fd = nix::fcntl::open(file, OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())
+        .map_err(|e| Error::Cgroup { dir: dir.to_path_buf(), source: e.into() })?;
+    std::fs::File::from(fd).write_all(b"0").map_err(|source| Error::Cgroup { dir: dir.to_path_buf(), source })
 }
 
 #[cfg(test)]
@@ -140,8 +172,12 @@ mod tests {
 
     #[test]
     fn joining_a_missing_directory_names_it() {
+        let d = CgroupDir { hierarchy: "pids".into(), dir: "/nonexistent/cagepipe-cg".into() };
+        let e = join_v1(&[d]).unwrap_err();
+        assert_eq!(e.exit_code(), 75);
+        assert!(e.to_string().contains("/nonexistent/cagepipe-cg"), "{e}");
         let d = CgroupDir { hierarchy: "v2".into(), dir: "/nonexistent/cagepipe-cg".into() };
-        let e = join(&[d]).unwrap_err();
+        let e = open_v2(&[d]).unwrap_err();
         assert_eq!(e.exit_code(), 75);
         assert!(e.to_string().contains("/nonexistent/cagepipe-cg"), "{e}");
     }

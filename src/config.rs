@@ -112,6 +112,10 @@ pub struct Features {
     pub pidfd: bool,
     /// close_range (Linux 5.9).
     pub close_range: bool,
+    /// clone3 with CLONE_INTO_CGROUP (Linux 5.7): the command is born in the
+    /// container's cgroup v2 without cagepipe migrating itself, which would
+    /// wait for an RCU grace period (milliseconds) on an idle server.
+    pub clone_into_cgroup: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +131,10 @@ pub struct Config {
     pub features: Features,
     /// The syslog socket (default /dev/log).
     pub log_socket: PathBuf,
+}
+
+impl Features {
+    pub const ALL: Features = Features { pidfd: true, close_range: true, clone_into_cgroup: true };
 }
 
 impl Backend {
@@ -212,14 +220,15 @@ fn validate(raw: RawConfig, path: &Path) -> std::result::Result<Config, String> 
             pass_env.push(name);
         }
     }
-    let mut features = Features { pidfd: true, close_range: true };
+    let mut features = Features::ALL;
     for f in raw.kernel.disable.unwrap_or_default() {
         match f.as_str() {
             "pidfd" => features.pidfd = false,
             "close_range" => features.close_range = false,
-            other => {
-                return Err(format!("[kernel] disable: {other:?} is not known (known: \"pidfd\", \"close_range\")"))
-            }
+            "clone_into_cgroup" => features.clone_into_cgroup = false,
+            other => return Err(format!(
+                "[kernel] disable: {other:?} is not known (known: \"pidfd\", \"close_range\", \"clone_into_cgroup\")"
+            )),
         }
     }
     let log_socket = PathBuf::from(raw.log.socket.unwrap_or_else(|| crate::log::DEFAULT_SOCKET.into()));
@@ -311,7 +320,7 @@ mod tests {
         let d = ok("[container]\npidfile = \"/run/c/{uid}/{user}.pid\"\n");
         assert_eq!(d.min_uid, 1000);
         assert_eq!(d.missing, Missing::Defer);
-        assert_eq!(d.features, Features { pidfd: true, close_range: true });
+        assert_eq!(d.features, Features::ALL);
         assert_eq!(d.command_path, "/usr/local/bin:/usr/bin:/bin");
         assert_eq!(d.log_socket, PathBuf::from("/dev/log"));
         assert_eq!(d.backend.pidfile_path("bob", 1002), PathBuf::from("/run/c/1002/bob.pid"));
@@ -351,14 +360,16 @@ mod tests {
         assert_eq!(c.min_uid, 1000);
         assert_eq!(c.missing, Missing::Defer);
         assert_eq!(c.backend.describe(), "pidfile /run/cagepipe/{user}.pid");
-        assert_eq!(c.features, Features { pidfd: true, close_range: true });
+        assert_eq!(c.features, Features::ALL);
         assert_eq!(c.pass_env.len(), EXIM_ENV.len());
     }
 
     #[test]
     fn kernel_features_can_be_forced_off() {
-        let c = ok("[container]\npidfile = \"/x\"\n[kernel]\ndisable = [\"pidfd\", \"close_range\"]\n");
-        assert_eq!(c.features, Features { pidfd: false, close_range: false });
+        let c = ok(
+            "[container]\npidfile = \"/x\"\n[kernel]\ndisable = [\"pidfd\", \"close_range\", \"clone_into_cgroup\"]\n",
+        );
+        assert_eq!(c.features, Features { pidfd: false, close_range: false, clone_into_cgroup: false });
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub struct Launch {
     /// The user's home inside the container, tried as the working directory.
     pub home: CString,
     pub close_range: bool,
+    pub clone_into_cgroup: bool,
     /// Shown in error messages: the program as the user wrote it.
     pub program: String,
 }
@@ -55,29 +56,38 @@ impl Setns for RealSetns {
 /// Join, enter, fork, and wait. Returns how the command ended, or the
 /// error that kept it from running.
 pub fn run(target: Target, launch: &Launch) -> Result<Ending> {
-    privileges::with_caps(&[CAP_DAC_OVERRIDE], || cgroup::join(&target.cgroups.join))?;
+    privileges::with_caps(&[CAP_DAC_OVERRIDE], || cgroup::join_v1(&target.cgroups.join))?;
+    let v2 = cgroup::open_v2(&target.cgroups.join)?;
+    let (before_fork, in_child) = namespace::split(&target.foreign);
     privileges::with_caps(&[CAP_SYS_ADMIN, CAP_SYS_CHROOT, CAP_SYS_PTRACE], || {
-        namespace::enter(&mut RealSetns, target.pidfd.as_ref(), &target.foreign)
+        namespace::enter(&mut RealSetns, target.pidfd.as_ref(), &before_fork)
             .map_err(|(what, source)| Error::Namespace { what, pid: target.pid, source })?;
         // The namespace root is not always the container's root (a
         // chroot-style container); /proc/PID/root, opened on the host, is.
         nix::unistd::fchdir(&target.root).map_err(|e| Error::io("entering the container's root", e.into()))?;
         nix::unistd::chroot(".").map_err(|e| Error::io("chroot to the container's root", e.into()))
     })?;
-    drop(target);
 
     let (status_r, status_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe", e.into()))?;
     let (alive_r, alive_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe", e.into()))?;
 
-    match sys::fork_single_threaded().map_err(|e| Error::io("fork", e))? {
+    let forked = privileges::with_caps(&[CAP_DAC_OVERRIDE], || spawn(v2.as_ref(), launch.clone_into_cgroup))?;
+    match forked {
         Forked::Child => {
             drop(status_r);
             drop(alive_w);
-            child(launch, status_w, alive_r)
+            let enter_rest = || {
+                privileges::with_caps(&[CAP_SYS_ADMIN, CAP_SYS_PTRACE], || {
+                    namespace::enter(&mut RealSetns, target.pidfd.as_ref(), &in_child)
+                        .map_err(|(what, source)| Error::Namespace { what, pid: target.pid, source })
+                })
+            };
+            child(launch, enter_rest, status_w, alive_r)
         }
         Forked::Parent(pid) => {
             drop(status_w);
             drop(alive_r);
+            drop(target);
             // The parent only waits from now on: it needs no privilege.
             let _ = sys::capset(CapSets::default());
             let report = read_report(status_r);
@@ -91,9 +101,25 @@ pub fn run(target: Target, launch: &Launch) -> Result<Ending> {
     }
 }
 
+/// Fork the command's process into the container's cgroup v2: born there by
+/// clone3 where the kernel can (5.7+), else after moving ourselves there.
+fn spawn(v2: Option<&OwnedFd>, clone_into_cgroup: bool) -> Result<Forked> {
+    let fork_err = |e| Error::io("fork", e);
+    let Some(v2) = v2 else { return sys::fork_single_threaded().map_err(fork_err) };
+    if clone_into_cgroup {
+        match sys::fork_into_cgroup(v2.as_fd()) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG)) => {}
+            Err(e) => return Err(Error::Cgroup { dir: "cgroup v2 (clone3 into it)".into(), source: e }),
+            Ok(forked) => return Ok(forked),
+        }
+    }
+    cgroup::join_v2(v2)?;
+    sys::fork_single_threaded().map_err(fork_err)
+}
+
 /// The child: never returns. Failures are reported to the parent through
 /// the status pipe and end in `_exit`.
-fn child(launch: &Launch, status_w: OwnedFd, alive_r: OwnedFd) -> ! {
+fn child(launch: &Launch, enter_rest: impl FnOnce() -> Result<()>, status_w: OwnedFd, alive_r: OwnedFd) -> ! {
     let fail = |err: Error, status_w: &OwnedFd| -> ! {
         let code = err.exit_code();
         let mut f = std::fs::File::from(status_w.try_clone().unwrap_or_else(|_| sys::exit_now(code)));
@@ -108,6 +134,9 @@ fn child(launch: &Launch, status_w: OwnedFd, alive_r: OwnedFd) -> ! {
     let mut fds = [PollFd::new(alive_r.as_fd(), PollFlags::POLLIN)];
     if poll(&mut fds, PollTimeout::ZERO).map(|n| n > 0).unwrap_or(true) {
         sys::exit_now(exit::TEMPFAIL); // the parent is already gone
+    }
+    if let Err(e) = enter_rest() {
+        fail(e, &status_w);
     }
 
     if let Err(e) = privileges::drop_privileges(&mut Kernel, &launch.credentials) {

@@ -230,6 +230,7 @@ fn prepare(config: &Config, account: &Account, target: &resolve::Target, spec: &
         candidates,
         home,
         close_range: config.features.close_range,
+        clone_into_cgroup: config.features.clone_into_cgroup,
         program: log::escape(&argv_bytes[0]),
     })
 }

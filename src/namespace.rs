@@ -17,19 +17,32 @@ pub struct NsKind {
 /// capabilities in the initial user namespace, which make it capable in every
 /// descendant namespace too; the user namespace comes last because entering
 /// it trades those capabilities for capabilities inside the container only.
-/// The mount namespace comes just before it, so that nothing after it
-/// resolves a path. With a pidfd (5.8+) all of them are entered in one
-/// atomic `setns` and the kernel orders them itself.
+/// With a pidfd (5.8+) each stage (see [`CHILD_ENTERS`]) is one atomic
+/// `setns` and the kernel orders it itself.
 pub const ENTER_ORDER: [NsKind; 8] = [
-    NsKind { name: "cgroup", flag: libc::CLONE_NEWCGROUP },
     NsKind { name: "ipc", flag: libc::CLONE_NEWIPC },
     NsKind { name: "uts", flag: libc::CLONE_NEWUTS },
     NsKind { name: "net", flag: libc::CLONE_NEWNET },
     NsKind { name: "pid", flag: libc::CLONE_NEWPID },
     NsKind { name: "time", flag: libc::CLONE_NEWTIME },
     NsKind { name: "mnt", flag: libc::CLONE_NEWNS },
+    NsKind { name: "cgroup", flag: libc::CLONE_NEWCGROUP },
     NsKind { name: "user", flag: libc::CLONE_NEWUSER },
 ];
+
+/// Namespaces the command's process enters itself, after it was born in the
+/// container's cgroup; cagepipe enters all the others before the fork (the
+/// pid namespace must be, to be born in it). Placing the child into a
+/// cgroup v2 by the host's view needs cagepipe outside the container's
+/// cgroup namespace (with `nsdelegate`) and still capable in the initial
+/// user namespace (the cgroup files are owned by the host's root).
+pub const CHILD_ENTERS: [&str; 2] = ["cgroup", "user"];
+
+/// Split the target's namespaces into those entered before the fork and
+/// those the child enters.
+pub fn split(foreign: &[ForeignNs]) -> (Vec<&ForeignNs>, Vec<&ForeignNs>) {
+    foreign.iter().partition(|ns| !CHILD_ENTERS.contains(&ns.kind.name))
+}
 
 pub fn kind(name: &str) -> Option<NsKind> {
     ENTER_ORDER.iter().copied().find(|k| k.name == name)
@@ -51,7 +64,7 @@ pub trait Setns {
 
 /// Enter every namespace in `foreign`: with one `setns(pidfd, flags)` when a
 /// pidfd is given, else one `setns(file)` each in [`ENTER_ORDER`].
-pub fn enter(k: &mut impl Setns, pidfd: Option<&OwnedFd>, foreign: &[ForeignNs]) -> Result<(), (String, io::Error)> {
+pub fn enter(k: &mut impl Setns, pidfd: Option<&OwnedFd>, foreign: &[&ForeignNs]) -> Result<(), (String, io::Error)> {
     if foreign.is_empty() {
         return Ok(());
     }
@@ -97,10 +110,10 @@ mod tests {
     }
 
     #[test]
-    fn order_is_complete_and_user_is_last_mnt_before_it() {
+    fn order_is_complete_and_user_is_last() {
         let names: Vec<_> = ENTER_ORDER.iter().map(|k| k.name).collect();
         assert_eq!(names.last(), Some(&"user"));
-        assert_eq!(names[names.len() - 2], "mnt");
+        assert_eq!(&names[names.len() - 3..], ["mnt", "cgroup", "user"]);
         let all = ENTER_ORDER.iter().fold(0, |a, k| a | k.flag);
         assert_eq!(all.count_ones(), 8, "eight distinct flags");
     }
@@ -109,7 +122,7 @@ mod tests {
     fn fallback_enters_one_by_one_in_order_whatever_the_input_order() {
         let ns = foreign(&["user", "mnt", "net", "pid", "uts"]);
         let mut r = Recorder::default();
-        enter(&mut r, None, &ns).unwrap();
+        enter(&mut r, None, &ns.iter().collect::<Vec<_>>()).unwrap();
         let flags: Vec<_> = r.calls.iter().map(|c| c.1).collect();
         assert_eq!(
             flags,
@@ -127,15 +140,27 @@ mod tests {
         let ns = foreign(&["mnt", "pid", "user"]);
         let pidfd = file();
         let mut r = Recorder::default();
-        enter(&mut r, Some(&pidfd), &ns).unwrap();
+        enter(&mut r, Some(&pidfd), &ns.iter().collect::<Vec<_>>()).unwrap();
         assert_eq!(r.calls, vec![(pidfd.as_raw_fd(), libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUSER)]);
+    }
+
+    #[test]
+    fn the_child_enters_cgroup_and_user_the_parent_the_rest() {
+        let ns = foreign(&["user", "cgroup", "mnt", "pid", "net"]);
+        let (parent, child) = split(&ns);
+        let names = |v: &[&ForeignNs]| v.iter().map(|n| n.kind.name).collect::<Vec<_>>();
+        assert_eq!(names(&parent), ["mnt", "pid", "net"]);
+        assert_eq!(names(&child), ["user", "cgroup"]);
+        let mut r = Recorder::default();
+        enter(&mut r, None, &child).unwrap();
+        assert_eq!(r.calls.iter().map(|c| c.1).collect::<Vec<_>>(), [libc::CLONE_NEWCGROUP, libc::CLONE_NEWUSER]);
     }
 
     #[test]
     fn a_failure_names_the_namespace_and_stops() {
         let ns = foreign(&["net", "mnt", "user"]);
         let mut r = Recorder { fail_on: Some(libc::CLONE_NEWNS), ..Default::default() };
-        let (what, e) = enter(&mut r, None, &ns).unwrap_err();
+        let (what, e) = enter(&mut r, None, &ns.iter().collect::<Vec<_>>()).unwrap_err();
         assert_eq!(what, "mnt namespace");
         assert_eq!(e.raw_os_error(), Some(libc::EPERM));
         assert_eq!(r.calls.len(), 2, "user namespace not attempted after a failure");

@@ -143,9 +143,20 @@ fn fallbacks_without_pidfd_and_close_range_give_the_same_result() {
     if !common::require_root("fallbacks_without_pidfd_and_close_range_give_the_same_result") {
         return;
     }
-    let s = setup("fallback", "[kernel]\ndisable = [\"pidfd\", \"close_range\"]\n", |_| {});
+    // What EL8's 4.18 kernel does anyway: no pidfd, no close_range, no clone3.
+    let all_off = "[kernel]\ndisable = [\"pidfd\", \"close_range\", \"clone_into_cgroup\"]\n";
+    let s = setup("fallback", all_off, |_| {});
     let r = report(&run(&s, &raw_pipe(&format!("|{PROBE} report")), b"x"));
     assert_contained(&s, &r, s.user.uid, s.user.gid);
+    let s = setup("fallbackuserns", all_off, |o| o.userns = true);
+    let r = report(&run(&s, &raw_pipe(&format!("|{PROBE} report")), b"x"));
+    assert_contained(&s, &r, s.user.uid, s.user.gid);
+    // Each one alone, too.
+    for one in ["pidfd", "close_range", "clone_into_cgroup"] {
+        let s = setup("fallbackone", &format!("[kernel]\ndisable = [\"{one}\"]\n"), |o| o.userns = true);
+        let r = report(&run(&s, &raw_pipe(&format!("|{PROBE} report")), b"x"));
+        assert_contained(&s, &r, s.user.uid, s.user.gid);
+    }
 }
 
 #[test]
