@@ -226,9 +226,11 @@ fn validate(raw: RawConfig, path: &Path) -> std::result::Result<Config, String> 
             "pidfd" => features.pidfd = false,
             "close_range" => features.close_range = false,
             "clone_into_cgroup" => features.clone_into_cgroup = false,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "[kernel] disable: {other:?} is not known (known: \"pidfd\", \"close_range\", \"clone_into_cgroup\")"
-            )),
+            ))
+            }
         }
     }
     let log_socket = PathBuf::from(raw.log.socket.unwrap_or_else(|| crate::log::DEFAULT_SOCKET.into()));

@@ -126,21 +126,22 @@ fn child(launch: &Launch, enter_rest: impl FnOnce() -> Result<()>, status_w: Own
         let _ = write!(f, "{code}\t{err}");
         sys::exit_now(code)
     };
+    if let Err(e) = enter_rest() {
+        fail(e, &status_w);
+    }
+    if let Err(e) = privileges::drop_privileges(&mut Kernel, &launch.credentials) {
+        fail(e, &status_w);
+    }
     // Die with the parent: if cagepipe is killed, the command must not run
-    // on unsupervised inside the container.
+    // on unsupervised inside the container. Set after the drop, because
+    // changing credentials clears the parent-death signal; then check that
+    // the parent did not die before it was set.
     if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() {
         fail(Error::Privileges("cannot set the parent-death signal".into()), &status_w);
     }
     let mut fds = [PollFd::new(alive_r.as_fd(), PollFlags::POLLIN)];
     if poll(&mut fds, PollTimeout::ZERO).map(|n| n > 0).unwrap_or(true) {
         sys::exit_now(exit::TEMPFAIL); // the parent is already gone
-    }
-    if let Err(e) = enter_rest() {
-        fail(e, &status_w);
-    }
-
-    if let Err(e) = privileges::drop_privileges(&mut Kernel, &launch.credentials) {
-        fail(e, &status_w);
     }
     // Home inside the container, as the user (so its permissions apply),
     // else the container's root: never a host directory.

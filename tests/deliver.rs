@@ -483,3 +483,84 @@ fn without_a_home_inside_the_command_starts_in_the_containers_root() {
     use std::os::unix::fs::MetadataExt;
     assert_eq!(r["cwd_dev_ino"], format!("{}:{}", root.dev(), root.ino()), "cwd is the container's root");
 }
+
+/// Host pids of the probes running `report` in the container's cgroup v2
+/// (the container's init and its launcher are there too).
+fn others_in_container(c: &Container) -> Vec<i32> {
+    let v2 = c.cgroup_dirs().into_iter().find(|d| d.join("cgroup.type").exists()).expect("a cgroup v2 directory");
+    let mut pids = Vec::new();
+    for entry in walk(&v2) {
+        if let Ok(text) = std::fs::read_to_string(entry.join("cgroup.procs")) {
+            pids.extend(text.lines().filter_map(|l| l.parse::<i32>().ok()).filter(|p| {
+                let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+                *p != c.pid && cmdline.windows(6).any(|w| w == b"report")
+            }));
+        }
+    }
+    pids
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            out.extend(walk(&e.path()));
+        }
+    }
+    out
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let ps = std::process::Command::new("ps").args(["-eo", "pid,ppid,pgid,stat,cmd"]).output().unwrap();
+    panic!("timed out waiting until {what}\n{}", String::from_utf8_lossy(&ps.stdout));
+}
+
+#[test]
+fn killing_the_process_group_leaves_nothing_in_the_container() {
+    if !common::require_root("killing_the_process_group_leaves_nothing_in_the_container") {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let s = setup("killpg", "", |_| {});
+    // Exim runs the transport in a process group of its own and, on
+    // timeout, SIGKILLs the whole group.
+    let mut child =
+        rig::command(&s.config, s.caller, &raw_pipe(&format!("|{PROBE} report --spawn-bg --sleep 60")), &[])
+            .process_group(0)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+    wait_until("the command and its background child run", || others_in_container(&s.container).len() >= 2);
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let status = child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    wait_until("nothing of the delivery is left", || others_in_container(&s.container).is_empty());
+}
+
+#[test]
+fn the_command_does_not_outlive_a_killed_cagepipe() {
+    if !common::require_root("the_command_does_not_outlive_a_killed_cagepipe") {
+        return;
+    }
+    let s = setup("killwrapper", "", |_| {});
+    let mut child = rig::command(&s.config, s.caller, &raw_pipe(&format!("|{PROBE} report --sleep 60")), &[])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the command runs", || others_in_container(&s.container).len() == 1);
+    // Only cagepipe itself (the exec chain keeps the spawned pid) is killed.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    wait_until("the command died with its parent", || others_in_container(&s.container).is_empty());
+}

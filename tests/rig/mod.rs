@@ -119,9 +119,9 @@ pub struct Caller {
     pub gid: u32,
 }
 
-/// Run the installed cagepipe as `caller` with `args`, Exim's environment
-/// `env`, `stdin` as the message, and `config` as /etc/cagepipe.
-pub fn deliver(config: &ConfigDir, caller: Caller, args: &[OsString], env: &[(&str, &str)], stdin: &[u8]) -> Delivery {
+/// The command that runs the installed cagepipe as `caller` with `args`,
+/// Exim's environment `env`, and `config` as /etc/cagepipe.
+pub fn command(config: &ConfigDir, caller: Caller, args: &[OsString], env: &[(&str, &str)]) -> Command {
     let bin = installed_binary();
     // sh ignores the signals Exim hands over as ignored (trap ''), which
     // survives the exec of setpriv and of cagepipe.
@@ -144,11 +144,19 @@ exec setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$@""#;
         .args(args)
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .current_dir("/")
+        .current_dir("/");
+    cmd
+}
+
+/// Run the installed cagepipe as `caller` with `args`, Exim's environment
+/// `env`, `stdin` as the message, and `config` as /etc/cagepipe.
+pub fn deliver(config: &ConfigDir, caller: Caller, args: &[OsString], env: &[(&str, &str)], stdin: &[u8]) -> Delivery {
+    let mut child = command(config, caller, args, env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn unshare");
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn unshare");
     let mut sin = child.stdin.take().unwrap();
     let data = stdin.to_vec();
     // Feed stdin from a thread; the command may stop reading early.
