@@ -82,7 +82,7 @@ pub fn resolve(config: &Config, account: &Account) -> Result<Target> {
     })?;
     let written_ns = i128::from(file.stat.st_mtime) * 1_000_000_000 + i128::from(file.stat.st_mtime_nsec);
     let source = format!("pidfile {}", path.display());
-    privileges::with_caps(&[CAP_SYS_PTRACE], || pin(pid, written_ns, source, config, &not_running))
+    pin(pid, written_ns, source, config, &not_running)
 }
 
 fn read_at(dir: &OwnedFd, name: &str, max: usize) -> std::result::Result<Vec<u8>, Errno> {
@@ -153,37 +153,46 @@ fn pin(
         )));
     }
 
-    // Namespaces: compare with ours, keep the differing ones open.
-    let self_ns = Path::new("/proc/self/ns");
-    let mut foreign = Vec::new();
-    for kind in ENTER_ORDER {
-        let ours = match nix::sys::stat::stat(&self_ns.join(kind.name)) {
-            Ok(st) => st,
-            Err(Errno::ENOENT) => continue, // the kernel has no such namespace
-            Err(e) => return Err(Error::io(format!("reading our {} namespace", kind.name), e.into())),
-        };
-        let file =
-            openat(&proc_dir, format!("ns/{}", kind.name).as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-                .map_err(|e| {
-                    gone_or(e, pid, not_running, |e| target_err(format!("opening ns/{}: {}", kind.name, e.desc())))
-                })?;
-        let theirs = fstat(&file).map_err(|e| target_err(format!("ns/{}: {}", kind.name, e.desc())))?;
-        if (theirs.st_dev, theirs.st_ino) != (ours.st_dev, ours.st_ino) {
-            foreign.push(ForeignNs { kind, inode: theirs.st_ino, file });
+    // Another user's /proc/PID/ns/* and /proc/PID/root need CAP_SYS_PTRACE
+    // (ptrace read access); nothing else here needs a capability.
+    let (foreign, root) = privileges::with_caps(&[CAP_SYS_PTRACE], || {
+        // Namespaces: compare with ours, keep the differing ones open.
+        let self_ns = Path::new("/proc/self/ns");
+        let mut foreign = Vec::new();
+        for kind in ENTER_ORDER {
+            let ours = match nix::sys::stat::stat(&self_ns.join(kind.name)) {
+                Ok(st) => st,
+                Err(Errno::ENOENT) => continue, // the kernel has no such namespace
+                Err(e) => return Err(Error::io(format!("reading our {} namespace", kind.name), e.into())),
+            };
+            let file = openat(
+                &proc_dir,
+                format!("ns/{}", kind.name).as_str(),
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| {
+                gone_or(e, pid, not_running, |e| target_err(format!("opening ns/{}: {}", kind.name, e.desc())))
+            })?;
+            let theirs = fstat(&file).map_err(|e| target_err(format!("ns/{}: {}", kind.name, e.desc())))?;
+            if (theirs.st_dev, theirs.st_ino) != (ours.st_dev, ours.st_ino) {
+                foreign.push(ForeignNs { kind, inode: theirs.st_ino, file });
+            }
         }
-    }
-    // Not a container: it shares our mount namespace, or the host's (that
-    // of pid 1, for a cagepipe started by hand in a private one).
-    let host_mnt = nix::sys::stat::stat("/proc/1/ns/mnt").ok().map(|st| (st.st_dev, st.st_ino));
-    let mnt = foreign.iter().find(|ns| ns.kind.name == "mnt");
-    if mnt.is_none() || mnt.and_then(|ns| fstat(&ns.file).ok()).map(|st| (st.st_dev, st.st_ino)) == host_mnt {
-        return Err(not_running(format!(
-            "process {pid} from {source} shares the host's mount namespace, so it is not a container"
-        )));
-    }
+        // Not a container: it shares our mount namespace, or the host's (that
+        // of pid 1, for a cagepipe started by hand in a private one).
+        let host_mnt = nix::sys::stat::stat("/proc/1/ns/mnt").ok().map(|st| (st.st_dev, st.st_ino));
+        let mnt = foreign.iter().find(|ns| ns.kind.name == "mnt");
+        if mnt.is_none() || mnt.and_then(|ns| fstat(&ns.file).ok()).map(|st| (st.st_dev, st.st_ino)) == host_mnt {
+            return Err(not_running(format!(
+                "process {pid} from {source} shares the host's mount namespace, so it is not a container"
+            )));
+        }
 
-    let root = openat(&proc_dir, "root", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| gone_or(e, pid, not_running, |e| target_err(format!("opening root: {}", e.desc()))))?;
+        let root = openat(&proc_dir, "root", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|e| gone_or(e, pid, not_running, |e| target_err(format!("opening root: {}", e.desc()))))?;
+        Ok((foreign, root))
+    })?;
 
     let cgroup_text = read_at(&proc_dir, "cgroup", 64 * 1024)
         .map_err(|e| gone_or(e, pid, not_running, |e| target_err(format!("reading cgroup: {}", e.desc()))))?;
