@@ -564,3 +564,32 @@ fn the_command_does_not_outlive_a_killed_cagepipe() {
     child.wait().unwrap();
     wait_until("the command died with its parent", || others_in_container(&s.container).is_empty());
 }
+
+#[test]
+fn check_and_dry_run_explain_without_running_anything() {
+    if !common::require_root("check_and_dry_run_explain_without_running_anything") {
+        return;
+    }
+    let s = setup("check", "", |_| {});
+    let d = run(&s, &[OsString::from("check")], b"");
+    let out = String::from_utf8_lossy(&d.stdout).into_owned();
+    assert_eq!(d.code(), Some(0), "{d:?}");
+    assert!(out.contains(&format!("pid {} running since", s.container.pid)), "{out}");
+    assert!(out.contains("capabilities missing  none"), "{out}");
+    assert!(out.ends_with("DELIVERABLE\n"), "{out}");
+
+    let mut args = vec![OsString::from("--dry-run")];
+    args.extend(raw_pipe(&format!("|{PROBE} report 'a b'")));
+    let d = run(&s, &args, b"");
+    let out = String::from_utf8_lossy(&d.stdout).into_owned();
+    assert_eq!(d.code(), Some(0), "{d:?}");
+    assert!(out.contains(&format!("command               {PROBE} report \"a b\"")), "{out}");
+    assert!(out.contains("dry run               nothing was executed"), "{out}");
+    assert!(!out.contains("hostname="), "the probe did not run: {out}");
+
+    std::fs::remove_file(s.container_pidfile()).unwrap();
+    let d = run(&s, &[OsString::from("check")], b"");
+    let out = String::from_utf8_lossy(&d.stdout).into_owned();
+    assert_eq!(d.code(), Some(75), "{d:?}");
+    assert!(out.contains("NOT DELIVERABLE (exit 75): no running container"), "{out}");
+}
