@@ -86,23 +86,29 @@ pub fn join_v1(dirs: &[CgroupDir]) -> Result<()> {
     Ok(())
 }
 
-/// Open the cgroup v2 directory (on the host, before anything is entered),
-/// for clone3 to place the command into, or to join through.
-pub fn open_v2(dirs: &[CgroupDir]) -> Result<Option<OwnedFd>> {
+/// The container's cgroup v2 directory, opened on the host before anything
+/// is entered: clone3 places the command into it, or cagepipe joins it
+/// through the descriptor once the host path is no longer visible.
+#[derive(Debug)]
+pub struct V2Dir {
+    pub path: PathBuf,
+    pub fd: OwnedFd,
+}
+
+pub fn open_v2(dirs: &[CgroupDir]) -> Result<Option<V2Dir>> {
     let Some(d) = dirs.iter().find(|d| d.is_v2()) else { return Ok(None) };
     nix::fcntl::open(&d.dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())
-        .map(Some)
+        .map(|fd| Some(V2Dir { path: d.dir.clone(), fd }))
         .map_err(|e| Error::Cgroup { dir: d.dir.clone(), source: e.into() })
 }
 
-/// Join the cgroup v2 directory opened by [`open_v2`] through its
-/// `cgroup.procs` (for kernels without clone3 into a cgroup).
-pub fn join_v2(dir: &OwnedFd) -> Result<()> {
-    let name = PathBuf::from("cgroup v2 (cgroup.procs)");
-    let fd =
-        nix::fcntl::openat(dir, "cgroup.procs", OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())
-            .map_err(|e| Error::Cgroup { dir: name.clone(), source: e.into() })?;
-    std::fs::File::from(fd).write_all(b"0").map_err(|source| Error::Cgroup { dir: name, source })
+/// Join the cgroup v2 directory through its `cgroup.procs` (for kernels
+/// without clone3 into a cgroup).
+pub fn join_v2(dir: &V2Dir) -> Result<()> {
+    let err = |source| Error::Cgroup { dir: dir.path.clone(), source };
+    let flags = OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+    let fd = nix::fcntl::openat(&dir.fd, "cgroup.procs", flags, Mode::empty()).map_err(|e| err(e.into()))?;
+    std::fs::File::from(fd).write_all(b"0").map_err(err)
 }
 
 fn write_zero(dir: &Path, file: &Path) -> Result<()> {

@@ -103,13 +103,13 @@ pub fn run(target: Target, launch: &Launch) -> Result<Ending> {
 
 /// Fork the command's process into the container's cgroup v2: born there by
 /// clone3 where the kernel can (5.7+), else after moving ourselves there.
-fn spawn(v2: Option<&OwnedFd>, clone_into_cgroup: bool) -> Result<Forked> {
+fn spawn(v2: Option<&cgroup::V2Dir>, clone_into_cgroup: bool) -> Result<Forked> {
     let fork_err = |e| Error::io("fork", e);
     let Some(v2) = v2 else { return sys::fork_single_threaded().map_err(fork_err) };
     if clone_into_cgroup {
-        match sys::fork_into_cgroup(v2.as_fd()) {
+        match sys::fork_into_cgroup(v2.fd.as_fd()) {
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG)) => {}
-            Err(e) => return Err(Error::Cgroup { dir: "cgroup v2 (clone3 into it)".into(), source: e }),
+            Err(e) => return Err(Error::Cgroup { dir: v2.path.clone(), source: e }),
             Ok(forked) => return Ok(forked),
         }
     }

@@ -15,7 +15,7 @@ use nix::time::{clock_gettime, ClockId};
 
 use crate::account::Account;
 use crate::cgroup::{self, CgroupPlan};
-use crate::config::{Backend, Config, Missing};
+use crate::config::{Config, Missing};
 use crate::error::{Error, Result};
 use crate::namespace::{ForeignNs, ENTER_ORDER};
 use crate::privileges::{self, Credentials, CAP_SYS_PTRACE};
@@ -62,7 +62,6 @@ pub fn resolve(config: &Config, account: &Account) -> Result<Target> {
         reason,
         refuse: config.missing == Missing::Refuse,
     };
-    let Backend::Pidfile { .. } = &config.backend;
     let path = config.backend.pidfile_path(&account.name, account.uid);
     let pidfile_err = |problem: String| Error::Pidfile { path: path.clone(), problem };
     let file = match secure_file::read_root_owned(&path, 64) {

@@ -151,12 +151,25 @@ exec setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$@""#;
 /// Run the installed cagepipe as `caller` with `args`, Exim's environment
 /// `env`, `stdin` as the message, and `config` as /etc/cagepipe.
 pub fn deliver(config: &ConfigDir, caller: Caller, args: &[OsString], env: &[(&str, &str)], stdin: &[u8]) -> Delivery {
-    let mut child = command(config, caller, args, env)
+    run_with_stdin(command(config, caller, args, env), stdin)
+}
+
+/// Run the installed cagepipe as root in this process's own namespaces
+/// (root may name --config and --user), with an empty environment.
+pub fn run_as_root(args: &[OsString], stdin: &[u8]) -> Delivery {
+    let mut cmd = Command::new(installed_binary());
+    cmd.args(args).env_clear().current_dir("/");
+    run_with_stdin(cmd, stdin)
+}
+
+/// Spawn `cmd`, feed it `stdin` and collect what it returned.
+fn run_with_stdin(mut cmd: Command, stdin: &[u8]) -> Delivery {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn unshare");
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
     let mut sin = child.stdin.take().unwrap();
     let data = stdin.to_vec();
     // Feed stdin from a thread; the command may stop reading early.
@@ -165,25 +178,6 @@ pub fn deliver(config: &ConfigDir, caller: Caller, args: &[OsString], env: &[(&s
     });
     let out = child.wait_with_output().unwrap();
     let _ = feeder.join();
-    Delivery { status: out.status, stdout: out.stdout, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
-}
-
-/// Run the installed cagepipe as root in this process's own namespaces
-/// (root may name --config and --user), with an empty environment.
-pub fn run_as_root(args: &[OsString], stdin: &[u8]) -> Delivery {
-    let mut child = Command::new(installed_binary())
-        .args(args)
-        .env_clear()
-        .current_dir("/")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn cagepipe");
-    let mut sin = child.stdin.take().unwrap();
-    let _ = sin.write_all(stdin);
-    drop(sin);
-    let out = child.wait_with_output().unwrap();
     Delivery { status: out.status, stdout: out.stdout, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
 }
 
