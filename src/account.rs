@@ -11,7 +11,7 @@
 #![forbid(unsafe_code)]
 
 use std::ffi::OsString;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -143,11 +143,6 @@ pub fn lookup(db: &Database, key: Key<'_>) -> Result<Account> {
         home: PathBuf::from(OsString::from_vec(entry.home.to_vec())),
         shell: OsString::from_vec(entry.shell.to_vec()),
     })
-}
-
-/// Home directory as bytes, for building paths inside the container.
-pub fn home_bytes(a: &Account) -> &[u8] {
-    a.home.as_os_str().as_bytes()
 }
 
 #[cfg(test)]

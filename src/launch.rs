@@ -31,8 +31,9 @@ pub struct Launch {
     pub env: Vec<CString>,
     /// execve candidates (PATH already searched by name).
     pub candidates: Vec<CString>,
-    /// The user's home inside the container, tried as the working directory.
-    pub home: CString,
+    /// The directory Exim started cagepipe in (the home for a `.forward`
+    /// pipe, `/` for an alias pipe), tried inside the container.
+    pub cwd: CString,
     pub close_range: bool,
     pub clone_into_cgroup: bool,
     /// Shown in error messages: the program as the user wrote it.
@@ -143,9 +144,10 @@ fn child(launch: &Launch, enter_rest: impl FnOnce() -> Result<()>, status_w: Own
     if poll(&mut fds, PollTimeout::ZERO).map(|n| n > 0).unwrap_or(true) {
         sys::exit_now(exit::TEMPFAIL); // the parent is already gone
     }
-    // Home inside the container, as the user (so its permissions apply),
-    // else the container's root: never a host directory.
-    if nix::unistd::chdir(launch.home.as_c_str()).is_err() {
+    // Where Exim would have started the command, looked up inside the
+    // container as the user (so its permissions apply), else the container's
+    // root: never a host directory.
+    if nix::unistd::chdir(launch.cwd.as_c_str()).is_err() {
         if let Err(e) = nix::unistd::chdir("/") {
             fail(Error::io("chdir /", e.into()), &status_w);
         }

@@ -27,6 +27,7 @@ pub mod sys;
 mod report;
 
 use std::ffi::{CString, OsString};
+use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -222,13 +223,16 @@ fn prepare(config: &Config, account: &Account, target: &resolve::Target, spec: &
     let argv = command::to_cstrings(&argv_bytes).map_err(bad)?;
     let env = command::to_cstrings(&env_bytes).map_err(bad)?;
     let candidates = command::candidates(&argv_bytes[0], &config.command_path);
-    let home = CString::new(account::home_bytes(account)).map_err(|_| Error::Account("home contains NUL".into()))?;
+    // Exim chdirs to the home for .forward pipes and to / for alias pipes;
+    // the command starts in the same place, inside. An unreadable cwd is /.
+    let cwd = std::env::current_dir().map(|p| p.into_os_string().into_vec()).unwrap_or_else(|_| b"/".to_vec());
+    let cwd = CString::new(cwd).unwrap_or_else(|_| CString::from(c"/"));
     Ok(Launch {
         credentials,
         argv,
         env,
         candidates,
-        home,
+        cwd,
         close_range: config.features.close_range,
         clone_into_cgroup: config.features.clone_into_cgroup,
         program: log::escape(&argv_bytes[0]),

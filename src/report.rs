@@ -79,7 +79,7 @@ impl Report {
         for e in &launch.env {
             self.add("environment", escape(e.as_bytes()));
         }
-        self.add("cwd", format!("{} inside the container if it exists there, else /", escape(launch.home.as_bytes())));
+        self.add("cwd", format!("{} inside the container if it exists there, else /", escape(launch.cwd.as_bytes())));
         self.add("dry run", "nothing was executed".into());
     }
 

@@ -144,7 +144,8 @@ exec setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$@""#;
         .args(args)
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .current_dir("/");
+        // Exim starts a .forward pipe in the user's home, an alias pipe in /.
+        .current_dir(env.iter().find(|(k, _)| *k == "HOME").map_or("/", |(_, v)| *v));
     cmd
 }
 
