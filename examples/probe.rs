@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! probe init
-//! probe report [--stdin-hash] [--read-bytes N] [--spawn-bg] [--sleep SECS]
-//!              [--signal SIGNUM | --exit N] [ARGS...] [-- ARGS...]
+//! probe report [--stdin-hash] [--read-bytes N] [--save-stdin FILE] [--out FILE]
+//!              [--spawn-bg] [--sleep SECS] [--signal SIGNUM | --exit N]
+//!              [ARGS...] [-- ARGS...]
 //! ```
 //!
 //! `init` is the containers' pid 1: it reaps every child and orphan and
@@ -71,16 +72,19 @@ const STATUS_FIELDS: [(&str, &str); 10] = [
 
 fn usage() -> &'static str {
     "usage: probe init
-       probe report [--stdin-hash] [--read-bytes N] [--spawn-bg] [--sleep SECS]
-                    [--signal SIGNUM | --exit N] [ARGS...] [-- ARGS...]
-(ARGS are only reported, as argv_<N>)
+       probe report [--stdin-hash] [--read-bytes N] [--save-stdin FILE] [--out FILE]
+                    [--spawn-bg] [--sleep SECS] [--signal SIGNUM | --exit N]
+                    [ARGS...] [-- ARGS...]
+(ARGS are only reported, as argv_<N>; --out writes the report to FILE instead
+of stdout, for callers such as Exim that keep the command's output;
+--save-stdin also copies what was read from stdin into FILE)
 
 report keys: uid euid suid fsuid gid egid sgid fsgid groups cap_inh cap_prm
 cap_eff cap_bnd cap_amb no_new_privs seccomp sig_ign sig_blk umask
 ns_<user|mnt|pid|pid_for_children|net|ipc|uts|cgroup|time|time_for_children>
 cgroup fds cwd cwd_dev_ino root_dev_ino hostname pid ppid pgid sid argv_count
 argv_<N> env_count env_<NAME> home_marker, then stdin_len stdin_fnv64 (with
---stdin-hash or --read-bytes) and bg_pid (with --spawn-bg). A value that
+--stdin-hash, --read-bytes or --save-stdin) and bg_pid (with --spawn-bg). A value that
 cannot be read is '-'."
 }
 
@@ -158,6 +162,8 @@ fn reap_ready_children() {
 struct ReportOptions {
     stdin_hash: bool,
     read_bytes: Option<u64>,
+    save_stdin: Option<String>,
+    out: Option<String>,
     spawn_background: bool,
     sleep: Option<Duration>,
     signal: Option<Signal>,
@@ -173,6 +179,8 @@ impl ReportOptions {
             match arg.as_str() {
                 "--stdin-hash" => options.stdin_hash = true,
                 "--spawn-bg" => options.spawn_background = true,
+                "--save-stdin" => options.save_stdin = Some(value(arg)?),
+                "--out" => options.out = Some(value(arg)?),
                 "--read-bytes" => {
                     let text = value(arg)?;
                     let count = text.parse().map_err(|_| format!("--read-bytes: bad count {text:?}"))?;
@@ -215,7 +223,16 @@ impl ReportOptions {
 fn run_report(options: &ReportOptions) -> i32 {
     // First, before this process opens anything of its own.
     let fds = open_fds();
-    let mut out = io::stdout().lock();
+    let mut out: Box<dyn Write> = match &options.out {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(file) => Box::new(io::BufWriter::new(file)),
+            Err(err) => {
+                eprintln!("probe report: {path}: {err}");
+                return EXIT_FAILURE;
+            }
+        },
+        None => Box::new(io::stdout().lock()),
+    };
     let result = write_report(&mut out, fds, options)
         .and_then(|()| if options.spawn_background { spawn_background(&mut out) } else { Ok(()) })
         .and_then(|()| out.flush());
@@ -316,8 +333,9 @@ fn write_report(out: &mut impl Write, fds: String, options: &ReportOptions) -> i
     }
     put(out, "home_marker", home_marker())?;
 
-    if options.stdin_hash || options.read_bytes.is_some() {
-        let (len, hash) = hash_stdin(options.read_bytes)?;
+    if options.stdin_hash || options.read_bytes.is_some() || options.save_stdin.is_some() {
+        let mut copy = options.save_stdin.as_ref().map(std::fs::File::create).transpose()?;
+        let (len, hash) = hash_stdin(options.read_bytes, copy.as_mut())?;
         put(out, "stdin_len", len.to_string())?;
         put(out, "stdin_fnv64", hash)?;
     }
@@ -378,7 +396,7 @@ fn home_marker() -> Vec<u8> {
 
 /// Read stdin to EOF, or only `limit` bytes, straight from fd 0: a buffered
 /// reader could take more than `limit` from the pipe.
-fn hash_stdin(limit: Option<u64>) -> io::Result<(u64, String)> {
+fn hash_stdin(limit: Option<u64>, mut copy: Option<&mut std::fs::File>) -> io::Result<(u64, String)> {
     let stdin = io::stdin();
     let fd = stdin.as_fd();
     let mut buffer = vec![0u8; 64 * 1024];
@@ -393,6 +411,9 @@ fn hash_stdin(limit: Option<u64>) -> io::Result<(u64, String)> {
         match unistd::read(fd, &mut buffer[..want]) {
             Ok(0) => break,
             Ok(n) => {
+                if let Some(file) = copy.as_mut() {
+                    file.write_all(&buffer[..n])?;
+                }
                 hash = fnv64_update(hash, &buffer[..n]);
                 total += n as u64;
             }
