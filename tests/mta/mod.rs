@@ -14,7 +14,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -151,20 +151,8 @@ exec "$@""#;
         cmd
     }
 
-    fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut cmd = self.command(args);
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-        {
-            use std::io::Write;
-            let mut sin = child.stdin.take().unwrap();
-            sin.write_all(stdin).unwrap();
-        }
-        child.wait_with_output().unwrap()
+    fn run(&self, args: &[&str], stdin: &[u8]) -> rig::Delivery {
+        rig::run_with_stdin(self.command(args), stdin)
     }
 
     /// Queue `message` from `sender` to `rcpt` (`-odq`); its message id.
@@ -173,12 +161,7 @@ exec "$@""#;
         let mut args = vec!["-odq", "-oi", "-f", sender];
         args.extend_from_slice(rcpt);
         let out = self.run(&args, message);
-        assert!(
-            out.status.success(),
-            "exim4 -odq failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "exim4 -odq failed: {out:?}");
         let log = self.mainlog();
         let id = log
             .lines()
@@ -193,7 +176,7 @@ exec "$@""#;
     }
 
     /// Deliver message `id` now, in this process (`-M`); Exim's output.
-    pub fn deliver(&self, id: &str) -> Output {
+    pub fn deliver(&self, id: &str) -> rig::Delivery {
         self.run(&["-M", id], b"")
     }
 

@@ -164,7 +164,7 @@ pub fn run_as_root(args: &[OsString], stdin: &[u8]) -> Delivery {
 }
 
 /// Spawn `cmd`, feed it `stdin` and collect what it returned.
-fn run_with_stdin(mut cmd: Command, stdin: &[u8]) -> Delivery {
+pub fn run_with_stdin(mut cmd: Command, stdin: &[u8]) -> Delivery {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
