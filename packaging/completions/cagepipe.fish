@@ -1,0 +1,41 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_cagepipe_global_optspecs
+    string join \n raw-pipe= c= user= config= dry-run h/help V/version
+end
+
+function __fish_cagepipe_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_cagepipe_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_cagepipe_using_subcommand
+    set -l cmd (__fish_cagepipe_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c cagepipe -n "__fish_cagepipe_needs_command" -l raw-pipe -d 'Deliver: TEXT is Exim\'s $address_pipe verbatim, split with Exim\'s rules' -r
+complete -c cagepipe -n "__fish_cagepipe_needs_command" -s c -d 'Deliver: run the container\'s /bin/sh -c STRING' -r
+complete -c cagepipe -n "__fish_cagepipe_needs_command" -l user -d 'Act for NAME instead of the calling user (root only)' -r
+complete -c cagepipe -n "__fish_cagepipe_needs_command" -l config -d 'Read PATH instead of /etc/cagepipe/cagepipe.toml (root only)' -r -F
+complete -c cagepipe -n "__fish_cagepipe_needs_command" -l dry-run -d 'Resolve and check everything, print the plan, run nothing'
+complete -c cagepipe -n "__fish_cagepipe_needs_command" -s h -l help -d 'Print help'
+complete -c cagepipe -n "__fish_cagepipe_needs_command" -s V -l version -d 'Print version'
+complete -c cagepipe -n "__fish_cagepipe_needs_command" -a "check" -d 'Explain how a delivery for USER (default: the caller) would run; exit 0 if it can'
+complete -c cagepipe -n "__fish_cagepipe_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cagepipe -n "__fish_cagepipe_using_subcommand check" -l user -d 'Act for NAME instead of the calling user (root only)' -r
+complete -c cagepipe -n "__fish_cagepipe_using_subcommand check" -l config -d 'Read PATH instead of /etc/cagepipe/cagepipe.toml (root only)' -r -F
+complete -c cagepipe -n "__fish_cagepipe_using_subcommand check" -l dry-run -d 'Resolve and check everything, print the plan, run nothing'
+complete -c cagepipe -n "__fish_cagepipe_using_subcommand check" -s h -l help -d 'Print help'
+complete -c cagepipe -n "__fish_cagepipe_using_subcommand help; and not __fish_seen_subcommand_from check help" -f -a "check" -d 'Explain how a delivery for USER (default: the caller) would run; exit 0 if it can'
+complete -c cagepipe -n "__fish_cagepipe_using_subcommand help; and not __fish_seen_subcommand_from check help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
