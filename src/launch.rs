@@ -1,10 +1,13 @@
 //! Entering the container, forking the command and supervising it.
 //!
-//! The parent joins the cgroups and namespaces (so the child is born inside
-//! them, in the container's pid namespace), forks, drops every capability
-//! of its own and waits. The child drops privileges, verifies, and execs.
-//! The parent stays in Exim's process group, so Exim's `killpg` on timeout
-//! reaches the command and everything it started in that group.
+//! The parent enters the namespaces (so the child is born inside them, in
+//! the container's pid namespace), forks, drops every capability of its own
+//! and waits. The child joins the container's cgroups, drops privileges,
+//! verifies, and execs. The parent stays in Exim's process group, so Exim's
+//! `killpg` on timeout reaches the command and everything it started in that
+//! group; and it stays out of the container's cgroups, so a container
+//! manager that kills everything in them when the container stops cannot
+//! kill the wrapper (Exim would bounce: "terminated by signal 9").
 #![forbid(unsafe_code)]
 
 use std::ffi::CString;
@@ -57,7 +60,8 @@ impl Setns for RealSetns {
 /// Join, enter, fork, and wait. Returns how the command ended, or the
 /// error that kept it from running.
 pub fn run(target: Target, launch: &Launch) -> Result<Ending> {
-    privileges::with_caps(&[CAP_DAC_OVERRIDE], || cgroup::join_v1(&target.cgroups.join))?;
+    // Opened on the host now; the child writes itself in.
+    let v1 = privileges::with_caps(&[CAP_DAC_OVERRIDE], || cgroup::open_v1(&target.cgroups.join))?;
     let v2 = cgroup::open_v2(&target.cgroups.join)?;
     let (before_fork, in_child) = namespace::split(&target.foreign);
     privileges::with_caps(&[CAP_SYS_ADMIN, CAP_SYS_CHROOT, CAP_SYS_PTRACE], || {
@@ -72,12 +76,22 @@ pub fn run(target: Target, launch: &Launch) -> Result<Ending> {
     let (status_r, status_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe", e.into()))?;
     let (alive_r, alive_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe", e.into()))?;
 
-    let forked = privileges::with_caps(&[CAP_DAC_OVERRIDE], || spawn(v2.as_ref(), launch.clone_into_cgroup))?;
+    let (forked, born_in_v2) = spawn(v2.as_ref(), launch.clone_into_cgroup)?;
     match forked {
         Forked::Child => {
             drop(status_r);
             drop(alive_w);
             let enter_rest = || {
+                // The cgroup files belong to the host's root; moving itself
+                // needs no other right. First, while still in the host's
+                // cgroup and user namespaces.
+                privileges::with_caps(&[CAP_DAC_OVERRIDE], || {
+                    cgroup::join_v1(&v1)?;
+                    match &v2 {
+                        Some(v2) if !born_in_v2 => cgroup::join_v2(v2),
+                        _ => Ok(()),
+                    }
+                })?;
                 privileges::with_caps(&[CAP_SYS_ADMIN, CAP_SYS_PTRACE], || {
                     namespace::enter(&mut RealSetns, target.pidfd.as_ref(), &in_child)
                         .map_err(|(what, source)| Error::Namespace { what, pid: target.pid, source })
@@ -88,6 +102,7 @@ pub fn run(target: Target, launch: &Launch) -> Result<Ending> {
         Forked::Parent(pid) => {
             drop(status_w);
             drop(alive_r);
+            drop(v1);
             drop(target);
             // The parent only waits from now on: it needs no privilege.
             let _ = sys::capset(CapSets::default());
@@ -102,20 +117,19 @@ pub fn run(target: Target, launch: &Launch) -> Result<Ending> {
     }
 }
 
-/// Fork the command's process into the container's cgroup v2: born there by
-/// clone3 where the kernel can (5.7+), else after moving ourselves there.
-fn spawn(v2: Option<&cgroup::V2Dir>, clone_into_cgroup: bool) -> Result<Forked> {
-    let fork_err = |e| Error::io("fork", e);
-    let Some(v2) = v2 else { return sys::fork_single_threaded().map_err(fork_err) };
-    if clone_into_cgroup {
-        match sys::fork_into_cgroup(v2.fd.as_fd()) {
+/// Fork the command's process, born in the container's cgroup v2 by clone3
+/// where the kernel can (5.7+; then true), else plainly: the child then
+/// joins it itself.
+fn spawn(v2: Option<&cgroup::V2Dir>, clone_into_cgroup: bool) -> Result<(Forked, bool)> {
+    if let (Some(v2), true) = (v2, clone_into_cgroup) {
+        // Placing the child needs write access to the host's cgroup files.
+        match privileges::with_caps(&[CAP_DAC_OVERRIDE], || Ok(sys::fork_into_cgroup(v2.fd.as_fd())))? {
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG)) => {}
             Err(e) => return Err(Error::Cgroup { dir: v2.path.clone(), source: e }),
-            Ok(forked) => return Ok(forked),
+            Ok(forked) => return Ok((forked, true)),
         }
     }
-    cgroup::join_v2(v2)?;
-    sys::fork_single_threaded().map_err(fork_err)
+    Ok((sys::fork_single_threaded().map_err(|e| Error::io("fork", e))?, false))
 }
 
 /// The child: never returns. Failures are reported to the parent through
