@@ -13,6 +13,7 @@
 use std::ffi::CString;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -24,7 +25,7 @@ use crate::cgroup;
 use crate::error::{exit, Error, Result};
 use crate::namespace::{self, Setns};
 use crate::privileges::{self, Credentials, Kernel, CAP_DAC_OVERRIDE, CAP_SYS_ADMIN, CAP_SYS_CHROOT, CAP_SYS_PTRACE};
-use crate::resolve::Target;
+use crate::resolve::{self, Target};
 use crate::sys::{self, CapSets, Forked};
 
 /// Everything the child needs, prepared before the fork.
@@ -103,15 +104,25 @@ pub fn run(target: Target, launch: &Launch) -> Result<Ending> {
             drop(status_w);
             drop(alive_r);
             drop(v1);
-            drop(target);
+            let Target { pid: target_pid, proc_dir, .. } = target;
             // The parent only waits from now on: it needs no privilege.
             let _ = sys::capset(CapSets::default());
             let report = read_report(status_r);
             let ending = wait_for(pid)?;
             drop(alive_w);
-            match report {
-                Some(err) => Err(err),
-                None => Ok(ending),
+            match (report, ending) {
+                (Some(err), _) => Err(err),
+                // Killed with its container (when a pid namespace's init dies
+                // the kernel kills everything else in it; a manager kills the
+                // rest of the cgroup), not the command's own end: defer, and
+                // Exim delivers the message once the container runs again.
+                (None, Ending::Signaled(sig)) if container_stopping(&proc_dir) => Err(Error::Target {
+                    pid: target_pid,
+                    problem: format!(
+                        "the container stopped during the delivery; the command was killed by signal {sig}"
+                    ),
+                }),
+                (None, ending) => Ok(ending),
             }
         }
     }
@@ -191,6 +202,26 @@ fn close_other_fds(use_close_range: bool, keep: i32) {
 
 /// Highest fd number + 1 the fallback closes.
 const FALLBACK_CLOSE_LIMIT: i32 = 1024;
+
+/// How long to wait, once the command died from a signal, for its
+/// container's init to show that the container is stopping: a manager that
+/// kills every process of the container at once may reach the command
+/// first. Only a death by signal waits: in a live container, the command's
+/// own signal reaches Exim this much later.
+const STOP_GRACE: Duration = Duration::from_millis(250);
+
+fn container_stopping(init_proc_dir: &OwnedFd) -> bool {
+    let until = Instant::now() + STOP_GRACE;
+    loop {
+        if resolve::is_ending(init_proc_dir) {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
 
 /// Read the child's failure report; EOF without data means exec succeeded.
 fn read_report(status_r: OwnedFd) -> Option<Error> {

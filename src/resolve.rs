@@ -266,6 +266,20 @@ fn read_stat(proc_dir: &OwnedFd, pid: i32, not_running: &dyn Fn(String) -> Error
     }
 }
 
+/// PF_EXITING among the flags of /proc/PID/stat (include/linux/sched.h).
+const PF_EXITING: u32 = 0x4;
+
+/// Whether the pinned process is exiting, a zombie, or gone; for a
+/// container's init: the container is stopping. Read through the /proc/PID
+/// directory opened on the host, which works from inside the container too.
+pub fn is_ending(proc_dir: &OwnedFd) -> bool {
+    match read_at(proc_dir, "stat", 4096) {
+        Err(e) => matches!(e, Errno::ESRCH | Errno::ENOENT),
+        Ok(text) => procfs::parse_stat(&text)
+            .is_ok_and(|st| st.flags & PF_EXITING != 0 || matches!(st.state, b'Z' | b'X' | b'x')),
+    }
+}
+
 /// The command's identity where it runs: the account's ids, translated
 /// through the container's user namespace maps when it has one.
 pub fn credentials(account: &Account, target: &Target) -> Result<Credentials> {

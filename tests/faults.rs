@@ -66,6 +66,13 @@ impl Setup {
         self.deliver_with(&self.config, args, b"")
     }
 
+    /// The command of `rig::command`, to be spawned by the test itself.
+    fn command(&self, args: &str) -> std::process::Command {
+        let env = self.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        rig::command(&self.config, self.caller, &raw_pipe(&format!("|{PROBE} report {args}")), &env)
+    }
+
     /// The pidfile line the container manager wrote.
     fn pidfile_text(&self) -> String {
         format!("{}\n", self.container.pid)
@@ -249,4 +256,177 @@ fn pidfile_faults_defer_and_nothing_enters_the_container() {
         write_pidfile(&s.pidfile, &s.pidfile_text());
     }
     assert_delivers(&s, &s.config);
+}
+
+/// How the deliveries racing a container stop ended.
+#[derive(Debug, Default)]
+struct RaceOutcome {
+    /// Exit 0, the report from inside the container.
+    delivered_inside: usize,
+    /// Exit 75, counted by reason (pids and paths left out).
+    deferred: std::collections::BTreeMap<String, usize>,
+    /// Anything else: a bug.
+    wrong: Vec<String>,
+}
+
+/// What cagepipe says when the command was killed with its container.
+const STOPPED_DURING: &str = "the container stopped during the delivery";
+
+/// Keep `WORKERS` deliveries going into one container, stop the container
+/// in the middle (the test bed kills its init, which takes the pid
+/// namespace with it, kills whatever is left in its cgroups, removes the
+/// cgroups, then the pidfile), and classify every outcome.
+fn race_deliveries_against_a_stop(tag: &str, extra_config: &str) -> RaceOutcome {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    const WORKERS: usize = 8;
+    const BEFORE: usize = 16; // deliveries finished before the stop starts
+    const AFTER: usize = 16; // begun after it returned
+    let s = setup(tag, extra_config);
+    let inside: Vec<(String, String)> = ["mnt", "pid", "uts", "net", "ipc", "cgroup"]
+        .iter()
+        .map(|ns| (format!("ns_{ns}"), s.container.ns_inode(ns).to_string()))
+        .chain([("hostname".to_string(), s.container.name.clone())])
+        .collect();
+    let finished = AtomicUsize::new(0);
+    let stop_done = AtomicBool::new(false);
+    let results = Mutex::new(Vec::new());
+    let mut stopped_at = 0;
+    std::thread::scope(|scope| {
+        for _ in 0..WORKERS {
+            scope.spawn(|| {
+                let mut after_stop = 0;
+                while after_stop < AFTER.div_ceil(WORKERS) {
+                    if stop_done.load(Ordering::SeqCst) {
+                        after_stop += 1;
+                    }
+                    let d = s.deliver("");
+                    finished.fetch_add(1, Ordering::SeqCst);
+                    results.lock().unwrap().push(d);
+                }
+            });
+        }
+        assert!(eventually(Duration::from_secs(60), || finished.load(Ordering::SeqCst) >= BEFORE));
+        stopped_at = finished.load(Ordering::SeqCst);
+        // The free function: the workers hold `s` (Drop stops it again, a no-op).
+        let out = common::stop_container(&s.container.name);
+        assert!(out.status.success(), "stop with deliveries entering: {}", String::from_utf8_lossy(&out.stderr));
+        stop_done.store(true, Ordering::SeqCst);
+    });
+    let results = results.into_inner().unwrap();
+    let mut outcome = RaceOutcome::default();
+    for d in &results {
+        match d.code() {
+            Some(0) => {
+                let r = common::parse_report(&d.stdout);
+                let differ: Vec<_> = inside.iter().filter(|(k, v)| r.get(k) != Some(v)).collect();
+                if differ.is_empty() {
+                    outcome.delivered_inside += 1;
+                } else {
+                    outcome.wrong.push(format!("delivered elsewhere ({differ:?} differ): {d:?}"));
+                }
+            }
+            // Nothing ran; or the command ran inside (its report may have
+            // begun) and was killed with the container.
+            Some(75) if d.stdout.is_empty() || (d.stderr.contains(STOPPED_DURING) && d.stdout.starts_with(b"uid=")) => {
+                let reason = d.stderr.lines().next().unwrap_or_default();
+                let kind: String = reason
+                    .split_whitespace()
+                    .filter(|w| !w.chars().any(|c| c.is_ascii_digit() || c == '/'))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                *outcome.deferred.entry(kind).or_default() += 1;
+            }
+            _ => outcome.wrong.push(format!("{d:?}")),
+        }
+    }
+    println!("{tag}: {} deliveries, the stop began after {stopped_at}: {outcome:#?}", results.len());
+    let left = s.container.leftovers();
+    assert!(left.is_empty(), "after the stop, left in the container:\n{}", common::describe_pids(&left));
+    outcome
+}
+
+#[test]
+fn deliveries_racing_a_container_stop_defer_or_run_inside() {
+    if !common::require_root("deliveries_racing_a_container_stop_defer_or_run_inside") {
+        return;
+    }
+    // Each kernel path: pidfd and clone3 into the cgroup, and neither (the
+    // child then joins the cgroup v2 itself, through cgroup.procs).
+    for (tag, config) in
+        [("race", ""), ("racefallback", "[kernel]\ndisable = [\"pidfd\", \"close_range\", \"clone_into_cgroup\"]\n")]
+    {
+        let o = race_deliveries_against_a_stop(tag, config);
+        assert!(o.wrong.is_empty(), "{tag}: every delivery ends delivered inside or deferred: {:#?}", o.wrong);
+        assert!(o.delivered_inside > 0 && !o.deferred.is_empty(), "{tag}: the stop fell amid the deliveries: {o:#?}");
+    }
+}
+
+/// Host pids of the probes (not the init) running in the container,
+/// zombies excluded.
+fn commands_inside(c: &Container) -> Vec<i32> {
+    c.leftovers()
+        .into_iter()
+        .filter(|p| common::process_running(*p))
+        .filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|comm| comm.trim() == "probe"))
+        .collect()
+}
+
+/// The command is running (and has a child of its own) when its container
+/// stops. The container manager kills the command, so the message was not
+/// (or not completely) handled: Exim sees 75 and keeps the message, and the
+/// retry delivers it once the container runs again. Without cagepipe's
+/// check, Exim would see the command's SIGKILL and bounce the message
+/// ("terminated by signal 9").
+#[test]
+fn a_container_stopped_mid_delivery_defers() {
+    if !common::require_root("a_container_stopped_mid_delivery_defers") {
+        return;
+    }
+    enum Stop {
+        /// testbed/container stop: SIGKILL to the init first, which makes
+        /// the kernel kill everything else in its pid namespace.
+        TestBed,
+        /// Everything in the container's cgroup v2 at once (cgroup.kill,
+        /// as systemd does), in no particular order.
+        CgroupKill,
+    }
+    let all_off = "[kernel]\ndisable = [\"pidfd\", \"close_range\", \"clone_into_cgroup\"]\n";
+    for (tag, config, stop) in
+        [("midstop", "", Stop::TestBed), ("midstopfallback", all_off, Stop::TestBed), ("midkill", "", Stop::CgroupKill)]
+    {
+        let mut s = setup(tag, config);
+        let child = s
+            .command("--spawn-bg --sleep 60")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        assert!(
+            eventually(Duration::from_secs(10), || commands_inside(&s.container).len() == 2),
+            "{tag}: the command and its background child run"
+        );
+        match stop {
+            Stop::TestBed => s.container.stop().unwrap(),
+            Stop::CgroupKill => {
+                let v2 = s.container.cgroup_dirs().into_iter().find(|d| d.join("cgroup.kill").exists());
+                let Some(v2) = v2 else {
+                    println!("SKIP {tag}: no cgroup.kill (Linux 5.14+) in the container's cgroup v2");
+                    continue;
+                };
+                std::fs::write(v2.join("cgroup.kill"), "1").unwrap();
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        let d =
+            Delivery { status: out.status, stdout: out.stdout, stderr: String::from_utf8_lossy(&out.stderr).into() };
+        assert_eq!(d.code(), Some(75), "{tag}: Exim must defer: {d:?}");
+        assert!(d.stderr.contains(STOPPED_DURING), "{tag}: stderr says why: {}", d.stderr);
+        assert!(d.stderr.contains("killed by signal 9"), "{tag}: and how: {}", d.stderr);
+        let r = common::parse_report(&d.stdout);
+        assert_eq!(r["hostname"], s.container.name, "{tag}: the command had run inside");
+        s.container.stop().unwrap();
+        assert_clean(&s.container, tag);
+    }
 }
