@@ -210,9 +210,10 @@ pub struct Container {
     pub pidfile: Option<PathBuf>,
     pub chroot: bool,
     cgroup_dirs: Vec<PathBuf>,
-    /// Inode of its pid namespace and pid of its host-side launcher (the
-    /// init's parent, which sits in its cgroups), kept for after `stop`.
-    pid_ns: u64,
+    /// Its pid namespace, held open so that the inode number cannot be
+    /// given to another namespace after `stop`, and the pid of its host-side
+    /// launcher (the init's parent, which sits in its cgroups).
+    pid_ns: std::fs::File,
     launcher: Option<i32>,
     stopped: bool,
 }
@@ -270,7 +271,8 @@ impl Container {
             pidfile: opts.pidfile.clone(),
             chroot: opts.chroot,
             cgroup_dirs: Vec::new(),
-            pid_ns: ns_inode_of(pid, "pid"),
+            pid_ns: std::fs::File::open(format!("/proc/{pid}/ns/pid"))
+                .unwrap_or_else(|e| panic!("/proc/{pid}/ns/pid: {e}")),
             launcher: std::fs::read_to_string(Path::new(TESTBED_STATE_ROOT).join(name).join("launcher.pid"))
                 .ok()
                 .and_then(|text| text.split_whitespace().next()?.parse().ok()),
@@ -299,7 +301,7 @@ impl Container {
     /// included) but its init and launcher, zombies included. Also right
     /// after `stop`, when the answer must be empty.
     pub fn leftovers(&self) -> Vec<i32> {
-        let mut pids = pids_in_pid_ns(self.pid_ns);
+        let mut pids = pids_in_pid_ns(self.pid_ns.metadata().expect("fstat of a pid namespace").ino());
         pids.extend(pids_in_cgroups(&self.cgroup_dirs));
         pids.retain(|&p| p != self.pid && Some(p) != self.launcher);
         pids.sort_unstable();
