@@ -430,3 +430,114 @@ fn a_container_stopped_mid_delivery_defers() {
         assert_clean(&s.container, tag);
     }
 }
+
+/// Parts of a failing delivery's stderr: cagepipe's own lines, in order.
+fn cagepipe_lines(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|l| l.starts_with("cagepipe: ")).collect()
+}
+
+/// Without a syslog daemon, the audit line goes to stderr, but only for a
+/// delivery that failed anyway: with `return_output` Exim fails any
+/// delivery that writes output, and a working delivery must not bounce
+/// because syslog is down.
+#[test]
+fn without_syslog_deliveries_work_and_only_failures_write_the_audit_line_to_stderr() {
+    if !common::require_root("without_syslog_deliveries_work_and_only_failures_write_the_audit_line_to_stderr") {
+        return;
+    }
+    let dir = rig::scratch();
+    let not_a_socket = dir.join(format!("not-a-socket-{}", std::process::id()));
+    std::fs::write(&not_a_socket, "").unwrap();
+    let refused = dir.join(format!("nobody-listens-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&refused);
+    drop(std::os::unix::net::UnixDatagram::bind(&refused).unwrap()); // the file stays, unbound
+    let missing = dir.join("no-such-dir/log");
+    for (what, socket) in [("missing", &missing), ("not a socket", &not_a_socket), ("nobody listening", &refused)] {
+        let s = setup("nosyslog", &format!("[log]\nsocket = \"{}\"\n", socket.display()));
+        let user = format!("user={} uid={} ", s.user.name, s.user.uid);
+
+        let d = s.deliver("--stdin-hash");
+        assert_eq!(d.code(), Some(0), "{what}: delivered: {d:?}");
+        assert_eq!(common::parse_report(&d.stdout)["hostname"], s.container.name, "{what}");
+        assert_eq!(d.stderr, "", "{what}: a success writes nothing to stderr");
+
+        let d = s.deliver("--exit 3");
+        assert_eq!(d.code(), Some(3), "{what}: the command's status: {d:?}");
+        let lines = cagepipe_lines(&d.stderr);
+        assert_eq!(lines.len(), 1, "{what}: one audit line on stderr: {}", d.stderr);
+        assert!(lines[0].starts_with(&format!("cagepipe: {user}")), "{what}: {}", lines[0]);
+        assert!(lines[0].contains(" outcome=exited exit=3 duration_ms="), "{what}: {}", lines[0]);
+
+        let d = s.deliver("--signal 15");
+        assert_eq!(d.signal(), Some(15), "{what}: the command's signal: {d:?}");
+        let lines = cagepipe_lines(&d.stderr);
+        assert_eq!(lines.len(), 1, "{what}: {}", d.stderr);
+        assert!(lines[0].contains(" outcome=signaled signal=15 "), "{what}: {}", lines[0]);
+
+        // cagepipe's own failure: the sentence for a person, then the line.
+        std::fs::remove_file(&s.pidfile).unwrap();
+        let d = s.deliver("");
+        assert_deferred(&d, what, "no running container");
+        let lines = cagepipe_lines(&d.stderr);
+        assert_eq!(lines.len(), 2, "{what}: {}", d.stderr);
+        assert!(lines[0].starts_with("cagepipe: no running container for user"), "{what}: {}", lines[0]);
+        assert!(
+            lines[1].starts_with(&format!("cagepipe: {user}outcome=deferred exit=75 reason=")),
+            "{what}: {}",
+            lines[1]
+        );
+        assert_clean(&s.container, what);
+    }
+}
+
+/// A syslog daemon that stopped reading (hung, or busy): once its queue is
+/// full (net.unix.max_dgram_qlen lines), sending blocks. The delivery must
+/// not wait for it: the line is given up after a short wait, and goes to
+/// stderr if the delivery failed anyway.
+#[test]
+fn a_syslog_daemon_that_stopped_reading_does_not_hold_deliveries() {
+    if !common::require_root("a_syslog_daemon_that_stopped_reading_does_not_hold_deliveries") {
+        return;
+    }
+    let path = rig::scratch().join(format!("stuck-log-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let daemon = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    // Fill its queue ourselves.
+    let client = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    client.connect(&path).unwrap();
+    client.set_nonblocking(true).unwrap();
+    let mut queued = 0;
+    while client.send(b"<22>filler: x").is_ok() {
+        queued += 1;
+        assert!(queued < 100_000, "the queue never filled");
+    }
+    let s = setup("stucklog", &format!("[log]\nsocket = \"{}\"\n", path.display()));
+    for (args, code) in [("", 0), ("--exit 3", 3)] {
+        let started = Instant::now();
+        let mut child = s
+            .command(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let ended = eventually(Duration::from_secs(10), || child.try_wait().unwrap().is_some());
+        if !ended {
+            child.kill().unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(ended, "a delivery with {args:?} hung on a full syslog queue ({queued} lines)");
+        let took = started.elapsed();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if code == 0 {
+            assert_eq!(stderr, "", "a success writes nothing to stderr");
+        } else {
+            assert!(stderr.contains(" outcome=exited exit=3 "), "the failure's audit line on stderr: {stderr}");
+        }
+        println!("{args:?}: ended after {took:?} with the syslog queue full");
+    }
+    drop(daemon);
+    let _ = std::fs::remove_file(&path);
+}
