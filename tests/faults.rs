@@ -541,3 +541,98 @@ fn a_syslog_daemon_that_stopped_reading_does_not_hold_deliveries() {
     drop(daemon);
     let _ = std::fs::remove_file(&path);
 }
+
+/// State, parent, process group and session of a host pid.
+fn proc_ids(pid: i32) -> Option<(char, i32, i32, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let f: Vec<&str> = stat.rsplit_once(") ")?.1.split(' ').collect();
+    Some((f[0].chars().next()?, f[1].parse().ok()?, f[2].parse().ok()?, f[3].parse().ok()?))
+}
+
+/// What cagepipe guarantees when it is SIGKILLed: its direct child, the
+/// command, dies with it (PR_SET_PDEATHSIG, SIGKILL), whatever the command
+/// did to its session or process group. Nothing more: what the command
+/// started is reparented to the container's init and lives on, unless Exim's
+/// timeout `killpg` reaches it in Exim's process group.
+///
+/// | killed           | the command           | command | its child |
+/// |------------------|-----------------------|---------|-----------|
+/// | cagepipe alone   | sleeps                | dies    | (none)    | tests/deliver.rs
+/// | cagepipe alone   | called setsid         | dies    | (none)    | here
+/// | cagepipe alone   | started a child       | dies    | lives     | here
+/// | Exim's killpg    | started a child       | dies    | dies      | tests/deliver.rs
+/// | Exim's killpg    | setsid, then a child  | dies    | lives     | here
+#[test]
+fn a_killed_cagepipe_takes_exactly_its_direct_child_along() {
+    if !common::require_root("a_killed_cagepipe_takes_exactly_its_direct_child_along") {
+        return;
+    }
+    use nix::sys::signal::{kill, killpg, Signal};
+    use nix::unistd::Pid;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    // (tag, probe arguments, kill the whole process group, its child lives)
+    for (tag, args, group, child_lives) in [
+        ("killsetsid", "--setsid --sleep 60", false, false),
+        ("killbg", "--spawn-bg --sleep 60", false, true),
+        ("killpgsetsid", "--setsid --spawn-bg --sleep 60", true, true),
+    ] {
+        let mut s = setup(tag, "");
+        let setsid = args.contains("--setsid");
+        let expect = if args.contains("--spawn-bg") { 2 } else { 1 };
+        // Like Exim: a process group of its own; nothing read from its output.
+        let mut wrapper = s
+            .command(args)
+            .process_group(0)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let wrapper_pid = wrapper.id() as i32;
+        assert!(
+            eventually(Duration::from_secs(10), || commands_inside(&s.container).len() == expect
+                && commands_inside(&s.container)
+                    .iter()
+                    .all(|p| proc_ids(*p).is_some_and(|ids| !setsid || ids.3 != wrapper_pid))),
+            "{tag}: the command (and its child) run"
+        );
+        let probes = commands_inside(&s.container);
+        let command = *probes.iter().find(|p| proc_ids(**p).is_some_and(|ids| ids.1 == wrapper_pid)).unwrap();
+        let (_, _, pgid, sid) = proc_ids(command).unwrap();
+        if setsid {
+            assert_eq!((pgid, sid), (command, command), "{tag}: the command left Exim's process group and session");
+        } else {
+            assert_eq!(pgid, wrapper_pid, "{tag}: the command is in Exim's process group");
+        }
+        let child = probes.iter().copied().find(|p| *p != command);
+
+        if group {
+            killpg(Pid::from_raw(wrapper_pid), Signal::SIGKILL).unwrap();
+        } else {
+            kill(Pid::from_raw(wrapper_pid), Signal::SIGKILL).unwrap();
+        }
+        assert_eq!(wrapper.wait().unwrap().signal(), Some(libc::SIGKILL), "{tag}: Exim sees the wrapper killed");
+        assert!(
+            eventually(Duration::from_secs(5), || !common::process_running(command)),
+            "{tag}: the command died with cagepipe:\n{}",
+            common::describe_pids(&[command])
+        );
+        if let Some(child) = child {
+            // Give a kill that should not come the time it would take.
+            std::thread::sleep(Duration::from_millis(200));
+            assert_eq!(common::process_running(child), child_lives, "{tag}: the command's child");
+            if child_lives {
+                assert!(
+                    eventually(Duration::from_secs(5), || proc_ids(child).is_some_and(|ids| ids.1 == s.container.pid)),
+                    "{tag}: the orphan is the container's init's:\n{}",
+                    common::describe_pids(&[child])
+                );
+            }
+        }
+        // The killed command's parent is gone, so it stays a zombie until
+        // the host's init collects it, and the container's init cannot
+        // finish dying before: the stop may take a moment.
+        s.container.stop().unwrap();
+        assert_clean(&s.container, tag);
+    }
+}
