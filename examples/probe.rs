@@ -3,7 +3,7 @@
 //! ```text
 //! probe init
 //! probe report [--stdin-hash] [--read-bytes N] [--save-stdin FILE] [--out FILE]
-//!              [--spawn-bg] [--sleep SECS] [--signal SIGNUM | --exit N]
+//!              [--setsid] [--spawn-bg] [--sleep SECS] [--signal SIGNUM | --exit N]
 //!              [ARGS...] [-- ARGS...]
 //! ```
 //!
@@ -73,11 +73,13 @@ const STATUS_FIELDS: [(&str, &str); 10] = [
 fn usage() -> &'static str {
     "usage: probe init
        probe report [--stdin-hash] [--read-bytes N] [--save-stdin FILE] [--out FILE]
-                    [--spawn-bg] [--sleep SECS] [--signal SIGNUM | --exit N]
+                    [--setsid] [--spawn-bg] [--sleep SECS] [--signal SIGNUM | --exit N]
                     [ARGS...] [-- ARGS...]
 (ARGS are only reported, as argv_<N>; --out writes the report to FILE instead
 of stdout, for callers such as Exim that keep the command's output;
---save-stdin also copies what was read from stdin into FILE)
+--save-stdin also copies what was read from stdin into FILE; --setsid starts
+a new session first, leaving the caller's process group, as a daemonising
+handler does)
 
 report keys: uid euid suid fsuid gid egid sgid fsgid groups cap_inh cap_prm
 cap_eff cap_bnd cap_amb no_new_privs seccomp sig_ign sig_blk umask
@@ -161,6 +163,7 @@ fn reap_ready_children() {
 #[derive(Debug, Default)]
 struct ReportOptions {
     stdin_hash: bool,
+    setsid: bool,
     read_bytes: Option<u64>,
     save_stdin: Option<String>,
     out: Option<String>,
@@ -178,6 +181,7 @@ impl ReportOptions {
             let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value")).cloned();
             match arg.as_str() {
                 "--stdin-hash" => options.stdin_hash = true,
+                "--setsid" => options.setsid = true,
                 "--spawn-bg" => options.spawn_background = true,
                 "--save-stdin" => options.save_stdin = Some(value(arg)?),
                 "--out" => options.out = Some(value(arg)?),
@@ -223,6 +227,13 @@ impl ReportOptions {
 fn run_report(options: &ReportOptions) -> i32 {
     // First, before this process opens anything of its own.
     let fds = open_fds();
+    // Before the report, so that pgid and sid show the new session.
+    if options.setsid {
+        if let Err(err) = unistd::setsid() {
+            eprintln!("probe report: setsid: {err}");
+            return EXIT_FAILURE;
+        }
+    }
     let mut out: Box<dyn Write> = match &options.out {
         Some(path) => match std::fs::File::create(path) {
             Ok(file) => Box::new(io::BufWriter::new(file)),

@@ -73,15 +73,37 @@ impl CgroupDir {
     }
 }
 
-/// Move the calling process into the planned v1 cgroups before it forks, so
-/// that the command is born inside them. `tasks` moves only the writing
-/// thread, which for a single-threaded process is the whole process, and
-/// (on Linux 6.x) without the global lock whose RCU grace period makes a
-/// `cgroup.procs` move cost milliseconds on an idle server. "0" means the
-/// writer.
-pub fn join_v1(dirs: &[CgroupDir]) -> Result<()> {
-    for d in dirs.iter().filter(|d| !d.is_v2()) {
-        write_zero(&d.dir, &d.dir.join("tasks"))?;
+/// The `tasks` file of the container's cgroup in one v1 hierarchy, opened
+/// on the host before anything is entered, for the command's process to
+/// write itself into.
+#[derive(Debug)]
+pub struct V1Tasks {
+    pub dir: PathBuf,
+    fd: OwnedFd,
+}
+
+/// Open the planned v1 cgroups' `tasks` files (needs CAP_DAC_OVERRIDE: they
+/// belong to the host's root).
+pub fn open_v1(dirs: &[CgroupDir]) -> Result<Vec<V1Tasks>> {
+    let flags = OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+    dirs.iter()
+        .filter(|d| !d.is_v2())
+        .map(|d| {
+            nix::fcntl::open(&d.dir.join("tasks"), flags, Mode::empty())
+                .map(|fd| V1Tasks { dir: d.dir.clone(), fd })
+                .map_err(|e| Error::Cgroup { dir: d.dir.clone(), source: e.into() })
+        })
+        .collect()
+}
+
+/// Move the calling process into the opened v1 cgroups. `tasks` moves only
+/// the writing thread, which for a single-threaded process is the whole
+/// process, and (on Linux 6.x) without the global lock whose RCU grace
+/// period makes a `cgroup.procs` move cost milliseconds on an idle server.
+/// "0" means the writer.
+pub fn join_v1(tasks: &[V1Tasks]) -> Result<()> {
+    for t in tasks {
+        nix::unistd::write(&t.fd, b"0").map_err(|e| Error::Cgroup { dir: t.dir.clone(), source: e.into() })?;
     }
     Ok(())
 }
@@ -109,12 +131,6 @@ pub fn join_v2(dir: &V2Dir) -> Result<()> {
     let flags = OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
     let fd = nix::fcntl::openat(&dir.fd, "cgroup.procs", flags, Mode::empty()).map_err(|e| err(e.into()))?;
     std::fs::File::from(fd).write_all(b"0").map_err(err)
-}
-
-fn write_zero(dir: &Path, file: &Path) -> Result<()> {
-    let fd = nix::fcntl::open(file, OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())
-        .map_err(|e| Error::Cgroup { dir: dir.to_path_buf(), source: e.into() })?;
-    std::fs::File::from(fd).write_all(b"0").map_err(|source| Error::Cgroup { dir: dir.to_path_buf(), source })
 }
 
 #[cfg(test)]
@@ -179,7 +195,7 @@ mod tests {
     #[test]
     fn joining_a_missing_directory_names_it() {
         let d = CgroupDir { hierarchy: "pids".into(), dir: "/nonexistent/cagepipe-cg".into() };
-        let e = join_v1(&[d]).unwrap_err();
+        let e = open_v1(&[d]).unwrap_err();
         assert_eq!(e.exit_code(), 75);
         assert!(e.to_string().contains("/nonexistent/cagepipe-cg"), "{e}");
         let d = CgroupDir { hierarchy: "v2".into(), dir: "/nonexistent/cagepipe-cg".into() };

@@ -1,15 +1,19 @@
 //! Entering the container, forking the command and supervising it.
 //!
-//! The parent joins the cgroups and namespaces (so the child is born inside
-//! them, in the container's pid namespace), forks, drops every capability
-//! of its own and waits. The child drops privileges, verifies, and execs.
-//! The parent stays in Exim's process group, so Exim's `killpg` on timeout
-//! reaches the command and everything it started in that group.
+//! The parent enters the namespaces (so the child is born inside them, in
+//! the container's pid namespace), forks, drops every capability of its own
+//! and waits. The child joins the container's cgroups, drops privileges,
+//! verifies, and execs. The parent stays in Exim's process group, so Exim's
+//! `killpg` on timeout reaches the command and everything it started in that
+//! group; and it stays out of the container's cgroups, so a container
+//! manager that kills everything in them when the container stops cannot
+//! kill the wrapper (Exim would bounce: "terminated by signal 9").
 #![forbid(unsafe_code)]
 
 use std::ffi::CString;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -21,7 +25,7 @@ use crate::cgroup;
 use crate::error::{exit, Error, Result};
 use crate::namespace::{self, Setns};
 use crate::privileges::{self, Credentials, Kernel, CAP_DAC_OVERRIDE, CAP_SYS_ADMIN, CAP_SYS_CHROOT, CAP_SYS_PTRACE};
-use crate::resolve::Target;
+use crate::resolve::{self, Target};
 use crate::sys::{self, CapSets, Forked};
 
 /// Everything the child needs, prepared before the fork.
@@ -57,7 +61,8 @@ impl Setns for RealSetns {
 /// Join, enter, fork, and wait. Returns how the command ended, or the
 /// error that kept it from running.
 pub fn run(target: Target, launch: &Launch) -> Result<Ending> {
-    privileges::with_caps(&[CAP_DAC_OVERRIDE], || cgroup::join_v1(&target.cgroups.join))?;
+    // Opened on the host now; the child writes itself in.
+    let v1 = privileges::with_caps(&[CAP_DAC_OVERRIDE], || cgroup::open_v1(&target.cgroups.join))?;
     let v2 = cgroup::open_v2(&target.cgroups.join)?;
     let (before_fork, in_child) = namespace::split(&target.foreign);
     privileges::with_caps(&[CAP_SYS_ADMIN, CAP_SYS_CHROOT, CAP_SYS_PTRACE], || {
@@ -72,12 +77,22 @@ pub fn run(target: Target, launch: &Launch) -> Result<Ending> {
     let (status_r, status_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe", e.into()))?;
     let (alive_r, alive_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe", e.into()))?;
 
-    let forked = privileges::with_caps(&[CAP_DAC_OVERRIDE], || spawn(v2.as_ref(), launch.clone_into_cgroup))?;
+    let (forked, born_in_v2) = spawn(v2.as_ref(), launch.clone_into_cgroup)?;
     match forked {
         Forked::Child => {
             drop(status_r);
             drop(alive_w);
             let enter_rest = || {
+                // The cgroup files belong to the host's root; moving itself
+                // needs no other right. First, while still in the host's
+                // cgroup and user namespaces.
+                privileges::with_caps(&[CAP_DAC_OVERRIDE], || {
+                    cgroup::join_v1(&v1)?;
+                    match &v2 {
+                        Some(v2) if !born_in_v2 => cgroup::join_v2(v2),
+                        _ => Ok(()),
+                    }
+                })?;
                 privileges::with_caps(&[CAP_SYS_ADMIN, CAP_SYS_PTRACE], || {
                     namespace::enter(&mut RealSetns, target.pidfd.as_ref(), &in_child)
                         .map_err(|(what, source)| Error::Namespace { what, pid: target.pid, source })
@@ -88,34 +103,44 @@ pub fn run(target: Target, launch: &Launch) -> Result<Ending> {
         Forked::Parent(pid) => {
             drop(status_w);
             drop(alive_r);
-            drop(target);
+            drop(v1);
+            let Target { pid: target_pid, proc_dir, .. } = target;
             // The parent only waits from now on: it needs no privilege.
             let _ = sys::capset(CapSets::default());
             let report = read_report(status_r);
             let ending = wait_for(pid)?;
             drop(alive_w);
-            match report {
-                Some(err) => Err(err),
-                None => Ok(ending),
+            match (report, ending) {
+                (Some(err), _) => Err(err),
+                // Killed with its container (when a pid namespace's init dies
+                // the kernel kills everything else in it; a manager kills the
+                // rest of the cgroup), not the command's own end: defer, and
+                // Exim delivers the message once the container runs again.
+                (None, Ending::Signaled(sig)) if container_stopping(&proc_dir) => Err(Error::Target {
+                    pid: target_pid,
+                    problem: format!(
+                        "the container stopped during the delivery; the command was killed by signal {sig}"
+                    ),
+                }),
+                (None, ending) => Ok(ending),
             }
         }
     }
 }
 
-/// Fork the command's process into the container's cgroup v2: born there by
-/// clone3 where the kernel can (5.7+), else after moving ourselves there.
-fn spawn(v2: Option<&cgroup::V2Dir>, clone_into_cgroup: bool) -> Result<Forked> {
-    let fork_err = |e| Error::io("fork", e);
-    let Some(v2) = v2 else { return sys::fork_single_threaded().map_err(fork_err) };
-    if clone_into_cgroup {
-        match sys::fork_into_cgroup(v2.fd.as_fd()) {
+/// Fork the command's process, born in the container's cgroup v2 by clone3
+/// where the kernel can (5.7+; then true), else plainly: the child then
+/// joins it itself.
+fn spawn(v2: Option<&cgroup::V2Dir>, clone_into_cgroup: bool) -> Result<(Forked, bool)> {
+    if let (Some(v2), true) = (v2, clone_into_cgroup) {
+        // Placing the child needs write access to the host's cgroup files.
+        match privileges::with_caps(&[CAP_DAC_OVERRIDE], || Ok(sys::fork_into_cgroup(v2.fd.as_fd())))? {
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG)) => {}
             Err(e) => return Err(Error::Cgroup { dir: v2.path.clone(), source: e }),
-            Ok(forked) => return Ok(forked),
+            Ok(forked) => return Ok((forked, true)),
         }
     }
-    cgroup::join_v2(v2)?;
-    sys::fork_single_threaded().map_err(fork_err)
+    Ok((sys::fork_single_threaded().map_err(|e| Error::io("fork", e))?, false))
 }
 
 /// The child: never returns. Failures are reported to the parent through
@@ -177,6 +202,26 @@ fn close_other_fds(use_close_range: bool, keep: i32) {
 
 /// Highest fd number + 1 the fallback closes.
 const FALLBACK_CLOSE_LIMIT: i32 = 1024;
+
+/// How long to wait, once the command died from a signal, for its
+/// container's init to show that the container is stopping: a manager that
+/// kills every process of the container at once may reach the command
+/// first. Only a death by signal waits: in a live container, the command's
+/// own signal reaches Exim this much later.
+const STOP_GRACE: Duration = Duration::from_millis(250);
+
+fn container_stopping(init_proc_dir: &OwnedFd) -> bool {
+    let until = Instant::now() + STOP_GRACE;
+    loop {
+        if resolve::is_ending(init_proc_dir) {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
 
 /// Read the child's failure report; EOF without data means exec succeeded.
 fn read_report(status_r: OwnedFd) -> Option<Error> {

@@ -19,6 +19,12 @@ pub const ERR: u8 = 3;
 
 pub const DEFAULT_SOCKET: &str = "/dev/log";
 
+/// How long an audit line may wait for room in the syslog daemon's queue
+/// (net.unix.max_dgram_qlen lines, 10 by default). A daemon that stopped
+/// reading would otherwise hold every delivery after the command has ended,
+/// until Exim's timeout kills it and bounces a delivered message.
+pub const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub struct Log {
     socket: Option<UnixDatagram>,
     path: std::path::PathBuf,
@@ -26,7 +32,10 @@ pub struct Log {
 }
 
 fn connect(path: &std::path::Path) -> Option<UnixDatagram> {
-    UnixDatagram::unbound().ok().and_then(|s| s.connect(path).ok().map(|()| s))
+    let socket = UnixDatagram::unbound().ok()?;
+    socket.connect(path).ok()?;
+    socket.set_write_timeout(Some(SEND_TIMEOUT)).ok()?;
+    Some(socket)
 }
 
 impl Log {
@@ -48,8 +57,9 @@ impl Log {
         self.socket.is_some()
     }
 
-    /// Send the audit line. If syslog is unavailable it goes to stderr,
-    /// except for a successful delivery: Exim's `return_output` turns any
+    /// Send the audit line. If syslog is unavailable (or its queue stays
+    /// full for [`SEND_TIMEOUT`]) it goes to stderr, except for a
+    /// successful delivery: Exim's `return_output` turns any
     /// output into a failure, and a working delivery must not bounce
     /// because the syslog daemon is down.
     pub fn audit(&self, severity: u8, line: &str, succeeded: bool) {

@@ -103,6 +103,10 @@ pub struct Stat {
     /// One letter: R, S, D, Z, T, t, X, I, ...
     pub state: u8,
     pub ppid: i32,
+    /// Field 9, the kernel's PF_* flags (PF_EXITING: the process is dying
+    /// but not yet a zombie, e.g. a pid namespace's init while the kernel
+    /// kills the rest of its namespace).
+    pub flags: u32,
     /// Field 22, clock ticks after boot. Together with the pid, this names
     /// one process, even after the pid is reused.
     pub start_ticks: u64,
@@ -142,9 +146,11 @@ pub fn parse_stat(text: &[u8]) -> Result<Stat, ParseError> {
     };
     let ppid = field(4)?;
     let ppid = parse_num::<i32>(ppid).ok_or_else(|| fail(STAT, format!("bad ppid {}", quoted(ppid))))?;
+    let flags = field(9)?;
+    let flags = parse_num::<u32>(flags).ok_or_else(|| fail(STAT, format!("bad flags {}", quoted(flags))))?;
     let start = field(22)?;
     let start_ticks = parse_num::<u64>(start).ok_or_else(|| fail(STAT, format!("bad starttime {}", quoted(start))))?;
-    Ok(Stat { pid, state, ppid, start_ticks })
+    Ok(Stat { pid, state, ppid, flags, start_ticks })
 }
 
 const STATUS: &str = "/proc/PID/status";
@@ -659,7 +665,10 @@ mod tests {
 
     #[test]
     fn stat_comm_with_parens_and_spaces() {
-        assert_eq!(parse_stat(STAT_SAMPLE), Ok(Stat { pid: 4242, state: b'S', ppid: 4200, start_ticks: 118_893 }));
+        assert_eq!(
+            parse_stat(STAT_SAMPLE),
+            Ok(Stat { pid: 4242, state: b'S', ppid: 4200, flags: 4_194_560, start_ticks: 118_893 })
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, OFlag};
-use nix::sys::stat::{fstat, Mode};
+use nix::sys::stat::{fstat, stat, Mode};
 use nix::time::{clock_gettime, ClockId};
 
 use crate::account::Account;
@@ -178,18 +178,29 @@ fn pin(
                 foreign.push(ForeignNs { kind, inode: theirs.st_ino, file });
             }
         }
-        // Not a container: it shares our mount namespace, or the host's (that
-        // of pid 1, for a cagepipe started by hand in a private one).
-        let host_mnt = nix::sys::stat::stat("/proc/1/ns/mnt").ok().map(|st| (st.st_dev, st.st_ino));
-        let mnt = foreign.iter().find(|ns| ns.kind.name == "mnt");
-        if mnt.is_none() || mnt.and_then(|ns| fstat(&ns.file).ok()).map(|st| (st.st_dev, st.st_ino)) == host_mnt {
-            return Err(not_running(format!(
-                "process {pid} from {source} shares the host's mount namespace, so it is not a container"
-            )));
-        }
-
         let root = openat(&proc_dir, "root", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
             .map_err(|e| gone_or(e, pid, not_running, |e| target_err(format!("opening root: {}", e.desc()))))?;
+
+        // Not a container: it shares our mount namespace, or the host's (that
+        // of pid 1, for a cagepipe started in a private one, e.g. by a
+        // service manager). Where pid 1's namespaces cannot be read (some
+        // sandboxes hide them even from root), a target whose root directory
+        // is ours is not one either: the command would see our files. Any
+        // doubt counts as the host.
+        let dev_ino = |st: nix::sys::stat::FileStat| (st.st_dev, st.st_ino);
+        let shares_host = match (foreign.iter().find(|ns| ns.kind.name == "mnt"), stat("/proc/1/ns/mnt")) {
+            (None, _) => true,
+            (Some(mnt), Ok(host)) => fstat(&mnt.file).map(dev_ino) == Ok(dev_ino(host)),
+            (Some(_), Err(_)) => match (fstat(&root), stat("/")) {
+                (Ok(theirs), Ok(ours)) => dev_ino(theirs) == dev_ino(ours),
+                _ => true,
+            },
+        };
+        if shares_host {
+            return Err(not_running(format!(
+                "process {pid} from {source} shares the host's mount namespace or root directory, so it is not a container"
+            )));
+        }
         Ok((foreign, root))
     })?;
 
@@ -252,6 +263,20 @@ fn read_stat(proc_dir: &OwnedFd, pid: i32, not_running: &dyn Fn(String) -> Error
     match stat.state {
         b'Z' | b'X' | b'x' => Err(not_running(format!("process {pid} is a zombie"))),
         _ => Ok(stat),
+    }
+}
+
+/// PF_EXITING among the flags of /proc/PID/stat (include/linux/sched.h).
+const PF_EXITING: u32 = 0x4;
+
+/// Whether the pinned process is exiting, a zombie, or gone; for a
+/// container's init: the container is stopping. Read through the /proc/PID
+/// directory opened on the host, which works from inside the container too.
+pub fn is_ending(proc_dir: &OwnedFd) -> bool {
+    match read_at(proc_dir, "stat", 4096) {
+        Err(e) => matches!(e, Errno::ESRCH | Errno::ENOENT),
+        Ok(text) => procfs::parse_stat(&text)
+            .is_ok_and(|st| st.flags & PF_EXITING != 0 || matches!(st.state, b'Z' | b'X' | b'x')),
     }
 }
 

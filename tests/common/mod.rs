@@ -210,6 +210,11 @@ pub struct Container {
     pub pidfile: Option<PathBuf>,
     pub chroot: bool,
     cgroup_dirs: Vec<PathBuf>,
+    /// Its pid namespace, held open so that the inode number cannot be
+    /// given to another namespace after `stop`, and the pid of its host-side
+    /// launcher (the init's parent, which sits in its cgroups).
+    pid_ns: std::fs::File,
+    launcher: Option<i32>,
     stopped: bool,
 }
 
@@ -266,6 +271,11 @@ impl Container {
             pidfile: opts.pidfile.clone(),
             chroot: opts.chroot,
             cgroup_dirs: Vec::new(),
+            pid_ns: std::fs::File::open(format!("/proc/{pid}/ns/pid"))
+                .unwrap_or_else(|e| panic!("/proc/{pid}/ns/pid: {e}")),
+            launcher: std::fs::read_to_string(Path::new(TESTBED_STATE_ROOT).join(name).join("launcher.pid"))
+                .ok()
+                .and_then(|text| text.split_whitespace().next()?.parse().ok()),
             stopped: false,
         };
         if !opts.no_cgroup {
@@ -284,6 +294,19 @@ impl Container {
     /// start, so still known after `stop`.
     pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
         self.cgroup_dirs.clone()
+    }
+
+    /// Host pids of what a delivery left behind: every process in the
+    /// container's pid namespace or cgroups (any hierarchy, sub-cgroups
+    /// included) but its init and launcher, zombies included. Also right
+    /// after `stop`, when the answer must be empty.
+    pub fn leftovers(&self) -> Vec<i32> {
+        let mut pids = pids_in_pid_ns(self.pid_ns.metadata().expect("fstat of a pid namespace").ino());
+        pids.extend(pids_in_cgroups(&self.cgroup_dirs));
+        pids.retain(|&p| p != self.pid && Some(p) != self.launcher);
+        pids.sort_unstable();
+        pids.dedup();
+        pids
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -367,6 +390,55 @@ impl Drop for Container {
             }
         }
     }
+}
+
+/// Host pids of the processes whose pid namespace has inode `ns_inode`.
+pub fn pids_in_pid_ns(ns_inode: u64) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("list /proc").flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        // A process that is gone by now is simply not counted.
+        if std::fs::metadata(format!("/proc/{pid}/ns/pid")).is_ok_and(|m| m.ino() == ns_inode) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Host pids in the cgroup directories `dirs` and every cgroup below them.
+pub fn pids_in_cgroups(dirs: &[PathBuf]) -> Vec<i32> {
+    let mut pids = Vec::new();
+    let mut todo: Vec<PathBuf> = dirs.to_vec();
+    while let Some(dir) = todo.pop() {
+        if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            pids.extend(text.lines().filter_map(|l| l.parse::<i32>().ok()));
+        }
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(e.path());
+            }
+        }
+    }
+    pids
+}
+
+/// One line per pid, `ps`-style (pid, ppid, state, command line), for
+/// failure messages.
+pub fn describe_pids(pids: &[i32]) -> String {
+    let mut out = String::new();
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat.rsplit_once(") ").map(|(_, r)| r.split(' ').collect()).unwrap_or_default();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        out.push_str(&format!(
+            "  {pid} ppid={} state={} {}\n",
+            fields.get(1).unwrap_or(&"?"),
+            fields.first().unwrap_or(&"?"),
+            cmdline.trim_end()
+        ));
+    }
+    out
 }
 
 /// `testbed/container stop NAME`, whatever the outcome.

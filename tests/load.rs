@@ -1,0 +1,335 @@
+//! Load: hundreds of deliveries at once, into one container and spread over
+//! many, through the real binary run the way Exim runs it. Every message
+//! must arrive byte for byte inside its container (the probe hashes its
+//! stdin), and afterwards nothing may be left: no zombie children of this
+//! process, no descriptor more than before, no process in any container but
+//! its init. The figures are printed (`cargo test --test load -- --nocapture`).
+
+mod common;
+mod rig;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Container, ContainerOpts};
+use rig::{raw_pipe, Caller, ConfigDir, Delivery};
+
+/// Both tests count this process's descriptors and children: never at once.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const DELIVERIES: usize = 500;
+const CONTAINERS: usize = 50;
+
+/// One user's container, and what a report from inside it must say.
+struct Target {
+    container: Container,
+    user: common::User,
+    caller: Caller,
+    /// `ns_<kind>` keys of the probe's report and their values inside.
+    inside: Vec<(String, String)>,
+}
+
+/// The test accounts `cptest-PREFIXnn`, created the first time.
+fn accounts(prefix: &str, count: usize) -> Vec<common::User> {
+    (0..count).map(|i| common::test_user(&format!("cptest-{prefix}{i:02}"))).collect()
+}
+
+/// A container for each user, all started at once.
+fn start_targets(users: Vec<common::User>, piddir: &std::path::Path) -> Vec<Target> {
+    let gid = rig::cagepipe_gid();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = users
+            .into_iter()
+            .map(|user| {
+                scope.spawn(move || {
+                    let opts = ContainerOpts {
+                        users: vec![user.name.clone()],
+                        pidfile: Some(piddir.join(format!("{}.pid", user.name))),
+                        ..Default::default()
+                    };
+                    let container = Container::start(&common::unique_name(&user.name[7..]), &opts);
+                    let inside = ["mnt", "pid", "uts", "net", "ipc", "cgroup"]
+                        .iter()
+                        .map(|ns| (format!("ns_{ns}"), container.ns_inode(ns).to_string()))
+                        .chain([("hostname".to_string(), container.name.clone())])
+                        .chain([("uid".to_string(), user.uid.to_string())])
+                        .collect();
+                    Target { container, caller: Caller { uid: user.uid, gid }, user, inside }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a container starts")).collect()
+    })
+}
+
+/// Stop them all at once; true when every stop succeeded.
+fn stop_targets(targets: &mut [Target]) {
+    std::thread::scope(|scope| {
+        for t in targets.iter_mut() {
+            scope.spawn(move || t.container.stop().unwrap_or_else(|e| panic!("{e}")));
+        }
+    });
+}
+
+/// Room for every delivery's pipes at once (three descriptors each here).
+fn raise_fd_limit(want: u64) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    if soft < want {
+        setrlimit(Resource::RLIMIT_NOFILE, want.max(soft), want.max(hard)).unwrap();
+    }
+}
+
+fn open_fd_count() -> usize {
+    // The directory's own descriptor is listed too; it is the same each time.
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Children of this process, as (pid, state letter).
+fn children() -> Vec<(i32, char)> {
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some((_, rest)) = stat.rsplit_once(") ") else { continue };
+        let f: Vec<&str> = rest.split(' ').collect();
+        if f.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(me) {
+            out.push((pid, f[0].chars().next().unwrap_or('?')));
+        }
+    }
+    out
+}
+
+/// A message of its own for delivery `i`: 1 to 16 KiB, no two alike.
+fn message(i: usize) -> Vec<u8> {
+    let len = 1024 + (i * 7919) % (15 * 1024);
+    let mut m = format!("From sender@example.org Mon Jan  1 00:00:00 2024\nSubject: load {i}\n\n").into_bytes();
+    m.extend((0..len).map(|j| b"abcdefghijklmnopqrstuvwxyz0123456789 \n"[(i * 31 + j * 17) % 38]));
+    m
+}
+
+/// A syslog socket for the deliveries' audit lines, drained by a thread.
+struct Syslog {
+    path: PathBuf,
+    stop: std::sync::Arc<AtomicBool>,
+    lines: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl Syslog {
+    fn start(name: &str) -> Syslog {
+        let path = rig::scratch().join(format!("{name}.sock"));
+        let _ = std::fs::remove_file(&path);
+        let socket = UnixDatagram::bind(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let done = stop.clone();
+        let lines = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            let mut buf = vec![0u8; 4096];
+            loop {
+                match socket.recv(&mut buf) {
+                    Ok(n) => lines.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                    Err(_) if done.load(Ordering::SeqCst) => return lines,
+                    Err(_) => {}
+                }
+            }
+        });
+        Syslog { path, stop, lines }
+    }
+
+    fn finish(self) -> Vec<String> {
+        self.stop.store(true, Ordering::SeqCst);
+        let lines = self.lines.join().unwrap();
+        let _ = std::fs::remove_file(&self.path);
+        lines
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Start all `DELIVERIES` at once, spread round-robin over `targets`, then
+/// check each one and everything left behind, and print the figures.
+fn deliver_all_at_once(name: &str, targets: &[Target], config: &ConfigDir, syslog: Syslog) {
+    let fds_before = open_fd_count();
+    let in_flight = AtomicUsize::new(0);
+    let peak_in_flight = AtomicUsize::new(0);
+    let peak_inside = AtomicUsize::new(0);
+    let sampling = AtomicBool::new(true);
+    let start = Barrier::new(DELIVERIES + 1);
+    let results: Mutex<Vec<(usize, Delivery, Duration)>> = Mutex::new(Vec::with_capacity(DELIVERIES));
+    let v2_dirs: Vec<PathBuf> = targets
+        .iter()
+        .map(|t| t.container.cgroup_dirs().into_iter().find(|d| d.join("cgroup.type").exists()).expect("a v2 cgroup"))
+        .collect();
+    let mut wall = Duration::ZERO;
+    std::thread::scope(|scope| {
+        // How many commands run inside at once: the containers' cgroup v2
+        // members but each one's init and launcher.
+        scope.spawn(|| {
+            while sampling.load(Ordering::SeqCst) {
+                let n: usize = v2_dirs
+                    .iter()
+                    .map(|d| {
+                        let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+                        procs.lines().count().saturating_sub(2)
+                    })
+                    .sum();
+                peak_inside.fetch_max(n, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        for i in 0..DELIVERIES {
+            let (start, results, in_flight, peak_in_flight) = (&start, &results, &in_flight, &peak_in_flight);
+            let t = &targets[i % targets.len()];
+            std::thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn_scoped(scope, move || {
+                    let home = t.user.home.display().to_string();
+                    let env = [
+                        ("HOME", home.as_str()),
+                        ("USER", t.user.name.as_str()),
+                        ("LOGNAME", t.user.name.as_str()),
+                        ("LOCAL_PART", t.user.name.as_str()),
+                        ("DOMAIN", "example.test"),
+                        ("SENDER", "sender@example.org"),
+                        ("PATH", "/bin:/usr/bin"),
+                    ];
+                    let args = raw_pipe(&format!("|{} report --stdin-hash", common::PROBE_IN_CONTAINER));
+                    let m = message(i);
+                    start.wait();
+                    let began = Instant::now();
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak_in_flight.fetch_max(now, Ordering::SeqCst);
+                    let d = rig::deliver(config, t.caller, &args, &env, &m);
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    results.lock().unwrap().push((i, d, began.elapsed()));
+                })
+                .expect("a thread per delivery");
+        }
+        start.wait();
+        let began = Instant::now();
+        while results.lock().unwrap().len() < DELIVERIES {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        wall = began.elapsed();
+        sampling.store(false, Ordering::SeqCst);
+    });
+    // Before the syslog socket (open since before the count) is closed.
+    let fds_after = open_fd_count();
+    let audit = syslog.finish();
+
+    // Every message arrived whole, inside its own container.
+    let results = results.into_inner().unwrap();
+    let mut failures = Vec::new();
+    for (i, d, _) in &results {
+        let t = &targets[i % targets.len()];
+        if d.code() != Some(0) {
+            failures.push(format!("delivery {i}: {d:?}"));
+            continue;
+        }
+        let r = common::parse_report(&d.stdout);
+        let m = message(*i);
+        let mut expect = t.inside.clone();
+        expect.push(("stdin_len".into(), m.len().to_string()));
+        expect.push(("stdin_fnv64".into(), common::fnv64(&m)));
+        expect.push(("fds".into(), "0,1,2".into()));
+        let differ: BTreeMap<&str, (Option<&String>, &String)> =
+            expect.iter().filter(|(k, v)| r.get(k) != Some(v)).map(|(k, v)| (k.as_str(), (r.get(k), v))).collect();
+        if !differ.is_empty() || !d.stderr.is_empty() {
+            failures.push(format!("delivery {i} (got, expected): {differ:?}, stderr {:?}", d.stderr));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {DELIVERIES} not delivered as sent:\n{}", failures.len(), failures.join("\n"));
+
+    // One audit line each, all successes.
+    let delivered: Vec<&String> = audit.iter().filter(|l| l.contains(" outcome=exited exit=0 ")).collect();
+    assert_eq!(delivered.len(), DELIVERIES, "one audit line per delivery; got {} lines:\n{audit:#?}", audit.len());
+    let mut own: Vec<Duration> = delivered
+        .iter()
+        .filter_map(|l| l.rsplit_once("duration_ms=")?.1.trim().parse::<f64>().ok())
+        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+        .collect();
+    own.sort_unstable();
+
+    // Nothing left behind, here or inside.
+    let kids = children();
+    assert!(kids.iter().all(|(_, state)| *state != 'Z'), "zombie children of the test process: {kids:?}");
+    assert!(kids.is_empty(), "children of the test process left: {kids:?}");
+    assert_eq!(fds_after, fds_before, "descriptors of the test process before and after");
+    for t in targets {
+        let left = t.container.leftovers();
+        assert!(left.is_empty(), "left in {}:\n{}", t.container.name, common::describe_pids(&left));
+    }
+
+    let mut latency: Vec<Duration> = results.iter().map(|(_, _, l)| *l).collect();
+    latency.sort_unstable();
+    println!(
+        "{name}: {DELIVERIES} deliveries into {} container(s), all delivered and verified\n  \
+         wall time {:.2} s, {:.0} deliveries/s\n  \
+         per delivery (Exim's view: spawn to exit, including the test rig's unshare, mount, setpriv): \
+         median {}, p95 {}, max {}\n  \
+         cagepipe's own time (audit line duration_ms): median {}, p95 {}, max {}\n  \
+         peak concurrent: {} deliveries in flight, {} commands running inside at once (sampled)",
+        targets.len(),
+        wall.as_secs_f64(),
+        DELIVERIES as f64 / wall.as_secs_f64(),
+        ms(percentile(&latency, 0.5)),
+        ms(percentile(&latency, 0.95)),
+        ms(*latency.last().unwrap()),
+        ms(percentile(&own, 0.5)),
+        ms(percentile(&own, 0.95)),
+        ms(*own.last().unwrap()),
+        peak_in_flight.load(Ordering::SeqCst),
+        peak_inside.load(Ordering::SeqCst),
+    );
+}
+
+#[test]
+fn five_hundred_deliveries_at_once_into_one_container() {
+    if !common::require_root("five_hundred_deliveries_at_once_into_one_container") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    raise_fd_limit(4 * DELIVERIES as u64 + 256);
+    let syslog = Syslog::start("load-one");
+    let (config, piddir) = ConfigDir::with_pidfile_dir(&format!("[log]\nsocket = \"{}\"\n", syslog.path.display()));
+    let mut targets = start_targets(accounts("loadone", 1), &piddir);
+    deliver_all_at_once("one container", &targets, &config, syslog);
+    stop_targets(&mut targets);
+}
+
+#[test]
+fn five_hundred_deliveries_at_once_over_fifty_containers() {
+    if !common::require_root("five_hundred_deliveries_at_once_over_fifty_containers") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    raise_fd_limit(4 * DELIVERIES as u64 + 256);
+    let syslog = Syslog::start("load-fifty");
+    let (config, piddir) = ConfigDir::with_pidfile_dir(&format!("[log]\nsocket = \"{}\"\n", syslog.path.display()));
+    let users = accounts("load", CONTAINERS);
+    let started = Instant::now();
+    let mut targets = start_targets(users, &piddir);
+    let start_time = started.elapsed();
+    deliver_all_at_once("fifty containers", &targets, &config, syslog);
+    let stopping = Instant::now();
+    stop_targets(&mut targets);
+    println!(
+        "  {CONTAINERS} containers started at once in {:.2} s, stopped at once in {:.2} s",
+        start_time.as_secs_f64(),
+        stopping.elapsed().as_secs_f64()
+    );
+}
