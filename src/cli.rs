@@ -37,6 +37,10 @@ pub enum Action {
     /// Explain how a delivery for this user would run.
     Check {
         user: Option<String>,
+        /// `--exim PATH`: the Exim binary to ask (root only).
+        exim: Option<PathBuf>,
+        /// `--exim-config FILE`: Exim's `-C FILE` (root only).
+        exim_config: Option<PathBuf>,
     },
     /// Print help or version text and exit 0.
     Print(String),
@@ -110,7 +114,21 @@ pub fn command() -> Command {
         .subcommand(
             Command::new("check")
                 .about("Explain how a delivery for USER (default: the caller) would run; exit 0 if it can")
-                .arg(Arg::new("USER").help("The user to check (root only for another user)")),
+                .arg(Arg::new("USER").help("The user to check (root only for another user)"))
+                .arg(
+                    Arg::new("exim")
+                        .long("exim")
+                        .value_name("PATH")
+                        .value_parser(clap::value_parser!(PathBuf))
+                        .help("The Exim binary whose transports are checked (root only; default: the first of /usr/sbin/exim4, /usr/sbin/exim, /usr/exim/bin/exim, /usr/local/sbin/exim)"),
+                )
+                .arg(
+                    Arg::new("exim-config")
+                        .long("exim-config")
+                        .value_name("FILE")
+                        .value_parser(clap::value_parser!(PathBuf))
+                        .help("Check the transports of this Exim configuration (exim -C FILE; root only)"),
+                ),
         )
 }
 
@@ -139,7 +157,11 @@ impl Request {
             if m.contains_id("deliver") {
                 return Err(Error::Usage("check takes no command to deliver".into()));
             }
-            Action::Check { user: sub.get_one::<String>("USER").cloned().or_else(|| user.clone()) }
+            Action::Check {
+                user: sub.get_one::<String>("USER").cloned().or_else(|| user.clone()),
+                exim: sub.get_one::<PathBuf>("exim").cloned(),
+                exim_config: sub.get_one::<PathBuf>("exim-config").cloned(),
+            }
         } else if let Some(text) = m.get_one::<OsString>("raw-pipe") {
             let argv =
                 pipe_text::split_pipe_text(text.as_bytes()).map_err(|e| Error::Usage(format!("--raw-pipe: {e}")))?;
@@ -220,10 +242,19 @@ mod tests {
     #[test]
     fn check_takes_an_optional_user_and_global_options() {
         let r = parse(&["check"]).unwrap();
-        assert_eq!(r.action, Action::Check { user: None });
+        assert_eq!(r.action, Action::Check { user: None, exim: None, exim_config: None });
         let r = parse(&["--config", "/tmp/c.toml", "check", "alice"]).unwrap();
-        assert_eq!(r.action, Action::Check { user: Some("alice".into()) });
+        assert_eq!(r.action, Action::Check { user: Some("alice".into()), exim: None, exim_config: None });
         assert_eq!(r.config, Some(PathBuf::from("/tmp/c.toml")));
+        let r = parse(&["check", "--exim", "/usr/sbin/exim4", "--exim-config", "/etc/exim.conf"]).unwrap();
+        assert_eq!(
+            r.action,
+            Action::Check {
+                user: None,
+                exim: Some("/usr/sbin/exim4".into()),
+                exim_config: Some("/etc/exim.conf".into())
+            }
+        );
     }
 
     #[test]

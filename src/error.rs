@@ -15,6 +15,9 @@ pub mod exit {
     pub const TEMPFAIL: i32 = 75;
     /// The caller is not allowed: Exim bounces.
     pub const NOPERM: i32 = 77;
+    /// `check` only: Exim's transports that name cagepipe have problems
+    /// (never a delivery's status).
+    pub const CONFIG: i32 = 78;
     /// The command exists but cannot be executed (shell convention).
     pub const NOT_EXECUTABLE: i32 = 126;
     /// The command does not exist inside the container (shell convention;

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod command;
 pub mod config;
 pub mod error;
+pub mod exim;
 pub mod launch;
 pub mod log;
 pub mod namespace;
@@ -127,10 +128,22 @@ fn dispatch(args: Vec<OsString>, audit: &mut Audit, log: &mut log::Log) -> Resul
     let config_path = request.config.clone().unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
 
     match &request.action {
-        Action::Check { user } => {
+        Action::Check { user, exim, exim_config } => {
             let mut out = report::Report::default();
-            let result = explain(&config_path, user.as_deref(), caller, &mut out);
-            Ok(Done::Explained(out.finish(result)))
+            // Root without a user checks the installation itself; root is
+            // never delivered to.
+            let installation_only = is_root && user.is_none();
+            let result = if installation_only {
+                config::load(&config_path).map(|c| {
+                    out.config(&c);
+                    out.capabilities();
+                })
+            } else {
+                explain(&config_path, user.as_deref(), caller, &mut out).map(|_| ())
+            };
+            // Only root reads Exim's configuration.
+            let exim_problems = if is_root { out.exim(exim.as_deref(), exim_config.as_deref()) } else { 0 };
+            Ok(Done::Explained(out.finish_check(result, installation_only, exim_problems)))
         }
         Action::Deliver(spec) if request.dry_run => {
             let mut out = report::Report::default();
@@ -169,8 +182,13 @@ fn authorize(request: &Request, is_root: bool) -> Result<()> {
         if request.config.is_some() {
             return Err(Error::NotPermitted("--config is for root only".into()));
         }
-        if let Action::Check { user: Some(_) } = request.action {
-            return Err(Error::NotPermitted("checking another user is for root only".into()));
+        if let Action::Check { user, exim, exim_config } = &request.action {
+            if user.is_some() {
+                return Err(Error::NotPermitted("checking another user is for root only".into()));
+            }
+            if exim.is_some() || exim_config.is_some() {
+                return Err(Error::NotPermitted("--exim and --exim-config are for root only".into()));
+            }
         }
     } else if matches!(request.action, Action::Deliver(_)) && request.user.is_none() {
         return Err(Error::NotPermitted("root delivers only with --user NAME; Exim never runs a pipe as root".into()));

@@ -8,6 +8,7 @@ use crate::account::Account;
 use crate::cli::CommandSpec;
 use crate::config::Config;
 use crate::error::Result;
+use crate::exim;
 use crate::launch::Launch;
 use crate::log::escape;
 use crate::privileges::{self, Credentials, REQUIRED};
@@ -83,29 +84,96 @@ impl Report {
         self.add("dry run", "nothing was executed".into());
     }
 
-    /// Print everything and the verdict; return the exit code.
-    pub fn finish<T>(self, result: Result<T>) -> i32 {
-        let width = self.lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-        let mut out = String::new();
-        for (k, v) in &self.lines {
-            out.push_str(&format!("{k:width$}  {v}\n"));
+    /// Exim's transports that name cagepipe, judged; the number of problems.
+    pub fn exim(&mut self, explicit: Option<&Path>, config: Option<&Path>) -> usize {
+        let Some(bin) = exim::find_exim(explicit) else {
+            let looked = exim::EXIM_CANDIDATES.join(", ");
+            self.add("exim", format!("not found ({looked}); Exim's side not checked"));
+            return 0;
+        };
+        let shown = match config {
+            Some(c) => format!("{} -C {}", bin.display(), c.display()),
+            None => bin.display().to_string(),
+        };
+        self.add("exim", shown);
+        if !bin.exists() {
+            self.add("exim problem", format!("{} does not exist", bin.display()));
+            return 1;
         }
-        let code = match &result {
-            Ok(_) => {
-                out.push_str("DELIVERABLE\n");
-                0
-            }
+        let transports = match exim::read_transports(&bin, config) {
+            Ok(t) => t,
             Err(e) => {
-                out.push_str(&format!(
-                    "NOT DELIVERABLE (exit {}): {}\n",
-                    e.exit_code(),
-                    escape(e.to_string().as_bytes())
-                ));
-                e.exit_code()
+                self.add("exim problem", escape(e.as_bytes()));
+                return 1;
             }
         };
+        let verdicts: Vec<exim::Verdict> = transports.iter().filter_map(|t| exim::lint(t, &exim::System)).collect();
+        self.add("exim transports", format!("{} read, {} run cagepipe", transports.len(), verdicts.len()));
+        if verdicts.is_empty() {
+            self.add(
+                "exim note",
+                "no transport runs cagepipe: pipe deliveries are not contained (see exim-config/)".into(),
+            );
+        }
+        let mut problems = 0;
+        for v in verdicts {
+            for p in &v.problems {
+                self.add("exim problem", format!("{}: {}", v.transport, escape(p.as_bytes())));
+                problems += 1;
+            }
+            if v.problems.is_empty() {
+                let notes = if v.notes.is_empty() { String::new() } else { format!(" ({})", v.notes.join("; ")) };
+                self.add("exim transport", format!("{}: ok{}", v.transport, escape(notes.as_bytes())));
+            }
+        }
+        problems
+    }
+
+    fn render(&self) -> String {
+        let width = self.lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        self.lines.iter().map(|(k, v)| format!("{k:width$}  {v}\n")).collect()
+    }
+
+    /// Print everything and the delivery verdict; return the exit code.
+    pub fn finish<T>(self, result: Result<T>) -> i32 {
+        let mut out = self.render();
+        let code = verdict(&mut out, &result, "DELIVERABLE", "NOT DELIVERABLE");
         print!("{out}");
         code
+    }
+
+    /// `check`: the verdict on the delivery (or, for root without a user,
+    /// on cagepipe's own installation), then Exim's. Exim's problems make
+    /// the exit 78 when everything else is fine.
+    pub fn finish_check(self, result: Result<()>, installation_only: bool, exim_problems: usize) -> i32 {
+        let mut out = self.render();
+        let (ok, bad) = if installation_only {
+            ("CONFIGURATION OK", "CONFIGURATION NOT OK")
+        } else {
+            ("DELIVERABLE", "NOT DELIVERABLE")
+        };
+        let mut code = verdict(&mut out, &result, ok, bad);
+        if exim_problems > 0 {
+            out.push_str(&format!("EXIM CONFIGURATION: {exim_problems} problem(s) above\n"));
+            if code == 0 {
+                code = crate::error::exit::CONFIG;
+            }
+        }
+        print!("{out}");
+        code
+    }
+}
+
+fn verdict<T>(out: &mut String, result: &Result<T>, ok: &str, bad: &str) -> i32 {
+    match result {
+        Ok(_) => {
+            out.push_str(&format!("{ok}\n"));
+            0
+        }
+        Err(e) => {
+            out.push_str(&format!("{bad} (exit {}): {}\n", e.exit_code(), escape(e.to_string().as_bytes())));
+            e.exit_code()
+        }
     }
 }
 
@@ -143,5 +211,9 @@ mod tests {
         assert_eq!(r.finish::<()>(Ok(())), 0);
         let r = Report::default();
         assert_eq!(r.finish::<()>(Err(crate::error::Error::Usage("x".into()))), 64);
+        assert_eq!(Report::default().finish_check(Ok(()), false, 0), 0);
+        assert_eq!(Report::default().finish_check(Ok(()), true, 2), 78);
+        let bad = Err(crate::error::Error::Usage("x".into()));
+        assert_eq!(Report::default().finish_check(bad, false, 2), 64, "the delivery's own verdict comes first");
     }
 }

@@ -663,3 +663,88 @@ fn cpanel_forwarder_pipe_of_an_account_domain_runs_inside() {
     let line = w.exim.log_of(&id).into_iter().find(|l| l.contains(" => ")).unwrap();
     assert!(line.contains("T=virtual_address_pipe"), "{line}");
 }
+
+// cagepipe check: the Exim side -----------------------------------------------
+
+/// `cagepipe check --exim-config CONF` as root, with /usr/sbin/cagepipe and
+/// /etc/cagepipe as the deliveries see them: exit code and output.
+fn check_exim(exim: &Exim) -> (i32, String) {
+    let conf = exim.conf.to_str().unwrap().to_string();
+    let out = exim
+        .namespaced("/usr/sbin/cagepipe", &["check", "--exim", mta::EXIM, "--exim-config", &conf])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().expect("exited"), text)
+}
+
+fn problem_lines(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| l.starts_with("exim problem")).collect()
+}
+
+#[test]
+fn check_finds_every_shipped_snippet_clean() {
+    if !ready("check_finds_every_shipped_snippet_clean") {
+        return;
+    }
+    let w = World::new("lintok");
+    let configs: Vec<(&str, String, &[&str])> = vec![
+        ("generic", generic(&w.exim), &["cagepipe_pipe"]),
+        ("debian split", debian(&w.exim, true), &["address_pipe"]),
+        ("directadmin", directadmin(&w.exim), &["virtual_address_pipe", "address_pipe"]),
+        ("cpanel", cpanel(&w.exim), &["cagepipe_virtual_address_pipe"]),
+    ];
+    for (what, conf, transports) in configs {
+        w.exim.write_conf(&conf);
+        let (code, text) = check_exim(&w.exim);
+        assert_eq!(code, 0, "{what}:\n{text}");
+        assert!(problem_lines(&text).is_empty(), "{what}:\n{text}");
+        assert!(text.contains("CONFIGURATION OK"), "{what}:\n{text}");
+        for t in transports {
+            assert!(
+                text.lines().any(|l| l.starts_with("exim transport") && l.contains(&format!(" {t}: ok"))),
+                "{what}: {t} not judged ok:\n{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn check_reports_each_broken_variant_of_the_generic_transport() {
+    if !ready("check_reports_each_broken_variant_of_the_generic_transport") {
+        return;
+    }
+    let w = World::new("lintbad");
+    let shipped = std::fs::read_to_string(snippet("exim.conf")).unwrap();
+    let variants = [
+        ("  force_command\n", "", "force_command is missing"),
+        ("  force_command\n", "  force_command\n  use_shell\n", "use_shell is set"),
+        ("--raw-pipe=$address_pipe", "-- $address_pipe", "bare `$address_pipe`"),
+        ("  group = cagepipe\n", "", "group is not set"),
+        ("  group = cagepipe\n", "  group = mail\n", "group mail does not match"),
+        ("  temp_errors = 75:73\n", "  temp_errors = 73\n", "does not contain 75"),
+    ];
+    for (i, (from, to, expect)) in variants.iter().enumerate() {
+        assert!(shipped.contains(from), "the shipped exim.conf has {from:?}");
+        let variant = w.exim.dir.join(format!("variant{i}.conf"));
+        std::fs::write(&variant, shipped.replace(from, to)).unwrap();
+        w.exim.write_conf(&format!("{}.include {}\n", w.exim.private_main(), variant.display()));
+        let (code, text) = check_exim(&w.exim);
+        let problems = problem_lines(&text);
+        assert_eq!(problems.len(), 1, "{to:?}:\n{text}");
+        assert!(problems[0].contains("cagepipe_pipe: ") && problems[0].contains(expect), "{to:?}:\n{text}");
+        assert_eq!(code, 78, "{to:?}:\n{text}");
+        assert!(text.contains("EXIM CONFIGURATION: 1 problem(s)"), "{text}");
+    }
+
+    // A configuration Exim itself rejects is a problem too.
+    w.exim.write_conf("this is not an exim configuration\n");
+    let (code, text) = check_exim(&w.exim);
+    assert_eq!(code, 78, "{text}");
+    assert!(
+        problem_lines(&text)
+            .iter()
+            .any(|l| l.contains("-bP transport_list failed: Exim configuration error in line 1")),
+        "Exim's own reason: {text}"
+    );
+}

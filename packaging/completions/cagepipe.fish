@@ -33,6 +33,8 @@ complete -c cagepipe -n "__fish_cagepipe_needs_command" -s h -l help -d 'Print h
 complete -c cagepipe -n "__fish_cagepipe_needs_command" -s V -l version -d 'Print version'
 complete -c cagepipe -n "__fish_cagepipe_needs_command" -a "check" -d 'Explain how a delivery for USER (default: the caller) would run; exit 0 if it can'
 complete -c cagepipe -n "__fish_cagepipe_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cagepipe -n "__fish_cagepipe_using_subcommand check" -l exim -d 'The Exim binary whose transports are checked (root only; default: the first of /usr/sbin/exim4, /usr/sbin/exim, /usr/exim/bin/exim, /usr/local/sbin/exim)' -r -F
+complete -c cagepipe -n "__fish_cagepipe_using_subcommand check" -l exim-config -d 'Check the transports of this Exim configuration (exim -C FILE; root only)' -r -F
 complete -c cagepipe -n "__fish_cagepipe_using_subcommand check" -l user -d 'Act for NAME instead of the calling user (root only)' -r
 complete -c cagepipe -n "__fish_cagepipe_using_subcommand check" -l config -d 'Read PATH instead of /etc/cagepipe/cagepipe.toml (root only)' -r -F
 complete -c cagepipe -n "__fish_cagepipe_using_subcommand check" -l dry-run -d 'Resolve and check everything, print the plan, run nothing'

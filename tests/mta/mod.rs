@@ -132,6 +132,14 @@ impl Exim {
     /// The command that runs `exim4 -C conf ARGS` in the private mount
     /// namespace described at the top.
     pub fn command(&self, args: &[&str]) -> Command {
+        let mut all = vec!["-C", self.conf.to_str().unwrap()];
+        all.extend_from_slice(args);
+        self.namespaced(EXIM, &all)
+    }
+
+    /// `program ARGS` as root in the private mount namespace (e.g. the
+    /// installed /usr/sbin/cagepipe).
+    pub fn namespaced(&self, program: &str, args: &[&str]) -> Command {
         let script = r#"set -e
 etc=$1 sbin=$2; shift 2
 mount -t overlay cagepipe-it -o "ro,lowerdir=$etc:/etc" /etc
@@ -141,9 +149,7 @@ exec "$@""#;
         cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh"])
             .arg(&self.etc_add)
             .arg(&self.sbin_add)
-            .arg(EXIM)
-            .arg("-C")
-            .arg(&self.conf)
+            .arg(program)
             .args(args)
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
