@@ -54,6 +54,8 @@ pub struct Request {
     /// `--config PATH` (root only).
     pub config: Option<PathBuf>,
     pub dry_run: bool,
+    /// `--env NAME=VALUE`: Exim's variables given by hand, in order.
+    pub env: Vec<(OsString, OsString)>,
 }
 
 pub fn command() -> Command {
@@ -105,6 +107,14 @@ pub fn command() -> Command {
                 .help("Read PATH instead of /etc/cagepipe/cagepipe.toml (root only)"),
         )
         .arg(
+            Arg::new("env")
+                .long("env")
+                .value_name("NAME=VALUE")
+                .action(ArgAction::Append)
+                .value_parser(clap::value_parser!(OsString))
+                .help("Deliver: set Exim's variable NAME (LOCAL_PART, SENDER, ...) as Exim would, to reproduce a delivery by hand; only names cagepipe passes on"),
+        )
+        .arg(
             Arg::new("dry-run")
                 .long("dry-run")
                 .global(true)
@@ -145,6 +155,7 @@ impl Request {
                         user: None,
                         config: None,
                         dry_run: false,
+                        env: Vec::new(),
                     }),
                     _ => Err(Error::Usage(first_line(&e.render().to_string()))),
                 };
@@ -153,6 +164,16 @@ impl Request {
         let user = m.get_one::<String>("user").cloned();
         let config = m.get_one::<PathBuf>("config").cloned();
         let dry_run = m.get_flag("dry-run");
+        let mut env = Vec::new();
+        for item in m.get_many::<OsString>("env").into_iter().flatten() {
+            let bytes = item.as_bytes();
+            match bytes.iter().position(|&b| b == b'=') {
+                Some(eq) if eq > 0 && !bytes.contains(&0) => {
+                    env.push((OsString::from_vec(bytes[..eq].to_vec()), OsString::from_vec(bytes[eq + 1..].to_vec())))
+                }
+                _ => return Err(Error::Usage(format!("--env wants NAME=VALUE, not {:?}", item))),
+            }
+        }
         let action = if let Some(sub) = m.subcommand_matches("check") {
             if m.contains_id("deliver") {
                 return Err(Error::Usage("check takes no command to deliver".into()));
@@ -187,7 +208,10 @@ impl Request {
                 return Err(Error::Usage("an argument contains a NUL byte".into()));
             }
         }
-        Ok(Request { action, user, config, dry_run })
+        if !env.is_empty() && !matches!(action, Action::Deliver(_)) {
+            return Err(Error::Usage("--env is for a delivery, not for check".into()));
+        }
+        Ok(Request { action, user, config, dry_run, env })
     }
 }
 
@@ -237,6 +261,19 @@ mod tests {
     fn shell_form_runs_the_containers_sh() {
         let r = parse(&["-c", "echo hi | wc"]).unwrap();
         assert_eq!(argv(r), vec![b"/bin/sh".to_vec(), b"-c".to_vec(), b"echo hi | wc".to_vec()]);
+    }
+
+    #[test]
+    fn env_gives_exims_variables_by_hand() {
+        let r = parse(&["--env", "LOCAL_PART=support", "--env=SENDER=a=b@x", "--", "/bin/true"]).unwrap();
+        assert_eq!(r.env, vec![("LOCAL_PART".into(), "support".into()), ("SENDER".into(), "a=b@x".into())]);
+        for bad in [
+            &["--env", "NOEQUALS", "--", "/bin/true"][..],
+            &["--env", "=x", "--", "/bin/true"],
+            &["--env", "A=1", "check"],
+        ] {
+            assert_eq!(parse(bad).unwrap_err().exit_code(), 64, "{bad:?}");
+        }
     }
 
     #[test]

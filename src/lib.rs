@@ -28,7 +28,7 @@ pub mod sys;
 mod report;
 
 use std::ffi::{CString, OsString};
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -149,7 +149,7 @@ fn dispatch(args: Vec<OsString>, audit: &mut Audit, log: &mut log::Log) -> Resul
             let mut out = report::Report::default();
             let result = explain(&config_path, request.user.as_deref(), caller, &mut out).and_then(
                 |(config, account, target)| {
-                    let plan = prepare(&config, &account, &target, spec)?;
+                    let plan = prepare(&config, &account, &target, spec, &request.env)?;
                     out.plan(&plan, spec);
                     Ok((config, account, target))
                 },
@@ -165,7 +165,7 @@ fn dispatch(args: Vec<OsString>, audit: &mut Audit, log: &mut log::Log) -> Resul
             let target = resolve::resolve(&config, &account)?;
             audit.container = Some(target.source.clone());
             audit.pid = Some(target.pid);
-            let plan = prepare(&config, &account, &target, spec)?;
+            let plan = prepare(&config, &account, &target, spec, &request.env)?;
             Ok(Done::Ran(launch::run(target, &plan)?))
         }
         Action::Print(_) => unreachable!("handled above"),
@@ -232,10 +232,30 @@ fn explain(
 }
 
 /// Everything the child needs, built before anything is entered.
-fn prepare(config: &Config, account: &Account, target: &resolve::Target, spec: &CommandSpec) -> Result<Launch> {
+fn prepare(
+    config: &Config,
+    account: &Account,
+    target: &resolve::Target,
+    spec: &CommandSpec,
+    by_hand: &[(OsString, OsString)],
+) -> Result<Launch> {
+    // --env goes through the same filter as Exim's environment; a name that
+    // would be dropped is an error, not a silent surprise.
+    for (name, _) in by_hand {
+        if !config.pass_env.iter().any(|p| p.as_bytes() == name.as_bytes()) {
+            return Err(Error::Usage(format!(
+                "--env {}: cagepipe passes on only {} (and [command] pass_env)",
+                name.to_string_lossy(),
+                config::EXIM_ENV.join(", ")
+            )));
+        }
+    }
     let credentials = resolve::credentials(account, target)?;
     let argv_bytes = spec.argv();
-    let inherited: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let mut inherited: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    // Given by hand, they win over the caller's own environment.
+    inherited.retain(|(k, _)| !by_hand.iter().any(|(h, _)| h == k));
+    inherited.extend(by_hand.iter().cloned());
     let env_bytes = command::environment(account, config, &inherited);
     let bad = |e: std::io::Error| Error::Usage(format!("argument or environment: {e}"));
     let argv = command::to_cstrings(&argv_bytes).map_err(bad)?;

@@ -593,3 +593,46 @@ fn check_and_dry_run_explain_without_running_anything() {
     assert_eq!(d.code(), Some(75), "{d:?}");
     assert!(out.contains("NOT DELIVERABLE (exit 75): no running container"), "{out}");
 }
+
+#[test]
+fn root_reproduces_a_delivery_by_hand_with_exims_variables() {
+    if !common::require_root("root_reproduces_a_delivery_by_hand_with_exims_variables") {
+        return;
+    }
+    let s = setup("byhand", "", |_| {});
+    let conf = s.config.file().into_os_string();
+    let mut args: Vec<OsString> = vec![
+        "--config".into(),
+        conf.clone(),
+        "--user".into(),
+        s.user.name.clone().into(),
+        "--env".into(),
+        "LOCAL_PART=support".into(),
+        "--env".into(),
+        "SENDER=someone@example.org".into(),
+    ];
+    args.extend(raw_pipe(&format!("|{PROBE} report --stdin-hash")));
+    let d = rig::run_as_root(&args, b"a message\n");
+    let r = report(&d);
+    assert_eq!(r["uid"], s.user.uid.to_string(), "run as the user, not as root");
+    assert_eq!(r["ns_mnt"], s.container.ns_inode("mnt").to_string(), "inside the user's container");
+    assert_eq!(r["env_LOCAL_PART"], "support");
+    assert_eq!(r["env_SENDER"], "someone@example.org");
+    assert_eq!(r["env_USER"], s.user.name, "identity from the account, as for Exim");
+    assert_eq!(r["stdin_len"], "10");
+
+    // A name Exim's deliveries would not pass on is refused, not dropped.
+    let mut args: Vec<OsString> = vec![
+        "--config".into(),
+        conf,
+        "--user".into(),
+        s.user.name.clone().into(),
+        "--env".into(),
+        "LD_PRELOAD=/x".into(),
+    ];
+    args.extend(raw_pipe(&format!("|{PROBE} report")));
+    let d = rig::run_as_root(&args, b"");
+    assert_eq!(d.code(), Some(64), "{d:?}");
+    assert!(d.stderr.contains("--env LD_PRELOAD: cagepipe passes on only LOCAL_PART"), "{}", d.stderr);
+    assert!(d.stdout.is_empty(), "nothing ran");
+}

@@ -35,7 +35,7 @@ _cagepipe() {
 
     case "${cmd}" in
         cagepipe)
-            opts="-c -h -V --raw-pipe --user --config --dry-run --help --version check help"
+            opts="-c -h -V --raw-pipe --user --config --env --dry-run --help --version check help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -54,6 +54,10 @@ _cagepipe() {
                     return 0
                     ;;
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --env)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_cagepipe_global_optspecs
-    string join \n raw-pipe= c= user= config= dry-run h/help V/version
+    string join \n raw-pipe= c= user= config= env= dry-run h/help V/version
 end
 
 function __fish_cagepipe_needs_command
@@ -28,6 +28,7 @@ complete -c cagepipe -n "__fish_cagepipe_needs_command" -l raw-pipe -d 'Deliver:
 complete -c cagepipe -n "__fish_cagepipe_needs_command" -s c -d 'Deliver: run the container\'s /bin/sh -c STRING' -r
 complete -c cagepipe -n "__fish_cagepipe_needs_command" -l user -d 'Act for NAME instead of the calling user (root only)' -r
 complete -c cagepipe -n "__fish_cagepipe_needs_command" -l config -d 'Read PATH instead of /etc/cagepipe/cagepipe.toml (root only)' -r -F
+complete -c cagepipe -n "__fish_cagepipe_needs_command" -l env -d 'Deliver: set Exim\'s variable NAME (LOCAL_PART, SENDER, ...) as Exim would, to reproduce a delivery by hand; only names cagepipe passes on' -r
 complete -c cagepipe -n "__fish_cagepipe_needs_command" -l dry-run -d 'Resolve and check everything, print the plan, run nothing'
 complete -c cagepipe -n "__fish_cagepipe_needs_command" -s h -l help -d 'Print help'
 complete -c cagepipe -n "__fish_cagepipe_needs_command" -s V -l version -d 'Print version'
