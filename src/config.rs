@@ -60,7 +60,7 @@ struct RawUsers {
 #[serde(deny_unknown_fields)]
 struct RawContainer {
     backend: Option<String>,
-    pidfile: Option<String>,
+    pidfile: Option<toml::Spanned<String>>,
     missing: Option<String>,
 }
 
@@ -100,7 +100,8 @@ pub enum Piece {
 /// enum is where the next (e.g. a container manager's socket) goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
-    Pidfile { template: Vec<Piece> },
+    /// `line`: where the template is in the configuration file.
+    Pidfile { template: Vec<Piece>, line: usize },
 }
 
 /// Kernel features cagepipe may use when the kernel has them. An
@@ -140,7 +141,7 @@ impl Features {
 impl Backend {
     /// The pidfile path for a validated user name and uid.
     pub fn pidfile_path(&self, user: &str, uid: u32) -> PathBuf {
-        let Backend::Pidfile { template } = self;
+        let Backend::Pidfile { template, .. } = self;
         let mut s = String::new();
         for piece in template {
             match piece {
@@ -153,7 +154,7 @@ impl Backend {
     }
 
     pub fn describe(&self) -> String {
-        let Backend::Pidfile { template } = self;
+        let Backend::Pidfile { template, .. } = self;
         let mut s = String::from("pidfile ");
         for piece in template {
             match piece {
@@ -185,7 +186,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
         bad(format!("line {line}, column {col}: {}", e.message().trim()))
     })?;
-    validate(raw, path).map_err(bad)
+    validate(raw, text, path).map_err(bad)
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -195,12 +196,14 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-fn validate(raw: RawConfig, path: &Path) -> std::result::Result<Config, String> {
+fn validate(raw: RawConfig, text: &str, path: &Path) -> std::result::Result<Config, String> {
     let container = raw.container.ok_or("has no [container] section")?;
     let backend = match container.backend.as_deref().unwrap_or("pidfile") {
         "pidfile" => {
-            let text = container.pidfile.ok_or("[container] backend \"pidfile\" needs a pidfile = \"...\" template")?;
-            Backend::Pidfile { template: parse_template(&text)? }
+            let pidfile =
+                container.pidfile.ok_or("[container] backend \"pidfile\" needs a pidfile = \"...\" template")?;
+            let line = line_col(text, pidfile.span().start).0;
+            Backend::Pidfile { template: parse_template(pidfile.get_ref())?, line }
         }
         other => return Err(format!("[container] backend = {other:?} is not known (known: \"pidfile\")")),
     };
@@ -364,6 +367,13 @@ mod tests {
         assert_eq!(c.backend.describe(), "pidfile /run/cagepipe/{user}.pid");
         assert_eq!(c.features, Features::ALL);
         assert_eq!(c.pass_env.len(), EXIM_ENV.len());
+    }
+
+    #[test]
+    fn the_pidfile_templates_line_is_kept_for_check() {
+        let c = ok("# comment\n\n[container]\nbackend = \"pidfile\"\npidfile = \"/run/c/{user}.pid\"\n");
+        let Backend::Pidfile { line, .. } = c.backend;
+        assert_eq!(line, 5);
     }
 
     #[test]

@@ -27,7 +27,18 @@ impl Report {
 
     pub fn config(&mut self, c: &Config) {
         self.add("config", c.path.display().to_string());
-        self.add("container source", c.backend.describe());
+        let crate::config::Backend::Pidfile { line, .. } = &c.backend;
+        self.add("container source", format!("{} ({} line {line})", c.backend.describe(), c.path.display()));
+        let f = c.features;
+        let named = [("pidfd", f.pidfd), ("close_range", f.close_range), ("clone_into_cgroup", f.clone_into_cgroup)];
+        let on: Vec<&str> = named.iter().filter(|(_, used)| *used).map(|(n, _)| *n).collect();
+        let off: Vec<&str> = named.iter().filter(|(_, used)| !*used).map(|(n, _)| *n).collect();
+        let mut features =
+            format!("used where the kernel has them: {}", if on.is_empty() { "none".into() } else { on.join(", ") });
+        if !off.is_empty() {
+            features.push_str(&format!("; disabled by [kernel] disable: {}", off.join(", ")));
+        }
+        self.add("kernel features", features);
     }
 
     pub fn account(&mut self, a: &Account) {

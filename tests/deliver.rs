@@ -576,6 +576,13 @@ fn check_and_dry_run_explain_without_running_anything() {
     assert_eq!(d.code(), Some(0), "{d:?}");
     assert!(out.contains(&format!("pid {} running since", s.container.pid)), "{out}");
     assert!(out.contains("capabilities missing  none"), "{out}");
+    // Where the container reference came from: the file and the line.
+    let source = "(/etc/cagepipe/cagepipe.toml line 2)";
+    assert!(out.lines().any(|l| l.starts_with("container source") && l.ends_with(source)), "{out}");
+    assert!(
+        out.contains("kernel features       used where the kernel has them: pidfd, close_range, clone_into_cgroup"),
+        "{out}"
+    );
     assert!(out.ends_with("DELIVERABLE\n"), "{out}");
 
     let mut args = vec![OsString::from("--dry-run")];
