@@ -56,6 +56,8 @@ pub struct Request {
     pub dry_run: bool,
     /// `--env NAME=VALUE`: Exim's variables given by hand, in order.
     pub env: Vec<(OsString, OsString)>,
+    /// `--format json` for check and --dry-run.
+    pub json: bool,
 }
 
 pub fn command() -> Command {
@@ -115,6 +117,15 @@ pub fn command() -> Command {
                 .help("Deliver: set Exim's variable NAME (LOCAL_PART, SENDER, ...) as Exim would, to reproduce a delivery by hand; only names cagepipe passes on"),
         )
         .arg(
+            Arg::new("format")
+                .long("format")
+                .value_name("FORMAT")
+                .global(true)
+                .value_parser(["text", "json"])
+                .default_value("text")
+                .help("check and --dry-run: plain lines (text) or one JSON object (json)"),
+        )
+        .arg(
             Arg::new("dry-run")
                 .long("dry-run")
                 .global(true)
@@ -156,6 +167,7 @@ impl Request {
                         config: None,
                         dry_run: false,
                         env: Vec::new(),
+                        json: false,
                     }),
                     _ => Err(Error::Usage(first_line(&e.render().to_string()))),
                 };
@@ -164,6 +176,12 @@ impl Request {
         let user = m.get_one::<String>("user").cloned();
         let config = m.get_one::<PathBuf>("config").cloned();
         let dry_run = m.get_flag("dry-run");
+        // A global with a default: the subcommand's matches hold what was
+        // given after `check`, the top level's what was given before it.
+        let json = [Some(&m), m.subcommand_matches("check")]
+            .into_iter()
+            .flatten()
+            .any(|mm| mm.get_one::<String>("format").is_some_and(|f| f == "json"));
         let mut env = Vec::new();
         for item in m.get_many::<OsString>("env").into_iter().flatten() {
             let bytes = item.as_bytes();
@@ -211,7 +229,10 @@ impl Request {
         if !env.is_empty() && !matches!(action, Action::Deliver(_)) {
             return Err(Error::Usage("--env is for a delivery, not for check".into()));
         }
-        Ok(Request { action, user, config, dry_run, env })
+        if json && matches!(action, Action::Deliver(_)) && !dry_run {
+            return Err(Error::Usage("--format is for check and --dry-run".into()));
+        }
+        Ok(Request { action, user, config, dry_run, env, json })
     }
 }
 
@@ -261,6 +282,16 @@ mod tests {
     fn shell_form_runs_the_containers_sh() {
         let r = parse(&["-c", "echo hi | wc"]).unwrap();
         assert_eq!(argv(r), vec![b"/bin/sh".to_vec(), b"-c".to_vec(), b"echo hi | wc".to_vec()]);
+    }
+
+    #[test]
+    fn format_json_is_for_check_and_dry_run_only() {
+        assert!(parse(&["check", "--format", "json"]).unwrap().json);
+        assert!(parse(&["--format", "json", "check"]).unwrap().json);
+        assert!(parse(&["--format=json", "--dry-run", "--", "/bin/true"]).unwrap().json);
+        assert!(!parse(&["check"]).unwrap().json);
+        assert_eq!(parse(&["--format=json", "--", "/bin/true"]).unwrap_err().exit_code(), 64);
+        assert_eq!(parse(&["check", "--format=yaml"]).unwrap_err().exit_code(), 64);
     }
 
     #[test]

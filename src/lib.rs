@@ -129,7 +129,7 @@ fn dispatch(args: Vec<OsString>, audit: &mut Audit, log: &mut log::Log) -> Resul
 
     match &request.action {
         Action::Check { user, exim, exim_config } => {
-            let mut out = report::Report::default();
+            let mut out = report::Report::new(request.json);
             // Root without a user checks the installation itself; root is
             // never delivered to.
             let installation_only = is_root && user.is_none();
@@ -146,7 +146,7 @@ fn dispatch(args: Vec<OsString>, audit: &mut Audit, log: &mut log::Log) -> Resul
             Ok(Done::Explained(out.finish_check(result, installation_only, exim_problems)))
         }
         Action::Deliver(spec) if request.dry_run => {
-            let mut out = report::Report::default();
+            let mut out = report::Report::new(request.json);
             let result = explain(&config_path, request.user.as_deref(), caller, &mut out).and_then(
                 |(config, account, target)| {
                     let plan = prepare(&config, &account, &target, spec, &request.env)?;

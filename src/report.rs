@@ -18,9 +18,19 @@ use crate::sys;
 #[derive(Default)]
 pub struct Report {
     lines: Vec<(String, String)>,
+    /// `--format json`: one JSON object instead of lines.
+    json: bool,
 }
 
+/// Keys that may appear more than once: always arrays in JSON.
+const MULTI: &[&str] =
+    &["cgroup to join", "cgroup not joined", "fallback", "environment", "exim problem", "exim transport", "exim note"];
+
 impl Report {
+    pub fn new(json: bool) -> Report {
+        Report { lines: Vec::new(), json }
+    }
+
     fn add(&mut self, key: &str, value: String) {
         self.lines.push((key.to_string(), value));
     }
@@ -147,8 +157,47 @@ impl Report {
 
     /// Print everything and the delivery verdict; return the exit code.
     pub fn finish<T>(self, result: Result<T>) -> i32 {
+        if self.json {
+            return self.print_json(result.map(|_| ()), "DELIVERABLE", "NOT DELIVERABLE", 0);
+        }
         let mut out = self.render();
         let code = verdict(&mut out, &result, "DELIVERABLE", "NOT DELIVERABLE");
+        print!("{out}");
+        code
+    }
+
+    /// The same facts as one JSON object: each line's key in snake_case
+    /// (keys in `MULTI` are arrays), then `verdict`, `exit`, `reason`.
+    fn print_json(self, result: Result<()>, ok: &str, bad: &str, exim_problems: usize) -> i32 {
+        let mut fields: Vec<(String, Vec<String>)> = Vec::new();
+        for (k, v) in self.lines {
+            let key = k.replace(' ', "_");
+            match fields.iter_mut().find(|(f, _)| *f == key) {
+                Some((_, values)) => values.push(v),
+                None => fields.push((key, vec![v])),
+            }
+        }
+        let mut out = String::from("{");
+        for (key, values) in &fields {
+            let multi = MULTI.contains(&key.replace('_', " ").as_str());
+            let value = if multi {
+                format!("[{}]", values.iter().map(|v| json_string(v)).collect::<Vec<_>>().join(","))
+            } else {
+                json_string(values.last().map_or("", String::as_str))
+            };
+            out.push_str(&format!("{}:{value},", json_string(key)));
+        }
+        let (verdict, mut code, reason) = match &result {
+            Ok(()) => (ok, 0, "null".to_string()),
+            Err(e) => (bad, e.exit_code(), json_string(&escape(e.to_string().as_bytes()))),
+        };
+        if exim_problems > 0 && code == 0 {
+            code = crate::error::exit::CONFIG;
+        }
+        out.push_str(&format!(
+            "\"verdict\":{},\"exit\":{code},\"reason\":{reason},\"exim_problems\":{exim_problems}}}\n",
+            json_string(verdict)
+        ));
         print!("{out}");
         code
     }
@@ -157,12 +206,15 @@ impl Report {
     /// on cagepipe's own installation), then Exim's. Exim's problems make
     /// the exit 78 when everything else is fine.
     pub fn finish_check(self, result: Result<()>, installation_only: bool, exim_problems: usize) -> i32 {
-        let mut out = self.render();
         let (ok, bad) = if installation_only {
             ("CONFIGURATION OK", "CONFIGURATION NOT OK")
         } else {
             ("DELIVERABLE", "NOT DELIVERABLE")
         };
+        if self.json {
+            return self.print_json(result, ok, bad, exim_problems);
+        }
+        let mut out = self.render();
         let mut code = verdict(&mut out, &result, ok, bad);
         if exim_problems > 0 {
             out.push_str(&format!("EXIM CONFIGURATION: {exim_problems} problem(s) above\n"));
@@ -173,6 +225,21 @@ impl Report {
         print!("{out}");
         code
     }
+}
+
+/// A JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn verdict<T>(out: &mut String, result: &Result<T>, ok: &str, bad: &str) -> i32 {
@@ -208,6 +275,11 @@ pub fn utc(epoch: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("a\"b\\c\n\u{1}é"), "\"a\\\"b\\\\c\\u000a\\u0001é\"");
+    }
 
     #[test]
     fn utc_dates() {

@@ -594,7 +594,25 @@ fn check_and_dry_run_explain_without_running_anything() {
     assert!(out.contains("dry run               nothing was executed"), "{out}");
     assert!(!out.contains("hostname="), "the probe did not run: {out}");
 
+    // The same as one JSON object, for monitoring.
+    let d = run(&s, &[OsString::from("check"), OsString::from("--format=json")], b"");
+    assert_eq!(d.code(), Some(0), "{d:?}");
+    let j: serde_json::Value = serde_json::from_slice(&d.stdout).unwrap_or_else(|e| panic!("{e}: {d:?}"));
+    assert_eq!(j["verdict"], "DELIVERABLE");
+    assert_eq!(j["exit"], 0);
+    assert!(j["reason"].is_null());
+    assert_eq!(j["user"].as_str().unwrap().split(' ').next(), Some(s.user.name.as_str()));
+    assert!(j["target"].as_str().unwrap().starts_with(&format!("pid {} ", s.container.pid)), "{j}");
+    assert!(j["cgroup_to_join"].as_array().is_some_and(|a| a.len() > 1), "v1 and v2 cgroups: {j}");
+    assert_eq!(j["capabilities_missing"], "none");
+
     std::fs::remove_file(s.container_pidfile()).unwrap();
+    let d = run(&s, &[OsString::from("check"), OsString::from("--format=json")], b"");
+    assert_eq!(d.code(), Some(75), "{d:?}");
+    let j: serde_json::Value = serde_json::from_slice(&d.stdout).expect("JSON");
+    assert_eq!(j["verdict"], "NOT DELIVERABLE");
+    assert_eq!(j["exit"], 75);
+    assert!(j["reason"].as_str().unwrap().starts_with("no running container"), "{j}");
     let d = run(&s, &[OsString::from("check")], b"");
     let out = String::from_utf8_lossy(&d.stdout).into_owned();
     assert_eq!(d.code(), Some(75), "{d:?}");

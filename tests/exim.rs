@@ -747,4 +747,17 @@ fn check_reports_each_broken_variant_of_the_generic_transport() {
             .any(|l| l.contains("-bP transport_list failed: Exim configuration error in line 1")),
         "Exim's own reason: {text}"
     );
+    // The same for monitoring, as JSON.
+    let conf = w.exim.conf.to_str().unwrap().to_string();
+    let out = w
+        .exim
+        .namespaced("/usr/sbin/cagepipe", &["check", "--format=json", "--exim", mta::EXIM, "--exim-config", &conf])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    assert_eq!(j["verdict"], "CONFIGURATION OK");
+    assert_eq!(j["exit"], 78);
+    assert_eq!(j["exim_problems"], 1);
+    assert!(j["exim_problem"][0].as_str().unwrap().contains("Exim configuration error"), "{j}");
 }

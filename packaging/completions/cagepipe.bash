@@ -35,7 +35,7 @@ _cagepipe() {
 
     case "${cmd}" in
         cagepipe)
-            opts="-c -h -V --raw-pipe --user --config --env --dry-run --help --version check help"
+            opts="-c -h -V --raw-pipe --user --config --env --format --dry-run --help --version check help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -61,6 +61,10 @@ _cagepipe() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -69,7 +73,7 @@ _cagepipe() {
             return 0
             ;;
         cagepipe__subcmd__check)
-            opts="-h --exim --exim-config --user --config --dry-run --help"
+            opts="-h --exim --exim-config --user --config --format --dry-run --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -89,6 +93,10 @@ _cagepipe() {
                     ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
                 *)

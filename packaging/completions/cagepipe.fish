@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_cagepipe_global_optspecs
-    string join \n raw-pipe= c= user= config= env= dry-run h/help V/version
+    string join \n raw-pipe= c= user= config= env= format= dry-run h/help V/version
 end
 
 function __fish_cagepipe_needs_command
@@ -29,6 +29,8 @@ complete -c cagepipe -n "__fish_cagepipe_needs_command" -s c -d 'Deliver: run th
 complete -c cagepipe -n "__fish_cagepipe_needs_command" -l user -d 'Act for NAME instead of the calling user (root only)' -r
 complete -c cagepipe -n "__fish_cagepipe_needs_command" -l config -d 'Read PATH instead of /etc/cagepipe/cagepipe.toml (root only)' -r -F
 complete -c cagepipe -n "__fish_cagepipe_needs_command" -l env -d 'Deliver: set Exim\'s variable NAME (LOCAL_PART, SENDER, ...) as Exim would, to reproduce a delivery by hand; only names cagepipe passes on' -r
+complete -c cagepipe -n "__fish_cagepipe_needs_command" -l format -d 'check and --dry-run: plain lines (text) or one JSON object (json)' -r -f -a "text\t''
+json\t''"
 complete -c cagepipe -n "__fish_cagepipe_needs_command" -l dry-run -d 'Resolve and check everything, print the plan, run nothing'
 complete -c cagepipe -n "__fish_cagepipe_needs_command" -s h -l help -d 'Print help'
 complete -c cagepipe -n "__fish_cagepipe_needs_command" -s V -l version -d 'Print version'
@@ -38,6 +40,8 @@ complete -c cagepipe -n "__fish_cagepipe_using_subcommand check" -l exim -d 'The
 complete -c cagepipe -n "__fish_cagepipe_using_subcommand check" -l exim-config -d 'Check the transports of this Exim configuration (exim -C FILE; root only)' -r -F
 complete -c cagepipe -n "__fish_cagepipe_using_subcommand check" -l user -d 'Act for NAME instead of the calling user (root only)' -r
 complete -c cagepipe -n "__fish_cagepipe_using_subcommand check" -l config -d 'Read PATH instead of /etc/cagepipe/cagepipe.toml (root only)' -r -F
+complete -c cagepipe -n "__fish_cagepipe_using_subcommand check" -l format -d 'check and --dry-run: plain lines (text) or one JSON object (json)' -r -f -a "text\t''
+json\t''"
 complete -c cagepipe -n "__fish_cagepipe_using_subcommand check" -l dry-run -d 'Resolve and check everything, print the plan, run nothing'
 complete -c cagepipe -n "__fish_cagepipe_using_subcommand check" -s h -l help -d 'Print help'
 complete -c cagepipe -n "__fish_cagepipe_using_subcommand help; and not __fish_seen_subcommand_from check help" -f -a "check" -d 'Explain how a delivery for USER (default: the caller) would run; exit 0 if it can'
