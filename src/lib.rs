@@ -20,6 +20,7 @@ pub mod pipe_text;
 pub mod privileges;
 pub mod procfs;
 pub mod resolve;
+pub mod sandbox;
 pub mod secure_file;
 pub mod startup;
 pub mod sys;
