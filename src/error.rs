@@ -120,7 +120,8 @@ impl fmt::Display for Error {
                 write!(f, "cannot enter {what} of process {pid}: {source}")
             }
             Error::Privileges(m) => write!(f, "cannot drop privileges: {m}"),
-            Error::Sandbox(m) => write!(f, "sandbox: {m}"),
+            // Every message names [sandbox] or Landlock itself.
+            Error::Sandbox(m) => f.write_str(m),
             Error::Exec { command, source } => match source.raw_os_error() {
                 Some(libc::ENOENT) | Some(libc::ENOTDIR) => {
                     write!(f, "command {command} not found inside the container")

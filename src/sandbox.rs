@@ -205,7 +205,7 @@ pub fn apply(plan: &Plan) -> Result<String> {
     let status = ruleset.restrict_self().map_err(|e| failed("cannot apply the Landlock ruleset", &e))?;
     let mut note = verdict(plan, enforcement(&status.ruleset, &status.landlock))?;
     if !skipped.is_empty() {
-        note.push_str(&format!("; not present inside, skipped: {}", skipped.join(" ")));
+        note.push_str(&format!("; absent or out of reach inside, skipped: {}", skipped.join(" ")));
     }
     Ok(note)
 }
@@ -384,6 +384,8 @@ mod tests {
             assert!(!w.contains(right), "{right:?}");
         }
         assert_eq!(write_rights_file(), AccessFs::WriteFile | AccessFs::Truncate);
+        // What apply() handles, in its two steps, is exactly what the rules grant.
+        assert_eq!(AccessFs::from_write(ABI::V2) | AccessFs::Truncate, w);
     }
 
     #[test]
