@@ -4,6 +4,7 @@
 //! probe init
 //! probe report [--stdin-hash] [--read-bytes N] [--save-stdin FILE] [--out FILE]
 //!              [--setsid] [--spawn-bg] [--sleep SECS] [--signal SIGNUM | --exit N]
+//!              [--try-write PATH] [--try-exec PATH] [--try-rename FROM TO]
 //!              [ARGS...] [-- ARGS...]
 //! ```
 //!
@@ -74,20 +75,24 @@ fn usage() -> &'static str {
     "usage: probe init
        probe report [--stdin-hash] [--read-bytes N] [--save-stdin FILE] [--out FILE]
                     [--setsid] [--spawn-bg] [--sleep SECS] [--signal SIGNUM | --exit N]
+                    [--try-write PATH] [--try-exec PATH] [--try-rename FROM TO]
                     [ARGS...] [-- ARGS...]
 (ARGS are only reported, as argv_<N>; --out writes the report to FILE instead
 of stdout, for callers such as Exim that keep the command's output;
 --save-stdin also copies what was read from stdin into FILE; --setsid starts
 a new session first, leaving the caller's process group, as a daemonising
-handler does)
+handler does; the --try-* options, repeatable, are done in order after the
+report's other keys: create or truncate PATH and write to it, run PATH (which
+must print nothing), rename FROM to TO)
 
 report keys: uid euid suid fsuid gid egid sgid fsgid groups cap_inh cap_prm
 cap_eff cap_bnd cap_amb no_new_privs seccomp sig_ign sig_blk umask
 ns_<user|mnt|pid|pid_for_children|net|ipc|uts|cgroup|time|time_for_children>
 cgroup fds cwd cwd_dev_ino root_dev_ino hostname pid ppid pgid sid argv_count
 argv_<N> env_count env_<NAME> home_marker, then stdin_len stdin_fnv64 (with
---stdin-hash, --read-bytes or --save-stdin) and bg_pid (with --spawn-bg). A value that
-cannot be read is '-'."
+--stdin-hash, --read-bytes or --save-stdin), try_write:PATH, try_exec:PATH and
+try_rename:FROM (ok, or the errno name such as EACCES) and bg_pid (with
+--spawn-bg). A value that cannot be read is '-'."
 }
 
 /// The C entry point; see the crate comment for why it is not `fn main`.
@@ -171,6 +176,15 @@ struct ReportOptions {
     sleep: Option<Duration>,
     signal: Option<Signal>,
     exit_status: i32,
+    tries: Vec<Try>,
+}
+
+/// A file-system operation whose outcome is reported (for sandbox tests).
+#[derive(Debug)]
+enum Try {
+    Write(String),
+    Exec(String),
+    Rename(String, String),
 }
 
 impl ReportOptions {
@@ -185,6 +199,13 @@ impl ReportOptions {
                 "--spawn-bg" => options.spawn_background = true,
                 "--save-stdin" => options.save_stdin = Some(value(arg)?),
                 "--out" => options.out = Some(value(arg)?),
+                "--try-write" => options.tries.push(Try::Write(value(arg)?)),
+                "--try-exec" => options.tries.push(Try::Exec(value(arg)?)),
+                "--try-rename" => {
+                    let from = value(arg)?;
+                    let to = args.next().ok_or("--try-rename needs FROM and TO")?.clone();
+                    options.tries.push(Try::Rename(from, to));
+                }
                 "--read-bytes" => {
                     let text = value(arg)?;
                     let count = text.parse().map_err(|_| format!("--read-bytes: bad count {text:?}"))?;
@@ -350,7 +371,37 @@ fn write_report(out: &mut impl Write, fds: String, options: &ReportOptions) -> i
         put(out, "stdin_len", len.to_string())?;
         put(out, "stdin_fnv64", hash)?;
     }
+    for attempt in &options.tries {
+        let (key, result) = match attempt {
+            Try::Write(path) => (format!("try_write:{path}"), try_write(path)),
+            Try::Exec(path) => (format!("try_exec:{path}"), try_exec(path)),
+            Try::Rename(from, to) => (format!("try_rename:{from}"), std::fs::rename(from, to)),
+        };
+        put(out, key, outcome(&result))?;
+    }
     Ok(())
+}
+
+fn try_write(path: &str) -> io::Result<()> {
+    std::fs::File::create(path)?.write_all(b"written by the probe\n")
+}
+
+/// Run `path` (a program that prints nothing, such as a copy of `true`);
+/// only whether it could be executed counts. It inherits our descriptors:
+/// opening /dev/null for it would need the right to write there.
+fn try_exec(path: &str) -> io::Result<()> {
+    std::process::Command::new(path).status().map(drop)
+}
+
+/// `ok`, or the errno's name (`EACCES`, `EXDEV`, ...).
+fn outcome(result: &io::Result<()>) -> String {
+    match result {
+        Ok(()) => "ok".to_owned(),
+        Err(err) => match err.raw_os_error() {
+            Some(code) => format!("{:?}", Errno::from_raw(code)),
+            None => format!("error: {err}"),
+        },
+    }
 }
 
 /// Sorted open descriptors, without the one used to list them.

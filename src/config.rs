@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::sandbox::{self, PathTemplate, Policy};
 use crate::secure_file::{self, Untrusted};
 
 pub const DEFAULT_PATH: &str = "/etc/cagepipe/cagepipe.toml";
@@ -42,6 +43,18 @@ struct RawConfig {
     kernel: RawKernel,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    sandbox: RawSandbox,
+}
+
+/// Spanned, so that a value that parses but makes no sense is reported
+/// with its line and column too.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSandbox {
+    landlock: Option<toml::Spanned<String>>,
+    write: Option<Vec<toml::Spanned<String>>>,
+    execute: Option<Vec<toml::Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,6 +145,8 @@ pub struct Config {
     pub features: Features,
     /// The syslog socket (default /dev/log).
     pub log_socket: PathBuf,
+    /// What the command may write and execute (`[sandbox]`).
+    pub sandbox: Policy,
 }
 
 impl Features {
@@ -240,9 +255,11 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> std::result::Result<Conf
     if !log_socket.is_absolute() {
         return Err(format!("[log] socket = {:?} must be an absolute path", log_socket));
     }
+    let sandbox = validate_sandbox(raw.sandbox, text)?;
     Ok(Config {
         path: path.to_path_buf(),
         log_socket,
+        sandbox,
         min_uid: raw.users.min_uid.unwrap_or(1000),
         backend,
         missing,
@@ -250,6 +267,38 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> std::result::Result<Conf
         pass_env,
         features,
     })
+}
+
+fn validate_sandbox(raw: RawSandbox, text: &str) -> std::result::Result<Policy, String> {
+    let at = |span: std::ops::Range<usize>, problem: String| {
+        let (line, col) = line_col(text, span.start);
+        format!("line {line}, column {col}: {problem}")
+    };
+    let mode = match &raw.landlock {
+        None => sandbox::Mode::Off,
+        Some(value) => sandbox::Mode::from_name(value.get_ref()).ok_or_else(|| {
+            at(value.span(), format!("[sandbox] landlock = {:?} must be {}", value.get_ref(), sandbox::Mode::NAMES))
+        })?,
+    };
+    let paths = |list: &str, entries: Option<Vec<toml::Spanned<String>>>| {
+        entries
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| PathTemplate::parse(e.get_ref()).map_err(|p| at(e.span(), format!("[sandbox] {list}: {p}"))))
+            .collect::<std::result::Result<Vec<_>, String>>()
+    };
+    if mode != sandbox::Mode::Off && (raw.write.is_none() || raw.execute.is_none()) {
+        let span = raw.landlock.as_ref().map(|v| v.span()).unwrap_or_default();
+        return Err(at(
+            span,
+            format!(
+                "[sandbox] landlock = \"{}\" needs write = [...] and execute = [...]: \
+                 the paths the command may write beneath and execute from",
+                mode.name()
+            ),
+        ));
+    }
+    Ok(Policy { mode, write: paths("write", raw.write)?, execute: paths("execute", raw.execute)? })
 }
 
 /// Names a pass-through may not carry: the dynamic loader's, the shells'
@@ -328,6 +377,7 @@ mod tests {
         assert_eq!(d.features, Features::ALL);
         assert_eq!(d.command_path, "/usr/local/bin:/usr/bin:/bin");
         assert_eq!(d.log_socket, PathBuf::from("/dev/log"));
+        assert_eq!(d.sandbox, Policy::OFF);
         assert_eq!(d.backend.pidfile_path("bob", 1002), PathBuf::from("/run/c/1002/bob.pid"));
         assert_eq!(d.backend.describe(), "pidfile /run/c/{uid}/{user}.pid");
     }
@@ -367,6 +417,10 @@ mod tests {
         assert_eq!(c.backend.describe(), "pidfile /run/cagepipe/{user}.pid");
         assert_eq!(c.features, Features::ALL);
         assert_eq!(c.pass_env.len(), EXIM_ENV.len());
+        assert_eq!(c.sandbox.mode, sandbox::Mode::Off);
+        let write: Vec<&str> = c.sandbox.write.iter().map(PathTemplate::as_str).collect();
+        assert_eq!(write, ["{home}", "/tmp", "/dev/null"]);
+        assert!(c.sandbox.execute.iter().any(|t| t.as_str() == "/usr"));
     }
 
     #[test]
@@ -382,6 +436,38 @@ mod tests {
             "[container]\npidfile = \"/x\"\n[kernel]\ndisable = [\"pidfd\", \"close_range\", \"clone_into_cgroup\"]\n",
         );
         assert_eq!(c.features, Features { pidfd: false, close_range: false, clone_into_cgroup: false });
+    }
+
+    #[test]
+    fn the_sandbox_section_is_validated_with_line_and_column() {
+        let base = "[container]\npidfile = \"/x\"\n[sandbox]\n";
+        let c = ok(&format!(
+            "{base}landlock = \"required\"\nwrite = [\"{{home}}\", \"/tmp\"]\nexecute = [\"/usr\", \"{{home}}/bin\"]\n"
+        ));
+        assert_eq!(c.sandbox.mode, sandbox::Mode::Required);
+        let shown: Vec<&str> = c.sandbox.write.iter().map(PathTemplate::as_str).collect();
+        assert_eq!(shown, ["{home}", "/tmp"]);
+        assert_eq!(c.sandbox.execute.len(), 2);
+        assert_eq!(ok(&format!("{base}landlock = \"best-effort\"\nwrite = []\nexecute = [\"/\"]\n")).sandbox.mode, {
+            sandbox::Mode::BestEffort
+        });
+        // Off needs no paths; listed ones are still checked.
+        assert_eq!(ok(&format!("{base}landlock = \"off\"\n")).sandbox, Policy::OFF);
+        assert!(err(&format!("{base}write = [\"tmp\"]\n")).contains("line 4, column 10: [sandbox] write"));
+
+        let e = err(&format!("{base}landlock = \"maybe\"\n"));
+        assert!(e.contains("line 4, column 12") && e.contains("\"off\", \"best-effort\" or \"required\""), "{e}");
+        let e = err(&format!("{base}landlock = \"required\"\nwrite = [\"/tmp\"]\n"));
+        assert!(e.contains("line 4, column 12") && e.contains("needs write = [...] and execute = [...]"), "{e}");
+        let e =
+            err(&format!("{base}landlock = \"required\"\nwrite = [\"/tmp\"]\nexecute = [\"/usr\",\n  \"usr/bin\"]\n"));
+        assert!(e.contains("line 7, column 3: [sandbox] execute: \"usr/bin\" must be an absolute path"), "{e}");
+        let e = err(&format!("{base}landlock = \"required\"\nwrite = [\"{{home}}/../x\"]\nexecute = []\n"));
+        assert!(e.contains("line 5, column 10") && e.contains("'..'"), "{e}");
+        let e = err(&format!("{base}landlock = \"off\"\nread = [\"/\"]\n"));
+        assert!(e.contains("line 5, column 1") && e.contains("read"), "{e}");
+        let e = err(&format!("{base}landlock = true\n"));
+        assert!(e.contains("line 4, column 12"), "{e}");
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub enum Error {
     Namespace { what: String, pid: i32, source: io::Error },
     /// Dropping privileges failed or could not be verified.
     Privileges(String),
+    /// The `[sandbox]` could not be planned or applied as configured.
+    Sandbox(String),
     /// The command could not be executed inside the container.
     Exec { command: String, source: io::Error },
     /// A failure the forked child reported before exec, already mapped.
@@ -82,6 +84,7 @@ impl Error {
             | Error::Cgroup { .. }
             | Error::Namespace { .. }
             | Error::Privileges(_)
+            | Error::Sandbox(_)
             | Error::Io { .. } => exit::TEMPFAIL,
         }
     }
@@ -120,6 +123,8 @@ impl fmt::Display for Error {
                 write!(f, "cannot enter {what} of process {pid}: {source}")
             }
             Error::Privileges(m) => write!(f, "cannot drop privileges: {m}"),
+            // Every message names [sandbox] or Landlock itself.
+            Error::Sandbox(m) => f.write_str(m),
             Error::Exec { command, source } => match source.raw_os_error() {
                 Some(libc::ENOENT) | Some(libc::ENOTDIR) => {
                     write!(f, "command {command} not found inside the container")
@@ -160,6 +165,7 @@ mod tests {
             (Error::Cgroup { dir: p, source: io(libc::ENOENT) }, 75),
             (Error::Namespace { what: "mnt".into(), pid: 1, source: io(libc::EPERM) }, 75),
             (Error::Privileges("x".into()), 75),
+            (Error::Sandbox("x".into()), 75),
             (Error::Exec { command: "c".into(), source: io(libc::ENOENT) }, 127),
             (Error::Exec { command: "c".into(), source: io(libc::EACCES) }, 126),
             (Error::Exec { command: "c".into(), source: io(libc::ENOEXEC) }, 126),

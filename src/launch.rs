@@ -26,6 +26,7 @@ use crate::error::{exit, Error, Result};
 use crate::namespace::{self, Setns};
 use crate::privileges::{self, Credentials, Kernel, CAP_DAC_OVERRIDE, CAP_SYS_ADMIN, CAP_SYS_CHROOT, CAP_SYS_PTRACE};
 use crate::resolve::{self, Target};
+use crate::sandbox;
 use crate::sys::{self, CapSets, Forked};
 
 /// Everything the child needs, prepared before the fork.
@@ -42,6 +43,8 @@ pub struct Launch {
     pub clone_into_cgroup: bool,
     /// Shown in error messages: the program as the user wrote it.
     pub program: String,
+    /// The Landlock sandbox, unless `[sandbox] landlock = "off"`.
+    pub sandbox: Option<sandbox::Plan>,
 }
 
 /// How the command ended.
@@ -59,8 +62,9 @@ impl Setns for RealSetns {
 }
 
 /// Join, enter, fork, and wait. Returns how the command ended, or the
-/// error that kept it from running.
-pub fn run(target: Target, launch: &Launch) -> Result<Ending> {
+/// error that kept it from running; `sandbox_note` receives what the child
+/// said about the sandbox (for the audit line), whatever the outcome.
+pub fn run(target: Target, launch: &Launch, sandbox_note: &mut Option<String>) -> Result<Ending> {
     // Opened on the host now; the child writes itself in.
     let v1 = privileges::with_caps(&[CAP_DAC_OVERRIDE], || cgroup::open_v1(&target.cgroups.join))?;
     let v2 = cgroup::open_v2(&target.cgroups.join)?;
@@ -107,10 +111,11 @@ pub fn run(target: Target, launch: &Launch) -> Result<Ending> {
             let Target { pid: target_pid, proc_dir, .. } = target;
             // The parent only waits from now on: it needs no privilege.
             let _ = sys::capset(CapSets::default());
-            let report = read_report(status_r);
+            let (note, failure) = read_report(status_r);
+            *sandbox_note = note;
             let ending = wait_for(pid)?;
             drop(alive_w);
-            match (report, ending) {
+            match (failure, ending) {
                 (Some(err), _) => Err(err),
                 // Killed with its container (when a pid namespace's init dies
                 // the kernel kills everything else in it; a manager kills the
@@ -144,7 +149,8 @@ fn spawn(v2: Option<&cgroup::V2Dir>, clone_into_cgroup: bool) -> Result<(Forked,
 }
 
 /// The child: never returns. Failures are reported to the parent through
-/// the status pipe and end in `_exit`.
+/// the status pipe and end in `_exit`; before them, or before an exec that
+/// succeeds, one `sandbox` line may say how much of the sandbox is on.
 fn child(launch: &Launch, enter_rest: impl FnOnce() -> Result<()>, status_w: OwnedFd, alive_r: OwnedFd) -> ! {
     let fail = |err: Error, status_w: &OwnedFd| -> ! {
         let code = err.exit_code();
@@ -175,6 +181,17 @@ fn child(launch: &Launch, enter_rest: impl FnOnce() -> Result<()>, status_w: Own
     if nix::unistd::chdir(launch.cwd.as_c_str()).is_err() {
         if let Err(e) = nix::unistd::chdir("/") {
             fail(Error::io("chdir /", e.into()), &status_w);
+        }
+    }
+    // Last before exec, as the user and inside: the paths are the ones the
+    // command will see, and nothing cagepipe still has to do is restricted.
+    if let Some(plan) = &launch.sandbox {
+        match sandbox::apply(plan) {
+            Ok(note) => {
+                let line = format!("{SANDBOX_NOTE}\t{}\n", note.replace('\n', "\\n"));
+                let _ = nix::unistd::write(&status_w, line.as_bytes());
+            }
+            Err(e) => fail(e, &status_w),
         }
     }
     close_other_fds(launch.close_range, status_w.as_raw_fd());
@@ -223,13 +240,30 @@ fn container_stopping(init_proc_dir: &OwnedFd) -> bool {
     }
 }
 
-/// Read the child's failure report; EOF without data means exec succeeded.
-fn read_report(status_r: OwnedFd) -> Option<Error> {
+/// How the status pipe's sandbox line starts (a failure starts with its code).
+const SANDBOX_NOTE: &str = "sandbox";
+
+/// Read what the child reported: its sandbox line, if any, and its failure,
+/// if any. EOF without a failure means exec succeeded.
+fn read_report(status_r: OwnedFd) -> (Option<String>, Option<Error>) {
     let mut text = String::new();
-    let _ = std::fs::File::from(status_r).take(4096).read_to_string(&mut text);
-    let (code, message) = text.split_once('\t')?;
-    let code: i32 = code.parse().ok()?;
-    Some(Error::Reported { code, message: message.to_string() })
+    let _ = std::fs::File::from(status_r).take(8192).read_to_string(&mut text);
+    parse_report(&text)
+}
+
+fn parse_report(text: &str) -> (Option<String>, Option<Error>) {
+    let (note, rest) = match text.strip_prefix(SANDBOX_NOTE).and_then(|t| t.strip_prefix('\t')) {
+        Some(t) => match t.split_once('\n') {
+            Some((note, rest)) => (Some(note.to_string()), rest),
+            None => (Some(t.to_string()), ""),
+        },
+        None => (None, text),
+    };
+    let failure = rest.split_once('\t').and_then(|(code, message)| {
+        let code: i32 = code.parse().ok()?;
+        Some(Error::Reported { code, message: message.to_string() })
+    });
+    (note, failure)
 }
 
 fn wait_for(pid: i32) -> Result<Ending> {
@@ -241,5 +275,26 @@ fn wait_for(pid: i32) -> Result<Ending> {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(Error::io("waiting for the command", e.into())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_pipe_carries_a_sandbox_line_then_a_failure() {
+        let (note, failure) = parse_report("");
+        assert!(note.is_none() && failure.is_none(), "exec succeeded");
+        let (note, failure) = parse_report("sandbox\tenforced\n");
+        assert_eq!(note.as_deref(), Some("enforced"));
+        assert!(failure.is_none());
+        let (note, failure) = parse_report("sandbox\tnot applied: x\n126\tcannot execute /x: denied");
+        assert_eq!(note.as_deref(), Some("not applied: x"));
+        let failure = failure.unwrap();
+        assert_eq!((failure.exit_code(), failure.to_string().as_str()), (126, "cannot execute /x: denied"));
+        let (note, failure) = parse_report("75\tsandbox: cannot be met");
+        assert!(note.is_none());
+        assert_eq!(failure.unwrap().to_string(), "sandbox: cannot be met");
     }
 }

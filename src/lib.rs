@@ -21,6 +21,7 @@ pub mod pipe_text;
 pub mod privileges;
 pub mod procfs;
 pub mod resolve;
+pub mod sandbox;
 pub mod secure_file;
 pub mod startup;
 pub mod sys;
@@ -53,6 +54,8 @@ struct Audit {
     uid: Option<u32>,
     container: Option<String>,
     pid: Option<i32>,
+    /// How much of the Landlock sandbox the child could apply.
+    sandbox: Option<String>,
 }
 
 /// Run cagepipe with these arguments (argv[0] included).
@@ -98,6 +101,9 @@ pub fn run(args: Vec<OsString>) -> Outcome {
     }
     if let Some(pid) = audit.pid {
         line.push_str(&format!("pid={pid} "));
+    }
+    if let Some(s) = &audit.sandbox {
+        line.push_str(&format!("sandbox={} ", log::field(s)));
     }
     line.push_str(&text);
     line.push_str(&format!(" duration_ms={:.1}", started.elapsed().as_secs_f64() * 1000.0));
@@ -166,7 +172,7 @@ fn dispatch(args: Vec<OsString>, audit: &mut Audit, log: &mut log::Log) -> Resul
             audit.container = Some(target.source.clone());
             audit.pid = Some(target.pid);
             let plan = prepare(&config, &account, &target, spec, &request.env)?;
-            Ok(Done::Ran(launch::run(target, &plan)?))
+            Ok(Done::Ran(launch::run(target, &plan, &mut audit.sandbox)?))
         }
         Action::Print(_) => unreachable!("handled above"),
     }
@@ -274,6 +280,7 @@ fn prepare(
         close_range: config.features.close_range,
         clone_into_cgroup: config.features.clone_into_cgroup,
         program: log::escape(&argv_bytes[0]),
+        sandbox: sandbox::plan(&config.sandbox, account, &config.path)?,
     })
 }
 

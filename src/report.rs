@@ -13,6 +13,7 @@ use crate::launch::Launch;
 use crate::log::escape;
 use crate::privileges::{self, Credentials, REQUIRED};
 use crate::resolve::Target;
+use crate::sandbox::Mode;
 use crate::sys;
 
 #[derive(Default)]
@@ -49,6 +50,12 @@ impl Report {
             features.push_str(&format!("; disabled by [kernel] disable: {}", off.join(", ")));
         }
         self.add("kernel features", features);
+        let sandbox = match c.sandbox.mode {
+            Mode::Off => "off",
+            Mode::BestEffort => "landlock, best-effort: what the kernel supports",
+            Mode::Required => "landlock, required: all of it or exit 75",
+        };
+        self.add("sandbox", sandbox.into());
     }
 
     pub fn account(&mut self, a: &Account) {
@@ -102,6 +109,18 @@ impl Report {
             self.add("environment", escape(e.as_bytes()));
         }
         self.add("cwd", format!("{} inside the container if it exists there, else /", escape(launch.cwd.as_bytes())));
+        if let Some(sandbox) = &launch.sandbox {
+            let shown = |paths: &[std::ffi::CString]| {
+                let paths: Vec<String> = paths.iter().map(|p| escape(p.as_bytes())).collect();
+                if paths.is_empty() {
+                    "nothing".into()
+                } else {
+                    format!("beneath {}", paths.join(" "))
+                }
+            };
+            self.add("sandbox may write", shown(&sandbox.write));
+            self.add("sandbox may execute", shown(&sandbox.execute));
+        }
         self.add("dry run", "nothing was executed".into());
     }
 
