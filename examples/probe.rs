@@ -95,7 +95,8 @@ argv_<N> env_count env_<NAME> home_marker, then stdin_len stdin_fnv64 (with
 --stdin-hash, --read-bytes or --save-stdin) and bg_pid (with --spawn-bg). A value that
 cannot be read is '-'.
 
-attack keys: scans sightings targets dumpable_sightings breaches breach_detail,
+attack keys: uid scans sightings targets dumpable_sightings breaches breach_detail
+late_detail,
 and for each of ptrace mem environ exe exe_write root cwd fd pidfd_getfd:
 <kind>_denied <kind>_late <kind>_breach <kind>_errnos control_<kind>
 tty keys: isatty ctty tiocsti sid pgid"
@@ -495,14 +496,24 @@ const ATTACKS: [&str; 9] = ["ptrace", "mem", "environ", "exe", "exe_write", "roo
 const MAX_FD_TRIED: i32 = 31;
 
 /// What a successful attempt obtained.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 enum Got {
     /// Access to the process itself: its memory, environment, exe, root, cwd.
     Process,
-    /// A copy of its descriptor N, or a path to it.
-    Fd(i32),
+    /// A copy of its descriptor N, or a path to it, and what it was.
+    Fd(i32, String),
     /// Tracing it; whether it was still cagepipe, judged while it was stopped.
     Traced { still_cagepipe: bool },
+}
+
+impl std::fmt::Display for Got {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Got::Process => f.write_str("process"),
+            Got::Fd(n, what) => write!(f, "fd {n} ({what})"),
+            Got::Traced { still_cagepipe } => write!(f, "traced (still cagepipe: {still_cagepipe})"),
+        }
+    }
 }
 
 type Attempt = Result<Got, Errno>;
@@ -527,13 +538,19 @@ fn still_cagepipe(pid: i32) -> bool {
     }
 }
 
-fn is_breach(pid: i32, got: Got) -> bool {
+/// A success counts against cagepipe unless the process had already become
+/// the command: /proc/PID/comm keeps the old name for a moment after exec
+/// has replaced the image (and the command's own start-up may have opened
+/// descriptors by then, its dynamic loader's for one).
+fn is_breach(pid: i32, got: &Got) -> bool {
     match got {
-        // Descriptors above 2 exist only before the exec of the command.
-        Got::Fd(n) if n > 2 => true,
-        Got::Fd(_) | Got::Process => still_cagepipe(pid),
-        Got::Traced { still_cagepipe } => still_cagepipe,
+        Got::Fd(..) | Got::Process => still_cagepipe(pid),
+        Got::Traced { still_cagepipe } => *still_cagepipe,
     }
+}
+
+fn link_of(path: &str) -> String {
+    std::fs::read_link(path).map_or_else(|e| format!("? {e}"), |t| t.to_string_lossy().into_owned())
 }
 
 fn open_proc(pid: i32, leaf: &str, flags: OFlag) -> Result<(), Errno> {
@@ -572,9 +589,10 @@ fn pidfd_getfds(pid: i32) -> Vec<Attempt> {
                 let e = Errno::last();
                 return (e != Errno::EBADF).then_some(Err(e)); // EBADF: no such descriptor
             }
+            let what = link_of(&format!("/proc/self/fd/{fd}"));
             // SAFETY: a new descriptor of ours.
             drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
-            Some(Ok(Got::Fd(n)))
+            Some(Ok(Got::Fd(n, what)))
         })
         .collect()
 }
@@ -597,7 +615,7 @@ fn attempts(pid: i32, kind: &str) -> Vec<Attempt> {
         "fd" => (0..=MAX_FD_TRIED)
             .filter_map(|n| match open_proc(pid, &format!("fd/{n}"), OFlag::O_PATH) {
                 Err(Errno::ENOENT) => None, // no such descriptor
-                r => Some(r.map(|()| Got::Fd(n))),
+                r => Some(r.map(|()| Got::Fd(n, link_of(&format!("/proc/{pid}/fd/{n}"))))),
             })
             .collect(),
         "pidfd_getfd" => pidfd_getfds(pid),
@@ -644,7 +662,7 @@ fn run_attack(duration: Duration) -> i32 {
     let mut tallies: Vec<Tally> = ATTACKS.iter().map(|_| Tally::default()).collect();
     let (mut scans, mut sightings, mut dumpable) = (0u64, 0u64, 0u64);
     let mut targets = std::collections::BTreeSet::new();
-    let mut details = Vec::new();
+    let (mut details, mut late_details) = (Vec::new(), Vec::new());
     let deadline = std::time::Instant::now() + duration;
     while std::time::Instant::now() < deadline {
         scans += 1;
@@ -652,20 +670,26 @@ fn run_attack(duration: Duration) -> i32 {
             sightings += 1;
             targets.insert(pid);
             // A process that is not dumpable has its /proc entries owned by
-            // root, whoever it runs as.
-            if stat::stat(format!("/proc/{pid}").as_str()).is_ok_and(|st| st.st_uid == my_uid) {
+            // root, whoever it runs as (all but /proc/PID itself).
+            if stat::stat(format!("/proc/{pid}/fd").as_str()).is_ok_and(|st| st.st_uid == my_uid) && still_cagepipe(pid)
+            {
                 dumpable += 1;
             }
             for (kind, tally) in ATTACKS.iter().zip(tallies.iter_mut()) {
                 for attempt in attempts(pid, kind) {
                     match attempt {
-                        Ok(got) if is_breach(pid, got) => {
+                        Ok(got) if is_breach(pid, &got) => {
                             tally.breach += 1;
                             if details.len() < 8 {
-                                details.push(format!("{kind}:{pid}:{got:?}"));
+                                details.push(format!("{kind}:{pid}:{got}"));
                             }
                         }
-                        Ok(_) => tally.late += 1,
+                        Ok(got) => {
+                            tally.late += 1;
+                            if late_details.len() < 8 {
+                                late_details.push(format!("{kind}:{pid}:{got}"));
+                            }
+                        }
                         Err(e) => {
                             tally.denied += 1;
                             tally.errnos.insert(format!("{e:?}"));
@@ -688,6 +712,7 @@ fn run_attack(duration: Duration) -> i32 {
         ("dumpable_sightings".into(), dumpable.to_string()),
         ("breaches".into(), breaches.to_string()),
         ("breach_detail".into(), details.join(" ")),
+        ("late_detail".into(), late_details.join(" ")),
     ];
     for ((kind, tally), (_, control)) in ATTACKS.iter().zip(&tallies).zip(&controls) {
         lines.push((format!("{kind}_denied"), tally.denied.to_string()));
