@@ -10,21 +10,23 @@
 mod common;
 mod rig;
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::{Container, ContainerOpts, User};
-use rig::{raw_pipe, Caller, ConfigDir, Delivery};
+use rig::{raw_pipe, write_pidfile, Caller, ConfigDir, Delivery};
 
 const PROBE: &str = common::PROBE_IN_CONTAINER;
 
 struct Setup {
-    _container: Container,
+    container: Container,
     config: ConfigDir,
-    _pidfile: PathBuf,
+    pidfile: PathBuf,
     user: User,
     caller: Caller,
 }
@@ -40,7 +42,7 @@ fn setup(name: &str, extra: &str, tweak: impl FnOnce(&mut ContainerOpts)) -> Set
     tweak(&mut opts);
     let container = Container::start(&common::unique_name(name), &opts);
     let caller = Caller { uid: user.uid, gid: rig::cagepipe_gid() };
-    Setup { _container: container, config, _pidfile: pidfile, user, caller }
+    Setup { container, config, pidfile, user, caller }
 }
 
 /// What Exim hands a pipe delivery for `user`.
@@ -60,10 +62,272 @@ fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
+fn run(s: &Setup, args: &[OsString]) -> Delivery {
+    let env = exim_env(&s.user);
+    rig::deliver(&s.config, s.caller, args, &env_refs(&env), b"")
+}
+
+fn probe(args: &str) -> Vec<OsString> {
+    raw_pipe(&format!("|{PROBE} {args}"))
+}
+
+fn report(d: &Delivery) -> BTreeMap<String, String> {
+    assert_eq!(d.code(), Some(0), "delivery failed: {d:?}");
+    common::parse_report(&d.stdout)
+}
+
+/// The delivery was refused with `code` and a message saying `words`, and
+/// nothing ran.
+fn refused(d: &Delivery, code: i32, words: &str) {
+    assert_eq!(d.code(), Some(code), "{words}: {d:?}");
+    assert!(d.stderr.contains(words), "stderr should say {words:?}: {}", d.stderr);
+    assert!(d.stdout.is_empty(), "nothing ran: {d:?}");
+}
+
+/// The report came from inside `c` as `user`: its namespaces, its name,
+/// the user's ids inside, no privilege.
+fn assert_inside(c: &Container, user: &str, r: &BTreeMap<String, String>) {
+    for ns in ["mnt", "pid", "net", "uts", "ipc", "cgroup", "user"] {
+        assert_eq!(r[&format!("ns_{ns}")], c.ns_inode(ns).to_string(), "{ns} namespace of {}", c.name);
+    }
+    assert_eq!(r["hostname"], c.name);
+    let (uid, gid) = c.inside_ids(user);
+    for k in ["uid", "euid", "suid", "fsuid"] {
+        assert_eq!(r[k], uid.to_string(), "{k}");
+    }
+    for k in ["gid", "egid", "sgid", "fsgid"] {
+        assert_eq!(r[k], gid.to_string(), "{k}");
+    }
+    for k in ["cap_inh", "cap_prm", "cap_eff", "cap_bnd", "cap_amb"] {
+        assert_eq!(u64::from_str_radix(&r[k], 16).ok(), Some(0), "{k} = {}", r[k]);
+    }
+    assert_eq!(r["no_new_privs"], "1");
+    assert_eq!(r["fds"], "0,1,2", "only the standard descriptors");
+}
+
 fn stderr_note(text: &str) {
     use std::io::Write;
     // Straight to fd 2: the harness captures eprintln! of passing tests.
     let _ = writeln!(std::io::stderr(), "{text}");
+}
+
+/// A finished process as a [`Delivery`].
+fn delivered(out: std::process::Output) -> Delivery {
+    Delivery { status: out.status, stdout: out.stdout, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+}
+
+// ---- 1. another user's container ----------------------------------------
+
+#[test]
+fn another_users_container_cannot_be_asked_for() {
+    if !common::require_root("another_users_container_cannot_be_asked_for") {
+        return;
+    }
+    let a = setup("atk-who-a", "", |_| {});
+    let b = setup("atk-who-b", "", |_| {});
+    let b_name: OsString = b.user.name.clone().into();
+
+    // Options naming another user or configuration are root's alone
+    // (the plain cases are in tests/deliver.rs every_failure_has_its_exit_code).
+    let cases: Vec<Vec<OsString>> = vec![
+        [vec!["--user".into(), b_name.clone()], probe("report")].concat(),
+        [vec!["--config".into(), b.config.file().into()], probe("report")].concat(),
+        vec!["check".into(), b_name.clone()],
+        vec!["--user".into(), b_name.clone(), "check".into()],
+        [vec!["--dry-run".into(), "--user".into(), b_name.clone()], probe("report")].concat(),
+    ];
+    for args in cases {
+        refused(&run(&a, &args), 77, "is for root only");
+    }
+
+    // Exim's variables and the working directory naming B: identity comes
+    // from the uid, so it is still A's container, as A, with A's variables.
+    let b_home = b.user.home.display().to_string();
+    let env = [
+        ("USER", b.user.name.as_str()),
+        ("LOGNAME", b.user.name.as_str()),
+        ("LOCAL_PART", b.user.name.as_str()),
+        ("HOME", b_home.as_str()),
+        ("PATH", "/bin:/usr/bin"),
+    ];
+    let r = report(&rig::deliver(&a.config, a.caller, &probe("report"), &env, b""));
+    assert_inside(&a.container, &a.user.name, &r);
+    assert_eq!(r["env_USER"], a.user.name);
+    assert_eq!(r["env_LOGNAME"], a.user.name);
+    assert_eq!(r["env_HOME"], a.user.home.display().to_string());
+    assert_eq!(r["env_LOCAL_PART"], b.user.name, "Exim's local part passes through as data");
+    assert_eq!(r["cwd"], "/", "B's home is not in A's container");
+
+    // Pipe text naming B or cagepipe's options: words of A's own command.
+    let r = report(&run(&a, &probe(&format!("report -- --user {} --config /etc/shadow --", b.user.name))));
+    assert_inside(&a.container, &a.user.name, &r);
+    let argv: Vec<&str> = (3..8).map(|i| r[&format!("argv_{i}")].as_str()).collect();
+    assert_eq!(argv, ["--user", b.user.name.as_str(), "--config", "/etc/shadow", "--"]);
+    for text in [format!("--user={}", b.user.name), format!("--user {} {PROBE} report", b.user.name)] {
+        refused(&run(&a, &raw_pipe(&text)), 127, "not found inside the container");
+    }
+}
+
+// ---- 2. paths ------------------------------------------------------------
+
+/// A root-owned 0755 directory of this test process.
+fn root_dir(name: &str) -> PathBuf {
+    let dir = rig::scratch().join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn pidfile_config(template: &Path) -> ConfigDir {
+    ConfigDir::new(&format!("[container]\npidfile = \"{}\"\n", template.display()))
+}
+
+fn deliver_with(config: &ConfigDir, s: &Setup, args: &[OsString]) -> Delivery {
+    let env = exim_env(&s.user);
+    rig::deliver(config, s.caller, args, &env_refs(&env), b"")
+}
+
+#[test]
+fn pidfiles_that_lead_elsewhere_are_refused() {
+    if !common::require_root("pidfiles_that_lead_elsewhere_are_refused") {
+        return;
+    }
+    let a = setup("atk-path-a", "", |_| {});
+    let b = setup("atk-path-b", "", |_| {});
+    let a_pid = std::fs::read_to_string(&a.pidfile).unwrap();
+    let b_pid = std::fs::read_to_string(&b.pidfile).unwrap();
+    let report_args = probe("report");
+
+    // A's pidfile is a symbolic link to B's.
+    std::fs::remove_file(&a.pidfile).unwrap();
+    std::os::unix::fs::symlink(&b.pidfile, &a.pidfile).unwrap();
+    refused(&run(&a, &report_args), 75, "is a symbolic link");
+    std::fs::remove_file(&a.pidfile).unwrap();
+    write_pidfile(&a.pidfile, &a_pid);
+    assert_inside(&a.container, &a.user.name, &report(&run(&a, &report_args)));
+
+    // The pidfile directory is a symbolic link, to a directory where a
+    // file with A's name names B's container.
+    let elsewhere = root_dir("atk-elsewhere");
+    write_pidfile(&elsewhere.join(format!("{}.pid", a.user.name)), &b_pid);
+    let link = rig::scratch().join("atk-link");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    let d = deliver_with(&pidfile_config(&link.join("{user}.pid")), &a, &report_args);
+    refused(&d, 75, "is a symbolic link or not a directory");
+
+    // A directory the user could write in (any pid could be put there).
+    let open_dir = root_dir("atk-open-dir");
+    write_pidfile(&open_dir.join(format!("{}.pid", a.user.name)), &b_pid);
+    let config = pidfile_config(&open_dir.join("{user}.pid"));
+    std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    refused(&deliver_with(&config, &a, &report_args), 75, "is writable by group or others");
+    std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    nix::unistd::chown(&open_dir, Some(nix::unistd::Uid::from_raw(a.user.uid)), None).unwrap();
+    refused(&deliver_with(&config, &a, &report_args), 75, &format!("is owned by uid {}", a.user.uid));
+
+    // A per-user directory in the template, owned by its user.
+    let per_user = root_dir("atk-per-user");
+    let own = per_user.join(&a.user.name);
+    std::fs::create_dir(&own).unwrap();
+    nix::unistd::chown(&own, Some(nix::unistd::Uid::from_raw(a.user.uid)), None).unwrap();
+    write_pidfile(&own.join("pid"), &b_pid);
+    let d = deliver_with(&pidfile_config(&per_user.join("{user}/pid")), &a, &report_args);
+    refused(&d, 75, &format!("is owned by uid {}", a.user.uid));
+
+    // Not a regular file: a fifo nobody writes to is refused, not waited on.
+    let fifo_dir = root_dir("atk-fifo");
+    nix::unistd::mkfifo(
+        &fifo_dir.join(format!("{}.pid", a.user.name)),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    refused(
+        &deliver_with(&pidfile_config(&fifo_dir.join("{user}.pid")), &a, &report_args),
+        75,
+        "is not a regular file",
+    );
+
+    // A component longer than any file name.
+    let long = rig::scratch().join("x".repeat(300)).join("{user}.pid");
+    refused(&deliver_with(&pidfile_config(&long), &a, &report_args), 75, "File name too long");
+    for dir in [elsewhere, open_dir, per_user, fifo_dir] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let _ = std::fs::remove_file(link);
+}
+
+#[test]
+fn user_names_and_templates_cannot_make_paths() {
+    if !common::require_root("user_names_and_templates_cannot_make_paths") {
+        return;
+    }
+    // Only root may name a user; even root cannot name one that is a path.
+    let s = setup("atk-names", "", |_| {});
+    let long = "a".repeat(33);
+    for name in ["../../etc/passwd", "a/b", ".", "..", "-rf", "a b", "x\ny", long.as_str()] {
+        let mut args: Vec<OsString> = vec!["--config".into(), s.config.file().into(), format!("--user={name}").into()];
+        args.extend(probe("report"));
+        refused(&rig::run_as_root(&args, b""), 64, "user name");
+        let check: Vec<OsString> = vec!["--config".into(), s.config.file().into(), "check".into(), name.into()];
+        let d = rig::run_as_root(&check, b"");
+        assert_eq!(d.code(), Some(64), "check {name:?}: {d:?}");
+    }
+    // A template cannot produce '..' or NUL either (the user name never
+    // contains '/' or starts with '.', so placeholders cannot make them).
+    for template in ["/run/x/../{user}.pid", "/run/{user}/../../etc/pid", "/run/{user}\\u0000.pid", "run/{user}.pid"] {
+        let config = ConfigDir::new(&format!("[container]\npidfile = \"{template}\"\n"));
+        refused(&deliver_with(&config, &s, &probe("report")), 75, "[container] pidfile");
+    }
+}
+
+#[test]
+fn refusals_do_not_tell_whether_another_users_files_exist() {
+    if !common::require_root("refusals_do_not_tell_whether_another_users_files_exist") {
+        return;
+    }
+    let a = setup("atk-oracle-a", "", |_| {});
+    let b = common::test_user("cptest-atk-oracle-b");
+    let secret = b.home.join(".cagepipe-atk-secret");
+    std::fs::write(&secret, "[container]\npidfile = \"/x\"\n").unwrap();
+    let exists = secret.display().to_string();
+    let missing = b.home.join(".cagepipe-atk-nothing").display().to_string();
+    let with_probe = |mut args: Vec<OsString>| {
+        args.extend(probe("report"));
+        args
+    };
+    let pairs: Vec<(Vec<OsString>, Vec<OsString>)> = vec![
+        (
+            with_probe(vec!["--config".into(), exists.clone().into()]),
+            with_probe(vec!["--config".into(), missing.into()]),
+        ),
+        (
+            with_probe(vec!["--config".into(), "/etc/shadow".into()]),
+            with_probe(vec!["--config".into(), "/etc/no-shadow".into()]),
+        ),
+        (vec!["check".into(), b.name.clone().into()], vec!["check".into(), "cptest-atk-nobody".into()]),
+        (
+            with_probe(vec!["--user".into(), b.name.clone().into()]),
+            with_probe(vec!["--user".into(), "cptest-atk-nobody".into()]),
+        ),
+    ];
+    // Without syslog the audit line goes to stderr too, with a duration.
+    let text = |d: &Delivery| {
+        let words: Vec<&str> = d.stderr.split(' ').filter(|w| !w.starts_with("duration_ms=")).collect();
+        words.join(" ")
+    };
+    for (there, not_there) in pairs {
+        let (d1, d2) = (run(&a, &there), run(&a, &not_there));
+        assert_eq!(d1.code(), Some(77), "{d1:?}");
+        assert!(d1.stdout.is_empty(), "{d1:?}");
+        assert_eq!(
+            (d1.code(), &d1.stdout, text(&d1)),
+            (d2.code(), &d2.stdout, text(&d2)),
+            "{there:?} vs {not_there:?}"
+        );
+    }
+    std::fs::remove_file(secret).unwrap();
 }
 
 // ---- 11. terminal injection ---------------------------------------------
@@ -120,8 +384,7 @@ impl Pty {
 }
 
 fn collect(cmd: &mut Command) -> Delivery {
-    let out = cmd.output().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    Delivery { status: out.status, stdout: out.stdout, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+    delivered(cmd.output().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}")))
 }
 
 #[test]
