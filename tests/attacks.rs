@@ -330,6 +330,261 @@ fn refusals_do_not_tell_whether_another_users_files_exist() {
     std::fs::remove_file(secret).unwrap();
 }
 
+// ---- 3. a container the user built ---------------------------------------
+
+/// A process `user` starts in new user and mount namespaces of its own: a
+/// "container" anyone can make. Returns it once its namespaces exist.
+fn fake_container(user: &User) -> std::process::Child {
+    let mut child = Command::new("setpriv")
+        .arg(format!("--reuid={}", user.uid))
+        .arg(format!("--regid={}", user.gid))
+        .args(["--clear-groups", "--", "unshare", "--user", "--map-root-user", "--mount", "--", "sleep", "120"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    for _ in 0..500 {
+        if std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e.ends_with("sleep")) {
+            assert_ne!(common::ns_inode_of(pid, "mnt"), common::host_ns_inode("mnt"), "the fake has its own mounts");
+            return child;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the user's own namespaces did not come up (unprivileged user namespaces disabled?)");
+}
+
+#[test]
+fn a_container_the_user_built_is_never_entered() {
+    if !common::require_root("a_container_the_user_built_is_never_entered") {
+        return;
+    }
+    let s = setup("atk-fake", "", |_| {});
+    let mut fake = fake_container(&s.user);
+    let fake_pid = format!("{}\n", fake.id());
+
+    // While the real container runs, the fake changes nothing.
+    assert_inside(&s.container, &s.user.name, &report(&run(&s, &probe("report"))));
+
+    // A pidfile the user wrote, in the root-owned directory.
+    let real = std::fs::read_to_string(&s.pidfile).unwrap();
+    write_pidfile(&s.pidfile, &fake_pid);
+    nix::unistd::chown(&s.pidfile, Some(nix::unistd::Uid::from_raw(s.user.uid)), None).unwrap();
+    refused(&run(&s, &probe("report")), 75, &format!("is owned by uid {}", s.user.uid));
+
+    // One in a directory of the user's own, which the template names.
+    let per_user = root_dir("atk-fake-dirs");
+    let own = per_user.join(&s.user.name);
+    std::fs::create_dir(&own).unwrap();
+    nix::unistd::chown(&own, Some(nix::unistd::Uid::from_raw(s.user.uid)), None).unwrap();
+    write_pidfile(&own.join("pid"), &fake_pid);
+    refused(&deliver_with(&pidfile_config(&per_user.join("{user}/pid")), &s, &probe("report")), 75, "is owned by uid");
+
+    // Even a root-owned pidfile written after the fake started (so not
+    // stale) does not make it a container: the user created its user
+    // namespace herself.
+    std::fs::remove_file(&s.pidfile).unwrap();
+    write_pidfile(&s.pidfile, &fake_pid);
+    refused(&run(&s, &probe("report")), 75, &format!("in a user namespace that uid {} created", s.user.uid));
+
+    // The real container's manager removed its pidfile: nothing to enter.
+    std::fs::remove_file(&s.pidfile).unwrap();
+    refused(&run(&s, &probe("report")), 75, "no pidfile");
+
+    // Back to the root-owned pidfile of the real container.
+    write_pidfile(&s.pidfile, &real);
+    assert_inside(&s.container, &s.user.name, &report(&run(&s, &probe("report"))));
+    let _ = fake.kill();
+    let _ = fake.wait();
+    let _ = std::fs::remove_dir_all(per_user);
+}
+
+// ---- 4. pid reuse and races ----------------------------------------------
+// A zombie target: tests/deliver.rs a_zombie_target_is_not_running.
+
+/// Wait until `pid` no longer exists (its parent has reaped it).
+fn wait_gone(pid: i32) {
+    for _ in 0..500 {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("process {pid} did not go away");
+}
+
+/// Start the user's fake container (see [`fake_container`]) as process
+/// number `pid`, which must be free: the kernel hands out the number after
+/// `ns_last_pid`. Other threads of this test process may take it first, so
+/// try a few times.
+fn fake_container_as(user: &User, pid: i32) -> Option<std::process::Child> {
+    for _ in 0..50 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
+        let mut child = fake_container(user);
+        if child.id() as i32 == pid {
+            return Some(child);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn a_recycled_pid_is_never_entered() {
+    if !common::require_root("a_recycled_pid_is_never_entered") {
+        return;
+    }
+    for extra in ["", "[kernel]\ndisable = [\"pidfd\"]\n"] {
+        let s = setup("atk-reuse", extra, |_| {});
+        let pid = s.container.pid;
+        // Some time after its pidfile was written the container dies, and
+        // the user's own fake container gets its number. The pidfile stays
+        // behind (`stop` would remove it, so the init is killed directly).
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+        wait_gone(pid);
+        let mut fake = fake_container_as(&s.user, pid).expect("the user's fake container as the old pid");
+        assert_eq!(std::fs::read_to_string(&s.pidfile).unwrap(), format!("{pid}\n"), "the pidfile still names {pid}");
+        refused(&run(&s, &probe("report")), 75, "is stale");
+
+        // A pidfile written just before its container died and its number
+        // was taken: too close in time to tell the processes apart by their
+        // start times, but the user's namespace is not a container.
+        let _ = fake.kill();
+        let _ = fake.wait();
+        write_pidfile(&s.pidfile, &format!("{pid}\n"));
+        let mut fake = fake_container_as(&s.user, pid).expect("the user's fake container as the old pid");
+        let d = run(&s, &probe("report"));
+        assert_eq!(d.code(), Some(75), "{d:?}");
+        assert!(d.stdout.is_empty(), "{d:?}");
+        assert!(d.stderr.contains("is stale") || d.stderr.contains("created, not root"), "{}", d.stderr);
+        let _ = fake.kill();
+        let _ = fake.wait();
+    }
+}
+
+/// Where a delivery ran, as its report says: the hostname and the inodes
+/// of the mount and user namespaces. (Inode numbers of dead namespaces are
+/// reused, so no one of them alone tells a container from a later fake.)
+type Place = [(&'static str, String); 3];
+
+fn place(hostname: String, pid: i32) -> Place {
+    [
+        ("hostname", hostname),
+        ("ns_mnt", common::ns_inode_of(pid, "mnt").to_string()),
+        ("ns_user", common::ns_inode_of(pid, "user").to_string()),
+    ]
+}
+
+#[test]
+fn deliveries_racing_a_dying_container_enter_it_or_defer() {
+    if !common::require_root("deliveries_racing_a_dying_container_enter_it_or_defer") {
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    let user = common::test_user("cptest-atk-race");
+    let caller = Caller { uid: user.uid, gid: rig::cagepipe_gid() };
+    let (config, piddir) = ConfigDir::with_pidfile_dir("");
+    let no_pidfd = pidfile_config(&piddir.join("{user}.pid"));
+    no_pidfd.write(&format!(
+        "[container]\npidfile = \"{}/{{user}}.pid\"\n[kernel]\ndisable = [\"pidfd\"]\n",
+        piddir.display()
+    ));
+    let pidfile = piddir.join(format!("{}.pid", user.name));
+    let opts = ContainerOpts { users: vec![user.name.clone()], pidfile: Some(pidfile.clone()), ..Default::default() };
+    let places: Mutex<Vec<Place>> = Mutex::new(Vec::new());
+    let fakes: Mutex<Vec<Place>> = Mutex::new(Vec::new());
+    let done = AtomicBool::new(false);
+    let env = exim_env(&user);
+    let env = env_refs(&env);
+
+    let outcomes: Vec<Delivery> = std::thread::scope(|scope| {
+        // Deliveries, with and without pidfd, all the time.
+        let workers: Vec<_> = [&config, &no_pidfd, &config]
+            .into_iter()
+            .map(|config| {
+                let (done, env) = (&done, &env);
+                scope.spawn(move || {
+                    let mut seen = Vec::new();
+                    while !done.load(Ordering::SeqCst) {
+                        seen.push(rig::deliver(config, caller, &probe("report"), env, b""));
+                    }
+                    seen
+                })
+            })
+            .collect();
+        // Load: processes coming and going, so that numbers are recycled.
+        let churn = scope.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                let _ = Command::new("/bin/true").status();
+            }
+        });
+        for round in 0..10 {
+            let mut c = Container::start(&common::unique_name("atk-race"), &opts);
+            places.lock().unwrap().push(place(c.name.clone(), c.pid));
+            std::thread::sleep(std::time::Duration::from_millis(80 + 30 * (round % 4)));
+            // The container dies under the deliveries; the user grabs its
+            // number for a fake container of her own as soon as it is free.
+            let pid = c.pid;
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+            wait_gone(pid);
+            if let Some(mut fake) = fake_container_as(&user, pid) {
+                fakes.lock().unwrap().push(place(nix::unistd::gethostname().unwrap().into_string().unwrap(), pid));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let _ = fake.kill();
+                let _ = fake.wait();
+            }
+            c.stop().unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+        churn.join().unwrap();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    });
+
+    let places = places.into_inner().unwrap();
+    let fakes = fakes.into_inner().unwrap();
+    assert!(!fakes.is_empty(), "the user's fake container took over a container's pid at least once");
+    let (mut entered, mut deferred, mut killed) = (0, 0, 0);
+    for d in &outcomes {
+        // Where the command ran, as far as it got to report before its
+        // container took it along (whole lines only).
+        let lines = d.stdout.iter().rposition(|&b| b == b'\n').map_or(&d.stdout[..0], |end| &d.stdout[..=end]);
+        let r = common::parse_report(lines);
+        if let Some(uid) = r.get("uid") {
+            // In the user's own namespace it would have been its root.
+            assert_eq!(*uid, user.uid.to_string(), "ran as the user: {d:?}");
+        }
+        let here = |place: &Place| place.iter().all(|(key, value)| r.get(*key).map_or(true, |v| v == value));
+        if r.contains_key("ns_mnt") {
+            assert!(places.iter().any(here), "ran outside the user's containers: {d:?}");
+            assert!(!fakes.iter().any(here), "ran in the user's fake container: {d:?}");
+        } else {
+            assert!(d.stdout.is_empty() || d.signal().is_some(), "a report without its namespaces: {d:?}");
+        }
+        match (d.code(), d.signal()) {
+            (Some(0), _) => entered += 1,
+            (Some(75), _) => {
+                assert!(d.stdout.is_empty(), "a deferral ran nothing: {d:?}");
+                deferred += 1;
+            }
+            // The container died around the running command, taking it along.
+            (_, Some(libc::SIGKILL)) => killed += 1,
+            _ => panic!("neither entered nor deferred: {d:?}"),
+        }
+    }
+    stderr_note(&format!(
+        "deliveries_racing_a_dying_container_enter_it_or_defer: {} deliveries, {entered} entered, {deferred} deferred, \
+         {killed} killed with their container, {} pids taken over by a fake",
+        outcomes.len(),
+        fakes.len()
+    ));
+    assert!(entered > 0 && deferred > 0, "both outcomes happened: {entered} entered, {deferred} deferred");
+}
+
 // ---- 11. terminal injection ---------------------------------------------
 
 /// A pseudo-terminal pair, both ends close-on-exec in this process.
