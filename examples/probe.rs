@@ -528,11 +528,17 @@ struct Tally {
     errnos: std::collections::BTreeSet<String>,
 }
 
+/// Whether `path` is a cagepipe binary: its file name starts with
+/// `cagepipe` (an installed copy under another name, " (deleted)" added).
+fn is_cagepipe_binary(path: &std::path::Path) -> bool {
+    path.file_name().is_some_and(|name| name.as_bytes().starts_with(b"cagepipe"))
+}
+
 /// Whether `pid` still runs the cagepipe binary (exec replaces the exe link
 /// before the name in /proc/PID/comm changes).
 fn still_cagepipe(pid: i32) -> bool {
     match std::fs::read_link(format!("/proc/{pid}/exe")) {
-        Ok(target) => target.as_os_str().as_bytes().windows(8).any(|w| w == b"cagepipe"),
+        Ok(target) => is_cagepipe_binary(&target),
         // Readable a moment ago, refused now: count it against cagepipe.
         Err(e) => matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)),
     }
@@ -623,12 +629,17 @@ fn attempts(pid: i32, kind: &str) -> Vec<Attempt> {
     }
 }
 
-/// Pids in our pid namespace whose name is `cagepipe`.
+/// Pids in our pid namespace whose name is `cagepipe`, or that run a
+/// cagepipe binary under another name (a script whose interpreter is
+/// /proc/self/exe is named after the script).
 fn cagepipe_pids(skip: &[i32]) -> Vec<i32> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| !skip.contains(pid))
-        .filter(|pid| std::fs::read(format!("/proc/{pid}/comm")).is_ok_and(|c| c == b"cagepipe\n"))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/comm")).is_ok_and(|c| c == b"cagepipe\n")
+                || std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| is_cagepipe_binary(&e))
+        })
         .collect()
 }
 
