@@ -585,6 +585,116 @@ fn deliveries_racing_a_dying_container_enter_it_or_defer() {
     assert!(entered > 0 && deferred > 0, "both outcomes happened: {entered} entered, {deferred} deferred");
 }
 
+// ---- 5. reaching into cagepipe from inside while it enters ----------------
+
+/// The attack kinds of `probe attack`.
+const ATTACK_KINDS: [&str; 9] = ["ptrace", "mem", "environ", "exe", "exe_write", "root", "cwd", "fd", "pidfd_getfd"];
+
+/// cagepipe is visible inside only as its child, from the fork into the
+/// container's pid namespace to the exec. A `[command] path` of many
+/// directories that do not exist, the container's /usr/bin last, makes each
+/// delivery of a relative name spend its last moments as cagepipe trying
+/// exec candidates there: an ordinary configuration, no test knob in the
+/// binary.
+fn slow_exec_path() -> String {
+    let mut dirs: Vec<String> = (0..400).map(|i| format!("/nonexistent-{i}")).collect();
+    dirs.push("/usr/bin".into());
+    dirs.join(":")
+}
+
+/// The contained user, inside, running `probe attack SECONDS`.
+fn spawn_attacker(c: &Container, user: &str, seconds: f64) -> std::process::Child {
+    let (uid, gid) = c.inside_ids(user);
+    c.nsenter()
+        .arg("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .args(["--init-groups", "--", PROBE, "attack", &seconds.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn attacker_report(attacker: std::process::Child) -> BTreeMap<String, String> {
+    let out = attacker.wait_with_output().unwrap();
+    assert!(out.status.success(), "attacker failed: {}", String::from_utf8_lossy(&out.stderr));
+    common::parse_report(&out.stdout)
+}
+
+#[test]
+fn processes_inside_cannot_reach_cagepipe_while_it_enters() {
+    if !common::require_root("processes_inside_cannot_reach_cagepipe_while_it_enters") {
+        return;
+    }
+    let dumpable = std::fs::read_to_string("/proc/sys/fs/suid_dumpable").unwrap_or_default();
+    stderr_note(&format!(
+        "processes_inside_cannot_reach_cagepipe_while_it_enters: fs.suid_dumpable = {}",
+        dumpable.trim()
+    ));
+    for userns in [false, true] {
+        let name = if userns { "atk-ptrace-u" } else { "atk-ptrace" };
+        let s = setup(name, &format!("[command]\npath = \"{}\"\n", slow_exec_path()), |o| o.userns = userns);
+        // The attacker: the same user, inside, in a tight loop.
+        let (uid, _) = s.container.inside_ids(&s.user.name);
+        let seconds = 6.0;
+        let attacker = spawn_attacker(&s.container, &s.user.name, seconds);
+        // Meanwhile, deliveries, three at a time until the attacker is done:
+        // of `true`, and of a command that does not exist, whose process
+        // never stops being cagepipe (so any success on it is a breach).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(seconds - 0.5);
+        let outcomes: Vec<(u32, Vec<String>)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = [("|true", 0), ("|cagepipe-no-such-command", 127), ("|true", 0)]
+                .into_iter()
+                .map(|(text, expected)| {
+                    let s = &s;
+                    scope.spawn(move || {
+                        let (mut ok, mut bad) = (0, Vec::new());
+                        while std::time::Instant::now() < deadline {
+                            let d = run(s, &raw_pipe(text));
+                            if d.code() == Some(expected) {
+                                ok += 1;
+                            } else {
+                                bad.push(format!("{d:?}"));
+                            }
+                        }
+                        (ok, bad)
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        let r = attacker_report(attacker);
+        let delivered: u32 = outcomes.iter().map(|(ok, _)| ok).sum();
+        assert!(outcomes.iter().all(|(ok, _)| *ok > 0), "every kind of delivery ran: {outcomes:?}");
+        let failed: Vec<&String> = outcomes.iter().flat_map(|(_, bad)| bad).collect();
+        stderr_note(&format!(
+            "{name}: {delivered} deliveries; attacker as uid {}: {} scans, {} sightings of {} cagepipe processes, \
+             {} successes on the command after its exec, {} breaches",
+            r["uid"],
+            r["scans"],
+            r["sightings"],
+            r["targets"],
+            ATTACK_KINDS.iter().map(|k| r[&format!("{k}_late")].parse::<u64>().unwrap()).sum::<u64>(),
+            r["breaches"]
+        ));
+        assert!(failed.is_empty(), "every delivery went through: {failed:?}");
+        assert_eq!(r["uid"], uid.to_string(), "the attacker is the user");
+        // Each attempt works against a process of the attacker's own...
+        for kind in ATTACK_KINDS.iter().filter(|k| **k != "exe_write") {
+            assert_eq!(r[&format!("control_{kind}")], "ok", "the {kind} attempt works on the attacker's own process");
+        }
+        // ...was made against cagepipe, and never got anywhere.
+        assert!(r["sightings"].parse::<u64>().unwrap() > 0, "the attacker saw cagepipe entering: {r:?}");
+        assert_eq!(r["breaches"], "0", "{}", r["breach_detail"]);
+        for kind in ATTACK_KINDS {
+            assert!(r[&format!("{kind}_denied")].parse::<u64>().unwrap() > 0, "{kind} was attempted: {r:?}");
+        }
+        assert_eq!(r["dumpable_sightings"], "0", "cagepipe is never dumpable while it is visible inside");
+    }
+}
+
 // ---- 11. terminal injection ---------------------------------------------
 
 /// A pseudo-terminal pair, both ends close-on-exec in this process.
