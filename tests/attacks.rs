@@ -13,7 +13,7 @@ mod rig;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -692,6 +692,210 @@ fn processes_inside_cannot_reach_cagepipe_while_it_enters() {
             assert!(r[&format!("{kind}_denied")].parse::<u64>().unwrap() > 0, "{kind} was attempted: {r:?}");
         }
         assert_eq!(r["dumpable_sightings"], "0", "cagepipe is never dumpable while it is visible inside");
+    }
+}
+
+// ---- 6. #!/proc/self/exe, setuid and file-capability binaries inside ------
+
+/// A copy of `from` as `name` in this test process's scratch directory:
+/// owner root, group `gid`, `mode`, and file capabilities `caps` if given
+/// (set last: chown and chmod clear them). Removed when dropped.
+struct Copy(PathBuf);
+
+impl Copy {
+    fn install(from: &Path, name: &str, gid: u32, mode: u32, caps: Option<&str>) -> Copy {
+        let path = rig::scratch().join(name);
+        let _ = std::fs::remove_file(&path);
+        std::fs::copy(from, &path).unwrap();
+        nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(0)), Some(nix::unistd::Gid::from_raw(gid))).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        if let Some(caps) = caps {
+            let out = Command::new("setcap").arg(caps).arg(&path).output().unwrap();
+            assert!(out.status.success(), "setcap {caps}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Copy(path)
+    }
+}
+
+impl Drop for Copy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn file_caps() -> &'static str {
+    include_str!("../packaging/file-caps").trim()
+}
+
+#[test]
+fn reexecuting_cagepipe_from_inside_gains_nothing() {
+    if !common::require_root("reexecuting_cagepipe_from_inside_gains_nothing") {
+        return;
+    }
+    let s = setup("atk-reexec", "", |_| {});
+    // runc CVE-2019-5736: the container makes the runtime execute itself
+    // inside (an interpreter of /proc/self/exe) and then writes to it.
+    let script = s.container.state_dir().join("rootfs/home").join(&s.user.name).join("reexec");
+    std::fs::write(&script, "#!/proc/self/exe --\n").unwrap();
+    nix::unistd::chown(
+        &script,
+        Some(nix::unistd::Uid::from_raw(s.user.uid)),
+        Some(nix::unistd::Gid::from_raw(s.user.gid)),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let texts = [format!("|/home/{}/reexec /bin/true", s.user.name), "|/proc/self/exe -- /bin/true".to_owned()];
+
+    // Installed as it must be (root:cagepipe 0750), the user's command
+    // cannot even execute it.
+    for text in &texts {
+        refused(&run(&s, &raw_pipe(text)), 126, "Permission denied");
+    }
+
+    // A copy anyone may execute (a packaging mistake): it does run inside,
+    // but under no_new_privs its file capabilities were not granted, and it
+    // refuses. Meanwhile the user, inside, tries to open it for writing.
+    let loose = Copy::install(rig::installed_binary(), "cagepipe-loose", rig::cagepipe_gid(), 0o755, Some(file_caps()));
+    let before = common::fnv64(&std::fs::read(&loose.0).unwrap());
+    let attacker = spawn_attacker(&s.container, &s.user.name, 3.0);
+    let env = exim_env(&s.user);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(2500);
+    let mut runs = 0;
+    while std::time::Instant::now() < deadline {
+        for text in &texts {
+            let cmd = rig::command_via(&s.config, s.caller, &loose.0, &[], &raw_pipe(text), &env_refs(&env));
+            let d = rig::run_with_stdin(cmd, b"");
+            refused(&d, 75, "no_new_privs is already set");
+            runs += 1;
+        }
+    }
+    let r = attacker_report(attacker);
+    stderr_note(&format!(
+        "reexecuting_cagepipe_from_inside_gains_nothing: {runs} re-executions; attacker: {} sightings, exe_write {}",
+        r["sightings"], r["exe_write_errnos"]
+    ));
+    assert_eq!(r["control_exe"], "ok", "the attacker can open an exe of its own");
+    assert!(r["sightings"].parse::<u64>().unwrap() > 0, "the attacker saw cagepipe run inside: {r:?}");
+    assert_eq!((r["exe_write_breach"].as_str(), r["exe_write_late"].as_str()), ("0", "0"), "{r:?}");
+    assert_eq!(common::fnv64(&std::fs::read(&loose.0).unwrap()), before, "the binary is unchanged");
+}
+
+#[test]
+fn setuid_and_capability_binaries_inside_gain_nothing() {
+    if !common::require_root("setuid_and_capability_binaries_inside_gain_nothing") {
+        return;
+    }
+    // Executable by the user's group only: no other account on the machine
+    // gets a setuid-root program out of this test.
+    let user = common::test_user("cptest-atk-suid");
+    let probe_bin = common::probe_binary();
+    let suid = Copy::install(probe_bin, "probe-setuid", user.gid, 0o4750, None);
+    let caps = "cap_sys_admin,cap_dac_override,cap_setuid";
+    let fcap = Copy::install(probe_bin, "probe-fcap", user.gid, 0o750, Some(&format!("{caps}=p")));
+    let fcap_eff = Copy::install(probe_bin, "probe-fcap-eff", user.gid, 0o750, Some(&format!("{caps}=ep")));
+    let s = setup("atk-suid", "", |o| {
+        o.bind_ro = vec![
+            (suid.0.clone(), "/opt/atk/probe-setuid".into()),
+            (fcap.0.clone(), "/opt/atk/probe-fcap".into()),
+            (fcap_eff.0.clone(), "/opt/atk/probe-fcap-eff".into()),
+        ]
+    });
+    // Control: without no_new_privs they do what they are made for.
+    let control = |bin: &str| {
+        let (uid, gid) = s.container.inside_ids(&s.user.name);
+        let out = s
+            .container
+            .nsenter()
+            .arg("setpriv")
+            .arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={gid}"))
+            .args(["--init-groups", "--", bin, "report"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{bin}: {}", String::from_utf8_lossy(&out.stderr));
+        common::parse_report(&out.stdout)
+    };
+    assert_eq!(control("/opt/atk/probe-setuid")["euid"], "0", "the setuid bit works here");
+    assert_ne!(control("/opt/atk/probe-fcap")["cap_prm"], "0000000000000000", "the file capabilities work here");
+    assert_ne!(control("/opt/atk/probe-fcap-eff")["cap_eff"], "0000000000000000", "the file capabilities work here");
+    // Delivered: the user's ids, nothing else.
+    for bin in ["/opt/atk/probe-setuid", "/opt/atk/probe-fcap"] {
+        let r = report(&run(&s, &raw_pipe(&format!("|{bin} report"))));
+        assert_inside(&s.container, &s.user.name, &r);
+    }
+    // With the effective bit, the kernel refuses to start a program that
+    // would not get all of its capabilities: the bounding set is empty.
+    refused(&run(&s, &raw_pipe("|/opt/atk/probe-fcap-eff report")), 126, "Operation not permitted");
+}
+
+// ---- 7. descriptors and working directory of the caller -------------------
+
+#[test]
+fn descriptors_and_cwd_of_the_caller_never_reach_the_container() {
+    if !common::require_root("descriptors_and_cwd_of_the_caller_never_reach_the_container") {
+        return;
+    }
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::Mode;
+    let s = setup("atk-fds", "", |_| {});
+    // runc CVE-2024-21626: a descriptor of a host directory left open into
+    // the container, and a working directory resolved through it.
+    let host_root = open("/", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
+    let host_etc = open("/etc", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
+    let host_proc = open("/proc", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
+    let (socket, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    let leaks: [(i32, i32); 5] = [
+        (host_root.as_raw_fd(), 3),
+        (socket.as_raw_fd(), 4),
+        (host_etc.as_raw_fd(), 5),
+        (host_root.as_raw_fd(), 77),
+        (host_proc.as_raw_fd(), 200),
+    ];
+    let hostile = |mut cmd: Command| {
+        // SAFETY: fcntl and dup2 are async-signal-safe, and nothing here
+        // allocates; both leave the new descriptor without close-on-exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                // Out of the way first: a source may have a target's number.
+                let mut moved = leaks;
+                for (i, (from, _)) in moved.iter_mut().enumerate() {
+                    *from = libc::fcntl(*from, libc::F_DUPFD, 900 + i as libc::c_int);
+                    if *from < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                for (from, to) in moved {
+                    if libc::dup2(from, to) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        cmd.current_dir("/sys/fs/cgroup");
+        cmd
+    };
+    let env = exim_env(&s.user);
+    let env = env_refs(&env);
+    // Control: whatever stands where cagepipe does receives them all.
+    let ls = rig::command_via(&s.config, s.caller, Path::new("/bin/ls"), &[], &["/proc/self/fd".into()], &env);
+    let d = rig::run_with_stdin(hostile(ls), b"");
+    let listed: Vec<&str> = std::str::from_utf8(&d.stdout).unwrap().split_whitespace().collect();
+    for fd in ["3", "4", "5", "77", "200"] {
+        assert!(listed.contains(&fd), "fd {fd} reaches the program in cagepipe's place: {listed:?}");
+    }
+
+    let deliver = |args: &[OsString]| rig::run_with_stdin(hostile(rig::command(&s.config, s.caller, args, &env)), b"");
+    let r = report(&deliver(&probe("report")));
+    assert_inside(&s.container, &s.user.name, &r);
+    let container_root = std::fs::metadata(format!("/proc/{}/root", s.container.pid)).unwrap();
+    let container_root = format!("{}:{}", container_root.dev(), container_root.ino());
+    assert_eq!(r["root_dev_ino"], container_root);
+    assert_eq!(r["cwd"], "/", "the host's /sys/fs/cgroup is not in the container");
+    assert_eq!(r["cwd_dev_ino"], container_root, "the working directory is the container's root");
+    for text in ["|/proc/self/fd/3/usr/bin/id", "|/proc/self/fd/77/bin/true", "|/proc/self/fd/200/1/root/bin/true"] {
+        refused(&deliver(&raw_pipe(text)), 127, "not found inside the container");
     }
 }
 
