@@ -116,6 +116,36 @@ fn delivered(out: std::process::Output) -> Delivery {
     Delivery { status: out.status, stdout: out.stdout, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
 }
 
+fn status_field(pid: u32, key: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')).unwrap_or("").trim().to_owned()
+}
+
+/// Host pids of processes named `probe` in the container's cgroup v2.
+fn probes_in(c: &Container) -> Vec<i32> {
+    let v2 = c.cgroup_dirs().into_iter().find(|d| d.join("cgroup.type").exists()).expect("a cgroup v2 directory");
+    let procs = std::fs::read_to_string(v2.join("cgroup.procs")).unwrap_or_default();
+    procs
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c == "probe\n"))
+        .collect()
+}
+
+/// The host pid of the one delivered command (a probe) running in `c`.
+fn wait_for_probe(c: &Container) -> i32 {
+    let mut pids = Vec::new();
+    for _ in 0..400 {
+        pids = probes_in(c);
+        if !pids.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(pids.len(), 1, "one delivered command in the container: {pids:?}");
+    pids[0]
+}
+
 // ---- 1. another user's container ----------------------------------------
 
 #[test]
@@ -897,6 +927,275 @@ fn descriptors_and_cwd_of_the_caller_never_reach_the_container() {
     for text in ["|/proc/self/fd/3/usr/bin/id", "|/proc/self/fd/77/bin/true", "|/proc/self/fd/200/1/root/bin/true"] {
         refused(&deliver(&raw_pipe(text)), 127, "not found inside the container");
     }
+}
+
+// ---- 8. hostile process state ----------------------------------------------
+
+/// The bit of `sig` in a /proc/PID/status signal mask.
+fn sig_bit(sig: i32) -> u64 {
+    1 << (sig - 1)
+}
+
+/// Starts cagepipe with every signal blocked and SIGCHLD, SIGALRM and
+/// SIGQUIT ignored. (Done by the last program before cagepipe: the rig's
+/// shell empties its mask whenever it has waited for a child.)
+const HOSTILE_SIGNALS: [&str; 5] = [
+    "/usr/bin/perl",
+    "-MPOSIX",
+    "-e",
+    "sigprocmask(SIG_SETMASK, POSIX::SigSet->new(1 .. 31, 34 .. 64)) or die; \
+     $SIG{$_} = 'IGNORE' for qw(CHLD ALRM QUIT); exec { $ARGV[0] } @ARGV or die",
+    "--",
+];
+
+#[test]
+fn the_callers_signal_state_is_not_the_commands() {
+    if !common::require_root("the_callers_signal_state_is_not_the_commands") {
+        return;
+    }
+    let s = setup("atk-signals", "", |_| {});
+    let env = exim_env(&s.user);
+    let hostile = |args: &[OsString]| {
+        rig::command_via(&s.config, s.caller, rig::installed_binary(), &HOSTILE_SIGNALS, args, &env_refs(&env))
+    };
+    // cagepipe itself does start that way.
+    let child = hostile(&probe("report --sleep 1"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    for _ in 0..300 {
+        if std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == rig::installed_binary()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let blocked = u64::from_str_radix(&status_field(pid, "SigBlk"), 16).unwrap_or(0);
+    let ignored = u64::from_str_radix(&status_field(pid, "SigIgn"), 16).unwrap_or(0);
+    assert_ne!(blocked & sig_bit(libc::SIGTERM), 0, "cagepipe was started with SIGTERM blocked");
+    assert_ne!(ignored & sig_bit(libc::SIGALRM), 0, "cagepipe was started with SIGALRM ignored");
+    let out = child.wait_with_output().unwrap();
+    let r = common::parse_report(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_inside(&s.container, &s.user.name, &r);
+    assert_eq!(u64::from_str_radix(&r["sig_blk"], 16).unwrap(), 0, "the command's mask is empty");
+    assert_eq!(u64::from_str_radix(&r["sig_ign"], 16).unwrap(), 0, "the command ignores nothing");
+
+    // The command's status and its signal still reach the caller: waitpid
+    // works although SIGCHLD was ignored, the signal is re-raised although
+    // it was blocked.
+    assert_eq!(rig::run_with_stdin(hostile(&probe("report --exit 42")), b"").code(), Some(42));
+    assert_eq!(rig::run_with_stdin(hostile(&probe("report --signal 15")), b"").signal(), Some(15));
+}
+
+#[test]
+fn the_callers_umask_passes_through_as_exim_sets_it() {
+    if !common::require_root("the_callers_umask_passes_through_as_exim_sets_it") {
+        return;
+    }
+    // Exim's pipe transport has a `umask` option (default 022) that the
+    // command must see; cagepipe creates no file, so it needs no umask of
+    // its own, and an odd one affects only the user's own files inside.
+    let s = setup("atk-umask", "", |_| {});
+    let env = exim_env(&s.user);
+    for mask in [0o000, 0o027, 0o777] {
+        let mut cmd = rig::command(&s.config, s.caller, &probe("report"), &env_refs(&env));
+        // SAFETY: umask is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::umask(mask);
+                Ok(())
+            });
+        }
+        let r = report(&rig::run_with_stdin(cmd, b""));
+        assert_inside(&s.container, &s.user.name, &r);
+        assert_eq!(r["umask"], format!("{mask:04o}"));
+    }
+}
+
+#[test]
+fn closed_standard_descriptors_are_filled_not_reused() {
+    if !common::require_root("closed_standard_descriptors_are_filled_not_reused") {
+        return;
+    }
+    let s = setup("atk-closed", "", |_| {});
+    let env = exim_env(&s.user);
+    let inside = format!("/home/{}/atk-report", s.user.name);
+    let on_host = s.container.state_dir().join("rootfs").join(inside.trim_start_matches('/'));
+    let close_all = ["/bin/sh", "-c", "exec \"$@\" <&- >&- 2>&-", "sh"];
+    let cmd = rig::command_via(
+        &s.config,
+        s.caller,
+        rig::installed_binary(),
+        &close_all,
+        &probe(&format!("report --out {inside} --sleep 1")),
+        &env_refs(&env),
+    );
+    let (d, links) = std::thread::scope(|scope| {
+        let delivery = scope.spawn(|| rig::run_with_stdin(cmd, b""));
+        let p = wait_for_probe(&s.container);
+        let links: Vec<u64> =
+            (0..3).map(|fd| std::fs::metadata(format!("/proc/{p}/fd/{fd}")).unwrap().rdev()).collect();
+        (delivery.join().unwrap(), links)
+    });
+    assert_eq!(d.code(), Some(0), "{d:?}");
+    let r = common::parse_report(&std::fs::read(&on_host).unwrap());
+    assert_inside(&s.container, &s.user.name, &r);
+    // Had cagepipe opened a file (its configuration, a pidfile, a namespace)
+    // while 0-2 were free, it would be among them. The C library of a
+    // program with file capabilities fills them first, /dev/full to read
+    // and /dev/null to write, so that nothing is read or written by mistake.
+    let harmless = ["/dev/null", "/dev/full"].map(|d| std::fs::metadata(d).unwrap().rdev());
+    for (fd, device) in links.iter().enumerate() {
+        assert!(harmless.contains(device), "fd {fd} is device {device:#x}, not /dev/null or /dev/full");
+    }
+}
+
+#[test]
+fn a_tiny_descriptor_limit_fails_closed() {
+    if !common::require_root("a_tiny_descriptor_limit_fails_closed") {
+        return;
+    }
+    let s = setup("atk-nofile", "", |_| {});
+    let env = exim_env(&s.user);
+    let mut summary = Vec::new();
+    for n in [3, 4, 5, 6, 7, 8, 10, 16, 64] {
+        let limit = format!("--nofile={n}:{n}");
+        let wrapper = ["/usr/bin/prlimit", limit.as_str(), "--"];
+        let cmd =
+            rig::command_via(&s.config, s.caller, rig::installed_binary(), &wrapper, &probe("report"), &env_refs(&env));
+        let d = rig::run_with_stdin(cmd, b"");
+        if d.code() == Some(0) {
+            assert_inside(&s.container, &s.user.name, &report(&d));
+            summary.push(format!("{n}: delivered"));
+        } else {
+            assert!(d.stdout.is_empty(), "RLIMIT_NOFILE {n}: nothing ran: {d:?}");
+            assert!(matches!(d.code(), Some(75 | 127)), "RLIMIT_NOFILE {n}: {d:?}");
+            summary.push(format!("{n}: exit {:?}, {}", d.code(), d.stderr.lines().next().unwrap_or("")));
+        }
+    }
+    stderr_note(&format!("a_tiny_descriptor_limit_fails_closed: {}", summary.join("; ")));
+    assert!(summary[0].starts_with("3: exit"), "3 descriptors are not enough: {summary:?}");
+    assert!(summary.last().unwrap().ends_with("delivered"), "64 are: {summary:?}");
+}
+
+#[test]
+fn a_hostile_environment_reaches_neither_cagepipe_nor_the_command() {
+    if !common::require_root("a_hostile_environment_reaches_neither_cagepipe_nor_the_command") {
+        return;
+    }
+    let s = setup("atk-env", "", |_| {});
+    // A library that leaves a mark wherever it is loaded.
+    let dir = root_dir("atk-preload");
+    let marks = dir.join("marks");
+    std::fs::create_dir(&marks).unwrap();
+    std::fs::set_permissions(&marks, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let source = dir.join("evil.c");
+    std::fs::write(
+        &source,
+        format!(
+            "#include <stdio.h>\n#include <unistd.h>\n__attribute__((constructor)) static void mark(void) {{\n\
+             char p[256]; snprintf(p, sizeof p, \"{}/%d\", (int)getpid()); FILE *f = fopen(p, \"w\"); if (f) fclose(f);\n}}\n",
+            marks.display()
+        ),
+    )
+    .unwrap();
+    let library = dir.join("evil.so");
+    let built = Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(&library).arg(&source).output();
+    let preload = match built {
+        Ok(out) if out.status.success() => {
+            std::fs::set_permissions(&library, std::fs::Permissions::from_mode(0o644)).unwrap();
+            // Control: it does load into an ordinary program of the user.
+            let status = Command::new("setpriv")
+                .arg(format!("--reuid={}", s.user.uid))
+                .arg(format!("--regid={}", s.user.gid))
+                .args(["--clear-groups", "--", "/usr/bin/env"])
+                .arg(format!("LD_PRELOAD={}", library.display()))
+                .arg("/bin/true")
+                .status()
+                .unwrap();
+            assert!(status.success());
+            assert_eq!(std::fs::read_dir(&marks).unwrap().count(), 1, "the control loaded the library");
+            for mark in std::fs::read_dir(&marks).unwrap() {
+                std::fs::remove_file(mark.unwrap().path()).unwrap();
+            }
+            library.display().to_string()
+        }
+        other => {
+            stderr_note(&format!(
+                "SKIP (part) a_hostile_environment_reaches_neither_cagepipe_nor_the_command: no C compiler ({other:?}), \
+                 LD_PRELOAD is set to a library that does not exist"
+            ));
+            library.display().to_string()
+        }
+    };
+    // A time zone file that blocks whoever opens it: a fifo nobody writes.
+    let tz = dir.join("tz");
+    nix::unistd::mkfifo(&tz, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let tz = tz.display().to_string();
+    let dirs = dir.display().to_string();
+    let mut env = exim_env(&s.user);
+    for (k, v) in [
+        ("LD_PRELOAD", preload.as_str()),
+        ("LD_AUDIT", preload.as_str()),
+        ("LD_LIBRARY_PATH", dirs.as_str()),
+        ("LD_DEBUG", "all"),
+        ("GCONV_PATH", dirs.as_str()),
+        ("LOCPATH", dirs.as_str()),
+        ("RUST_LOG", "trace"),
+        ("RUST_BACKTRACE", "full"),
+        ("TZ", tz.as_str()),
+        ("IFS", "x"),
+        ("BASH_ENV", "/tmp/x"),
+        ("ENV", "/tmp/x"),
+        ("LC_ALL", "xx_XX.UTF-8"),
+        ("TMPDIR", "/tmp/evil"),
+    ] {
+        env.push((k, v.to_owned()));
+    }
+    let mut child = rig::command(&s.config, s.caller, &probe("report"), &env_refs(&env))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the delivery hung: something opened the TZ fifo");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let d =
+        Delivery { status: out.status, stdout: out.stdout, stderr: String::from_utf8_lossy(&out.stderr).into_owned() };
+    let r = report(&d);
+    assert!(d.stderr.is_empty(), "nothing on stderr (LD_DEBUG, RUST_LOG): {}", d.stderr);
+    assert_inside(&s.container, &s.user.name, &r);
+    let env: BTreeMap<&str, &str> = r
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("env_")?, v.as_str())))
+        .filter(|(k, _)| *k != "count")
+        .collect();
+    let home = s.user.home.display().to_string();
+    let expected: BTreeMap<&str, &str> = [
+        ("LOCAL_PART", "support"),
+        ("DOMAIN", "example.test"),
+        ("TZ", tz.as_str()), // one of Exim's variables: passed on, never read by cagepipe
+        ("HOME", home.as_str()),
+        ("USER", s.user.name.as_str()),
+        ("LOGNAME", s.user.name.as_str()),
+        ("SHELL", "/bin/sh"),
+        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(env, expected);
+    assert_eq!(std::fs::read_dir(&marks).unwrap().count(), 0, "the library was loaded nowhere");
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 // ---- 11. terminal injection ---------------------------------------------
