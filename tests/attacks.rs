@@ -1198,6 +1198,146 @@ fn a_hostile_environment_reaches_neither_cagepipe_nor_the_command() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+// ---- 9. a fake /proc inside the container ----------------------------------
+
+#[test]
+fn a_fake_proc_inside_the_container_decides_nothing() {
+    if !common::require_root("a_fake_proc_inside_the_container_decides_nothing") {
+        return;
+    }
+    // lxc-attach CVE-2015-1334 / CVE-2016-8649: a container root that
+    // mounts over its /proc fools a tool that reads it after entering.
+    for extra in ["", "[kernel]\ndisable = [\"pidfd\", \"clone_into_cgroup\"]\n"] {
+        let s = setup("atk-fakeproc", extra, |_| {});
+        let fake = "mount -t tmpfs fakeproc /proc && mkdir -p /proc/self/fd /proc/self/ns /proc/1/ns \
+                    && printf 'Name:\\tcagepipe\\nThreads:\\t1\\nNoNewPrivs:\\t0\\nCapBnd:\\tffffffffffffffff\\n' >/proc/self/status \
+                    && echo 0::/ >/proc/self/cgroup && echo '0 0 4294967295' >/proc/self/uid_map \
+                    && echo '1 0 0:1 / / rw - ext4 /dev/root rw' >/proc/self/mountinfo";
+        let out = s.container.nsenter().args(["sh", "-c", fake]).output().unwrap();
+        assert!(out.status.success(), "mounting the fake /proc: {}", String::from_utf8_lossy(&out.stderr));
+
+        let (d, seen) = std::thread::scope(|scope| {
+            let delivery = scope.spawn(|| run(&s, &probe("report --sleep 2")));
+            // Watched from the host while the command runs.
+            let p = wait_for_probe(&s.container);
+            let seen = (
+                ["mnt", "pid", "net", "uts", "ipc", "cgroup", "user", "time"].map(|k| (k, common::ns_inode_of(p, k))),
+                std::fs::read_to_string(format!("/proc/{p}/cgroup")).unwrap(),
+                ["Uid", "Gid", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs"]
+                    .map(|k| (k, status_field(p as u32, k))),
+            );
+            (delivery.join().unwrap(), seen)
+        });
+        let r = report(&d);
+        assert_eq!(r["ns_mnt"], "-", "inside, /proc is the fake one");
+        let (ns, cgroup, status) = seen;
+        for (kind, inode) in ns {
+            assert_eq!(inode, s.container.ns_inode(kind), "{kind} namespace");
+        }
+        let init_cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", s.container.pid)).unwrap();
+        assert_eq!(cgroup, init_cgroup, "the container's cgroups, every hierarchy");
+        let uid = s.user.uid.to_string();
+        let gid = s.user.gid.to_string();
+        for (key, value) in status {
+            let expected = match key {
+                "Uid" => [uid.as_str(); 4].join("\t"),
+                "Gid" => [gid.as_str(); 4].join("\t"),
+                "NoNewPrivs" => "1".into(),
+                _ => "0000000000000000".into(),
+            };
+            assert_eq!(value, expected, "{key}");
+        }
+    }
+}
+
+// ---- 10. argument injection ------------------------------------------------
+// Quoted words in order, ${run{...}} and $HOME as plain words, `--` and
+// `-x` after it: tests/deliver.rs command_forms_and_path_search_happen_inside.
+
+#[test]
+fn pipe_text_reaches_the_command_exactly_and_never_a_shell() {
+    if !common::require_root("pipe_text_reaches_the_command_exactly_and_never_a_shell") {
+        return;
+    }
+    let s = setup("atk-argv", "", |_| {});
+    // Words that look like cagepipe's options are the command's name.
+    for text in ["-c id", "--help", "--user=root /bin/true", "|--config=/tmp/x /bin/true", "|-- /bin/true"] {
+        refused(&run(&s, &raw_pipe(text)), 127, "not found inside the container");
+    }
+    // Shell syntax is text, quotes that do not close run to the end.
+    let m = "/tmp/atk-shell-ran";
+    let text = format!(
+        "|{PROBE} report -- ; touch {m} && touch {m} | touch {m} `touch {m}` $(touch {m}) >{m} \"a -- b\" \\\"x 'open \"quote"
+    );
+    let r = report(&run(&s, &raw_pipe(&text)));
+    let tick = format!("{m}`");
+    let paren = format!("{m})");
+    let redirect = format!(">{m}");
+    let expected = [
+        "--",
+        ";",
+        "touch",
+        m,
+        "&&",
+        "touch",
+        m,
+        "|",
+        "touch",
+        m,
+        "`touch",
+        &tick,
+        "$(touch",
+        &paren,
+        &redirect,
+        "a -- b",
+        "\\\"x",
+        "open \"quote",
+    ];
+    assert_eq!(r["argv_count"], (expected.len() + 2).to_string(), "{r:?}");
+    for (i, word) in expected.iter().enumerate() {
+        assert_eq!(r[&format!("argv_{}", i + 2)], *word, "word {i}");
+    }
+    assert!(!s.container.state_dir().join("rootfs").join(m.trim_start_matches('/')).exists(), "no shell ran");
+    assert!(!Path::new(m).exists());
+
+    // An escaped NUL ends its word, as in Exim; bytes that are not UTF-8
+    // pass through.
+    use std::os::unix::ffi::OsStringExt;
+    let mut text = format!("--raw-pipe=|{PROBE} report -- \"a\\0b\" ").into_bytes();
+    text.extend_from_slice(b"\xff\xfe");
+    let d = run(&s, &[OsString::from_vec(text)]);
+    assert_eq!(d.code(), Some(0), "{d:?}");
+    let lines: Vec<&[u8]> = d.stdout.split(|&b| b == b'\n').collect();
+    assert!(lines.contains(&&b"argv_3=a"[..]), "the word ends at the NUL");
+    assert!(lines.contains(&&b"argv_4=\\xff\\xfe"[..]), "raw bytes arrive as they were");
+
+    // 100,000 arguments.
+    let mut args: Vec<OsString> = ["--", PROBE, "report", "--"].iter().map(OsString::from).collect();
+    args.extend(std::iter::repeat(OsString::from("x")).take(100_000));
+    let r = report(&run(&s, &args));
+    assert_eq!(r["argv_count"], "100003");
+    assert_eq!(r["argv_100002"], "x");
+    // As many words as one --raw-pipe argument holds.
+    let text = format!("|{PROBE} report --{}", " w".repeat(60_000));
+    let r = report(&run(&s, &raw_pipe(&text)));
+    assert_eq!(r["argv_count"], "60003");
+    // 1 MiB of arguments, as eight of the largest single arguments the
+    // kernel takes (MAX_ARG_STRLEN, 128 KiB with its NUL).
+    let big: Vec<String> = (0..8u8).map(|i| char::from(b'a' + i).to_string().repeat(128 * 1024 - 1)).collect();
+    let mut args: Vec<OsString> = ["--", PROBE, "report", "--"].iter().map(OsString::from).collect();
+    args.extend(big.iter().map(OsString::from));
+    let r = report(&run(&s, &args));
+    for (i, word) in big.iter().enumerate() {
+        assert!(r[&format!("argv_{}", i + 3)] == *word, "argument {i} arrives whole");
+    }
+    // One argument of 1 MiB reaches no program at all: the kernel refuses
+    // the exec (E2BIG) before cagepipe could see it, and the caller (Exim)
+    // reports that it could not start the transport.
+    let huge = format!("--raw-pipe=|/bin/true {}", "a".repeat(1 << 20));
+    let err = rig::command(&s.config, s.caller, &[huge.into()], &[]).stdin(Stdio::null()).output().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::E2BIG));
+}
+
 // ---- 11. terminal injection ---------------------------------------------
 
 /// A pseudo-terminal pair, both ends close-on-exec in this process.
