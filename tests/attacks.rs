@@ -1472,3 +1472,79 @@ fn report_ok(d: Delivery) -> Delivery {
     assert_eq!(d.code(), Some(0), "{d:?}");
     d
 }
+
+// ---- least privilege: how it is installed and started ---------------------
+// The single-thread check: startup::tests::a_second_thread_is_refused.
+
+#[test]
+fn refuses_to_run_when_installed_or_started_wrongly() {
+    if !common::require_root("refuses_to_run_when_installed_or_started_wrongly") {
+        return;
+    }
+    let s = setup("atk-install", "", |_| {});
+    let gid = rig::cagepipe_gid();
+    let installed = rig::installed_binary();
+    let other_group = common::ensure_group("cptest-atk-sgid");
+    let fewer = file_caps().replace(",cap_sys_admin", "");
+    let cases = [
+        (Copy::install(installed, "cagepipe-setuid", gid, 0o4750, None), vec![], "is running setuid"),
+        (Copy::install(installed, "cagepipe-setgid", other_group, 0o2755, None), vec![], "is running setgid"),
+        (
+            Copy::install(installed, "cagepipe-fewer-caps", gid, 0o750, Some(&fewer)),
+            vec![],
+            "lacks the capabilities cap_sys_admin;",
+        ),
+        (
+            Copy::install(installed, "cagepipe-no-caps", gid, 0o750, None),
+            vec![],
+            "lacks the capabilities cap_dac_override, ",
+        ),
+        (
+            Copy::install(installed, "cagepipe-nnp", gid, 0o750, Some(file_caps())),
+            vec!["/usr/bin/setpriv", "--no-new-privs", "--"],
+            "no_new_privs is already set",
+        ),
+    ];
+    let env = exim_env(&s.user);
+    for (copy, wrapper, words) in &cases {
+        let cmd = rig::command_via(&s.config, s.caller, &copy.0, wrapper, &probe("report"), &env_refs(&env));
+        refused(&rig::run_with_stdin(cmd, b""), 75, words);
+    }
+    // The same binary, properly installed, delivers.
+    assert_inside(&s.container, &s.user.name, &report(&run(&s, &probe("report"))));
+}
+
+#[test]
+fn refuses_to_enter_the_container_it_already_runs_in() {
+    if !common::require_root("refuses_to_enter_the_container_it_already_runs_in") {
+        return;
+    }
+    // cagepipe with its capabilities, started by a process already inside
+    // the container (here: root enters it and becomes the user), with a
+    // configuration and a pidfile it finds inside: the pidfile names the
+    // container's init as the container sees it, process 1.
+    let (inner, inner_pids) = ConfigDir::with_pidfile_dir("");
+    let inner_pids_inside = inner_pids.display().to_string();
+    let s = setup("atk-inside", "", |o| {
+        o.bind_ro = vec![
+            (rig::installed_binary().to_path_buf(), "/opt/atk/cagepipe".into()),
+            (inner.dir.clone(), "/etc/cagepipe".into()),
+            (inner_pids.clone(), inner_pids_inside.clone()),
+        ]
+    });
+    write_pidfile(&inner_pids.join(format!("{}.pid", s.user.name)), "1\n");
+    let out = s
+        .container
+        .nsenter()
+        .arg("setpriv")
+        .arg(format!("--reuid={}", s.user.uid))
+        .arg(format!("--regid={}", rig::cagepipe_gid()))
+        .args(["--clear-groups", "--", "/usr/bin/env", "-i", "PATH=/usr/bin:/bin"])
+        .args(["/opt/atk/cagepipe", "--raw-pipe=|/bin/true"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let d =
+        Delivery { status: out.status, stdout: out.stdout, stderr: String::from_utf8_lossy(&out.stderr).into_owned() };
+    refused(&d, 75, "shares the host's mount namespace, so it is not a container");
+}
