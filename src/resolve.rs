@@ -184,7 +184,7 @@ fn pin(
         let mnt = foreign.iter().find(|ns| ns.kind.name == "mnt");
         if mnt.is_none() || mnt.and_then(|ns| fstat(&ns.file).ok()).map(|st| (st.st_dev, st.st_ino)) == host_mnt {
             return Err(not_running(format!(
-                "process {pid} from {source} shares the host's mount namespace, so it is not a container"
+                "process {pid} from {source} shares the host's mount namespace or cagepipe's own, so it is not a container (or cagepipe already runs inside it)"
             )));
         }
 

@@ -1546,5 +1546,5 @@ fn refuses_to_enter_the_container_it_already_runs_in() {
         .unwrap();
     let d =
         Delivery { status: out.status, stdout: out.stdout, stderr: String::from_utf8_lossy(&out.stderr).into_owned() };
-    refused(&d, 75, "shares the host's mount namespace, so it is not a container");
+    refused(&d, 75, "so it is not a container (or cagepipe already runs inside it)");
 }
