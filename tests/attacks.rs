@@ -166,8 +166,22 @@ fn another_users_container_cannot_be_asked_for() {
         vec!["--user".into(), b_name.clone(), "check".into()],
         [vec!["--dry-run".into(), "--user".into(), b_name.clone()], probe("report")].concat(),
     ];
-    for args in cases {
-        refused(&run(&a, &args), 77, "is for root only");
+    for args in &cases {
+        refused(&run(&a, args), 77, "is for root only");
+    }
+
+    // A makes herself root in a user namespace of her own and asks again:
+    // the capabilities she gets there are worth nothing outside it, and
+    // the root-owned configuration shows up as owned by nobody (65534).
+    let env = exim_env(&a.user);
+    let own_root = ["/usr/bin/unshare", "--user", "--map-root-user", "--"];
+    let as_own_root: Vec<Vec<OsString>> = vec![
+        cases[0].clone(),
+        [vec!["--config".into(), b.config.file().into(), "--user".into(), b_name.clone()], probe("report")].concat(),
+    ];
+    for args in &as_own_root {
+        let cmd = rig::command_via(&a.config, a.caller, rig::installed_binary(), &own_root, args, &env_refs(&env));
+        refused(&rig::run_with_stdin(cmd, b""), 75, "is owned by uid 65534, not root");
     }
 
     // Exim's variables and the working directory naming B: identity comes
