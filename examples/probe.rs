@@ -6,10 +6,18 @@
 //!              [--setsid] [--spawn-bg] [--sleep SECS] [--signal SIGNUM | --exit N]
 //!              [--try-write PATH] [--try-exec PATH] [--try-rename FROM TO]
 //!              [ARGS...] [-- ARGS...]
+//! probe attack SECONDS
+//! probe tty [TEXT]
 //! ```
 //!
 //! `init` is the containers' pid 1: it reaps every child and orphan and
 //! never exits on its own.
+//!
+//! `attack` and `tty` are the contained user's side of tests/attacks.rs:
+//! `attack` spends SECONDS trying to get hold of every cagepipe process it
+//! can see (ptrace, /proc/PID/{mem,environ,exe,root,cwd,fd/N}, pidfd_getfd)
+//! and reports what worked; `tty` tries to push TEXT into the terminal on
+//! fd 0 (TIOCSTI). Both print `key=value` lines like `report`.
 //!
 //! `report` prints what a delivered command sees, one `key=value` per line on
 //! stdout, then acts as asked (see `usage()` below for the keys). Values are
@@ -92,7 +100,13 @@ cgroup fds cwd cwd_dev_ino root_dev_ino hostname pid ppid pgid sid argv_count
 argv_<N> env_count env_<NAME> home_marker, then stdin_len stdin_fnv64 (with
 --stdin-hash, --read-bytes or --save-stdin), try_write:PATH, try_exec:PATH and
 try_rename:FROM (ok, or the errno name such as EACCES) and bg_pid (with
---spawn-bg). A value that cannot be read is '-'."
+--spawn-bg). A value that cannot be read is '-'.
+
+attack keys: uid scans sightings targets dumpable_sightings breaches breach_detail
+late_detail,
+and for each of ptrace mem environ exe exe_write root cwd fd pidfd_getfd:
+<kind>_denied <kind>_late <kind>_breach <kind>_errnos control_<kind>
+tty keys: isatty ctty tiocsti sid pgid"
 }
 
 /// The C entry point; see the crate comment for why it is not `fn main`.
@@ -111,6 +125,16 @@ pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) ->
                 EXIT_USAGE
             }
         },
+        Some("attack") if args.len() == 2 => {
+            match args[1].parse::<f64>().ok().and_then(|s| Duration::try_from_secs_f64(s).ok()) {
+                Some(duration) => run_attack(duration),
+                None => {
+                    eprintln!("probe: attack: bad duration {:?}\n{}", args[1], usage());
+                    EXIT_USAGE
+                }
+            }
+        }
+        Some("tty") if args.len() <= 2 => run_tty(args.get(1).map_or(&b""[..], |t| t.as_bytes())),
         _ => {
             eprintln!("{}", usage());
             EXIT_USAGE
@@ -520,6 +544,300 @@ fn die_by_signal(signal: Signal) {
     // Signals whose default action is to ignore or stop end up here.
     eprintln!("probe report: still alive after {signal}");
     std::process::exit(EXIT_FAILURE);
+}
+
+// -------------------------------------------------------------- attack ---
+
+/// What a contained user tries against a process that is entering the
+/// container (CVE-2016-9962: runc's entering process could be ptraced and
+/// its host descriptors taken; CVE-2019-5736: /proc/PID/exe opened from
+/// inside to overwrite the runtime's binary).
+const ATTACKS: [&str; 9] = ["ptrace", "mem", "environ", "exe", "exe_write", "root", "cwd", "fd", "pidfd_getfd"];
+
+/// Highest descriptor number tried through /proc/PID/fd/N and pidfd_getfd.
+const MAX_FD_TRIED: i32 = 31;
+
+/// What a successful attempt obtained.
+#[derive(Clone)]
+enum Got {
+    /// Access to the process itself: its memory, environment, exe, root, cwd.
+    Process,
+    /// A copy of its descriptor N, or a path to it, and what it was.
+    Fd(i32, String),
+    /// Tracing it; whether it was still cagepipe, judged while it was stopped.
+    Traced { still_cagepipe: bool },
+}
+
+impl std::fmt::Display for Got {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Got::Process => f.write_str("process"),
+            Got::Fd(n, what) => write!(f, "fd {n} ({what})"),
+            Got::Traced { still_cagepipe } => write!(f, "traced (still cagepipe: {still_cagepipe})"),
+        }
+    }
+}
+
+type Attempt = Result<Got, Errno>;
+
+#[derive(Default)]
+struct Tally {
+    denied: u64,
+    /// Successes on a process that had already become the delivered
+    /// command (exec had replaced cagepipe, but /proc still showed its name).
+    late: u64,
+    breach: u64,
+    errnos: std::collections::BTreeSet<String>,
+}
+
+/// Whether `path` is a cagepipe binary: its file name starts with
+/// `cagepipe` (an installed copy under another name, " (deleted)" added).
+fn is_cagepipe_binary(path: &std::path::Path) -> bool {
+    path.file_name().is_some_and(|name| name.as_bytes().starts_with(b"cagepipe"))
+}
+
+/// Whether `pid` still runs the cagepipe binary (exec replaces the exe link
+/// before the name in /proc/PID/comm changes).
+fn still_cagepipe(pid: i32) -> bool {
+    match std::fs::read_link(format!("/proc/{pid}/exe")) {
+        Ok(target) => is_cagepipe_binary(&target),
+        // Readable a moment ago, refused now: count it against cagepipe.
+        Err(e) => matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)),
+    }
+}
+
+/// A success counts against cagepipe unless the process had already become
+/// the command: /proc/PID/comm keeps the old name for a moment after exec
+/// has replaced the image (and the command's own start-up may have opened
+/// descriptors by then, its dynamic loader's for one).
+fn is_breach(pid: i32, got: &Got) -> bool {
+    match got {
+        Got::Fd(..) | Got::Process => still_cagepipe(pid),
+        Got::Traced { still_cagepipe } => *still_cagepipe,
+    }
+}
+
+fn link_of(path: &str) -> String {
+    std::fs::read_link(path).map_or_else(|e| format!("? {e}"), |t| t.to_string_lossy().into_owned())
+}
+
+fn open_proc(pid: i32, leaf: &str, flags: OFlag) -> Result<(), Errno> {
+    nix::fcntl::open(format!("/proc/{pid}/{leaf}").as_str(), flags | OFlag::O_CLOEXEC, Mode::empty()).map(drop)
+}
+
+/// PTRACE_SEIZE; on success stop the tracee, judge it, and let it go.
+fn ptrace_seize(pid: i32) -> Attempt {
+    // SAFETY: PTRACE_SEIZE with null addr and data touches no memory of ours.
+    if unsafe { libc::ptrace(libc::PTRACE_SEIZE, pid, 0, 0) } != 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: as above; PTRACE_INTERRUPT stops a seized tracee.
+    unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0) };
+    let _ = waitpid(unistd::Pid::from_raw(pid), Some(WaitPidFlag::__WALL));
+    let still = still_cagepipe(pid);
+    // SAFETY: as above; detaching resumes the tracee.
+    unsafe { libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0) };
+    Ok(Got::Traced { still_cagepipe: still })
+}
+
+fn pidfd_getfds(pid: i32) -> Vec<Attempt> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if pidfd < 0 {
+        return vec![Err(Errno::last())];
+    }
+    // SAFETY: the kernel just returned this descriptor to us.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+    (0..=MAX_FD_TRIED)
+        .filter_map(|n| {
+            // SAFETY: pidfd_getfd takes two descriptor numbers and flags.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), n, 0) };
+            if fd < 0 {
+                let e = Errno::last();
+                return (e != Errno::EBADF).then_some(Err(e)); // EBADF: no such descriptor
+            }
+            let what = link_of(&format!("/proc/self/fd/{fd}"));
+            // SAFETY: a new descriptor of ours.
+            drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+            Some(Ok(Got::Fd(n, what)))
+        })
+        .collect()
+}
+
+/// Every attempt of one kind against `pid`.
+fn attempts(pid: i32, kind: &str) -> Vec<Attempt> {
+    let process = |r: Result<(), Errno>| vec![r.map(|()| Got::Process)];
+    match kind {
+        "ptrace" => vec![ptrace_seize(pid)],
+        "mem" => process(open_proc(pid, "mem", OFlag::O_RDONLY)),
+        "environ" => process(
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(drop)
+                .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
+        ),
+        "exe" => process(open_proc(pid, "exe", OFlag::O_PATH)),
+        "exe_write" => process(open_proc(pid, "exe", OFlag::O_WRONLY)),
+        "root" => process(open_proc(pid, "root", OFlag::O_PATH | OFlag::O_DIRECTORY)),
+        "cwd" => process(open_proc(pid, "cwd", OFlag::O_PATH | OFlag::O_DIRECTORY)),
+        "fd" => (0..=MAX_FD_TRIED)
+            .filter_map(|n| match open_proc(pid, &format!("fd/{n}"), OFlag::O_PATH) {
+                Err(Errno::ENOENT) => None, // no such descriptor
+                r => Some(r.map(|()| Got::Fd(n, link_of(&format!("/proc/{pid}/fd/{n}"))))),
+            })
+            .collect(),
+        "pidfd_getfd" => pidfd_getfds(pid),
+        _ => Vec::new(),
+    }
+}
+
+/// Pids in our pid namespace whose name is `cagepipe`, or that run a
+/// cagepipe binary under another name (a script whose interpreter is
+/// /proc/self/exe is named after the script).
+fn cagepipe_pids(skip: &[i32]) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| !skip.contains(pid))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/comm")).is_ok_and(|c| c == b"cagepipe\n")
+                || std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| is_cagepipe_binary(&e))
+        })
+        .collect()
+}
+
+fn run_attack(duration: Duration) -> i32 {
+    let me = unistd::getpid().as_raw();
+    let my_uid = unistd::getuid().as_raw();
+    // The control: a process of our own, which every attempt must reach;
+    // otherwise a denial below would prove nothing.
+    // SAFETY: the probe is single-threaded, so the child may run any code.
+    let control = match unsafe { unistd::fork() } {
+        Ok(ForkResult::Child) => loop {
+            std::thread::sleep(Duration::from_secs(1));
+        },
+        Ok(ForkResult::Parent { child }) => child,
+        Err(err) => {
+            eprintln!("probe attack: fork: {err}");
+            return EXIT_FAILURE;
+        }
+    };
+    let mut controls = Vec::new();
+    for kind in ATTACKS {
+        let results = attempts(control.as_raw(), kind);
+        let verdict = if results.iter().any(Result::is_ok) {
+            "ok".to_owned()
+        } else {
+            results.iter().find_map(|r| r.as_ref().err().map(|e| format!("{e:?}"))).unwrap_or_else(|| "-".into())
+        };
+        controls.push((kind, verdict));
+    }
+
+    let mut tallies: Vec<Tally> = ATTACKS.iter().map(|_| Tally::default()).collect();
+    let (mut scans, mut sightings, mut dumpable) = (0u64, 0u64, 0u64);
+    let mut targets = std::collections::BTreeSet::new();
+    let (mut details, mut late_details) = (Vec::new(), Vec::new());
+    let deadline = std::time::Instant::now() + duration;
+    while std::time::Instant::now() < deadline {
+        scans += 1;
+        for pid in cagepipe_pids(&[me, control.as_raw()]) {
+            sightings += 1;
+            targets.insert(pid);
+            // A process that is not dumpable has its /proc entries owned by
+            // root, whoever it runs as (all but /proc/PID itself).
+            if stat::stat(format!("/proc/{pid}/fd").as_str()).is_ok_and(|st| st.st_uid == my_uid) && still_cagepipe(pid)
+            {
+                dumpable += 1;
+            }
+            for (kind, tally) in ATTACKS.iter().zip(tallies.iter_mut()) {
+                for attempt in attempts(pid, kind) {
+                    match attempt {
+                        Ok(got) if is_breach(pid, &got) => {
+                            tally.breach += 1;
+                            if details.len() < 8 {
+                                details.push(format!("{kind}:{pid}:{got}"));
+                            }
+                        }
+                        Ok(got) => {
+                            tally.late += 1;
+                            if late_details.len() < 8 {
+                                late_details.push(format!("{kind}:{pid}:{got}"));
+                            }
+                        }
+                        Err(e) => {
+                            tally.denied += 1;
+                            tally.errnos.insert(format!("{e:?}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let _ = signal::kill(control, Signal::SIGKILL);
+    let _ = waitpid(control, None);
+
+    let mut out = io::stdout().lock();
+    let breaches: u64 = tallies.iter().map(|t| t.breach).sum();
+    let mut lines = vec![
+        ("uid".to_owned(), my_uid.to_string()),
+        ("scans".into(), scans.to_string()),
+        ("sightings".into(), sightings.to_string()),
+        ("targets".into(), targets.len().to_string()),
+        ("dumpable_sightings".into(), dumpable.to_string()),
+        ("breaches".into(), breaches.to_string()),
+        ("breach_detail".into(), details.join(" ")),
+        ("late_detail".into(), late_details.join(" ")),
+    ];
+    for ((kind, tally), (_, control)) in ATTACKS.iter().zip(&tallies).zip(&controls) {
+        lines.push((format!("{kind}_denied"), tally.denied.to_string()));
+        lines.push((format!("{kind}_late"), tally.late.to_string()));
+        lines.push((format!("{kind}_breach"), tally.breach.to_string()));
+        lines.push((format!("{kind}_errnos"), tally.errnos.iter().cloned().collect::<Vec<_>>().join(",")));
+        lines.push((format!("control_{kind}"), control.clone()));
+    }
+    let result = lines.iter().try_for_each(|(k, v)| put(&mut out, k, v)).and_then(|()| out.flush());
+    match result {
+        Ok(()) => 0,
+        Err(err) => {
+            eprintln!("probe attack: {err}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+// ----------------------------------------------------------------- tty ---
+
+/// Try to push `text` into the input of the terminal on fd 0 (TIOCSTI),
+/// as a command that wants the keystrokes run by whoever's shell owns the
+/// terminal once the command exits (CVE-2016-7545, CVE-2017-5226).
+fn run_tty(text: &[u8]) -> i32 {
+    let isatty = unistd::isatty(io::stdin().as_fd()).unwrap_or(false);
+    // tcgetsid fails with ENOTTY unless fd 0 is our controlling terminal.
+    // SAFETY: tcgetsid only asks the kernel about descriptor 0.
+    let ctty = if unsafe { libc::tcgetsid(0) } >= 0 { "yes".to_owned() } else { format!("no ({:?})", Errno::last()) };
+    let mut tiocsti = "ok".to_owned();
+    for byte in text {
+        // SAFETY: TIOCSTI reads one byte through the pointer, which is valid.
+        if unsafe { libc::ioctl(0, libc::TIOCSTI, byte as *const u8) } != 0 {
+            tiocsti = format!("{:?}", Errno::last());
+            break;
+        }
+    }
+    let sid = unistd::getsid(None).map_or_else(|_| "-".to_owned(), |s| s.to_string());
+    let mut out = io::stdout().lock();
+    let result = [
+        ("isatty", if isatty { "yes".to_owned() } else { "no".to_owned() }),
+        ("ctty", ctty),
+        ("tiocsti", tiocsti),
+        ("sid", sid),
+        ("pgid", unistd::getpgrp().to_string()),
+    ]
+    .iter()
+    .try_for_each(|(k, v)| put(&mut out, k, v))
+    .and_then(|()| out.flush());
+    if result.is_err() {
+        return EXIT_FAILURE;
+    }
+    0
 }
 
 #[cfg(test)]

@@ -161,6 +161,9 @@ fn child(launch: &Launch, enter_rest: impl FnOnce() -> Result<()>, status_w: Own
     if let Err(e) = enter_rest() {
         fail(e, &status_w);
     }
+    if let Err(e) = leave_a_terminal_session() {
+        fail(e, &status_w);
+    }
     if let Err(e) = privileges::drop_privileges(&mut Kernel, &launch.credentials) {
         fail(e, &status_w);
     }
@@ -276,6 +279,20 @@ fn wait_for(pid: i32) -> Result<Ending> {
             Err(e) => return Err(Error::io("waiting for the command", e.into())),
         }
     }
+}
+
+/// When a terminal is on 0, 1 or 2 (an administrator trying a delivery by
+/// hand; Exim never passes one), start a session of our own so that the
+/// terminal is not the command's controlling terminal: TIOCSTI, which needs
+/// that, would let the command type into the caller's shell once it exits
+/// (CVE-2016-7545, CVE-2017-5226). Without a terminal nothing changes, so
+/// the command stays in Exim's process group for its `killpg` on timeout.
+fn leave_a_terminal_session() -> Result<()> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() || std::io::stdout().is_terminal() || std::io::stderr().is_terminal() {
+        nix::unistd::setsid().map_err(|e| Error::io("leaving the terminal's session", e.into()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

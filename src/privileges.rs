@@ -97,6 +97,7 @@ pub struct Observed {
     pub ambient: u64,
     pub bounding: u64,
     pub no_new_privs: bool,
+    pub dumpable: bool,
 }
 
 /// The kernel operations of the drop, behind a seam for unit tests.
@@ -108,6 +109,7 @@ pub trait DropOps {
     fn clear_ambient(&mut self) -> io::Result<()>;
     fn drop_bounding(&mut self) -> io::Result<()>;
     fn setresuid(&mut self, uid: u32) -> io::Result<()>;
+    fn set_non_dumpable(&mut self) -> io::Result<()>;
     fn clear_capabilities(&mut self) -> io::Result<()>;
     fn set_no_new_privs(&mut self) -> io::Result<()>;
     fn observe(&mut self) -> io::Result<Observed>;
@@ -119,6 +121,14 @@ pub trait DropOps {
 /// is there, the uid after those (from root it would clear the capabilities
 /// the earlier steps need), the remaining capability sets, then
 /// no_new_privs. Then read everything back and refuse on any difference.
+///
+/// The process is made non-dumpable once the ids are final: changing them
+/// resets that flag to `fs.suid_dumpable`, and where an administrator set
+/// it to 1 the child would otherwise be open to ptrace, /proc/PID/fd and
+/// pidfd_getfd by the user's own processes inside the container until the
+/// exec, while it still holds descriptors of the host (CVE-2016-9962).
+/// Dropping capabilities afterwards does not reset it; exec does, for the
+/// command.
 pub fn drop_privileges(k: &mut impl DropOps, want: &Credentials) -> Result<()> {
     let step = |what: &str, r: io::Result<()>| r.map_err(|e| Error::Privileges(format!("{what}: {e}")));
     step("resetting signal dispositions and mask", k.reset_signals())?;
@@ -128,6 +138,7 @@ pub fn drop_privileges(k: &mut impl DropOps, want: &Credentials) -> Result<()> {
     step("clearing the ambient set", k.clear_ambient())?;
     step("emptying the bounding set", k.drop_bounding())?;
     step("setresuid", k.setresuid(want.uid))?;
+    step("making the process non-dumpable", k.set_non_dumpable())?;
     step("clearing the capability sets", k.clear_capabilities())?;
     step("setting no_new_privs", k.set_no_new_privs())?;
     let seen = k.observe().map_err(|e| Error::Privileges(format!("reading back credentials: {e}")))?;
@@ -156,6 +167,9 @@ fn verify(seen: &Observed, want: &Credentials) -> Result<()> {
     }
     if !seen.no_new_privs {
         wrong.push("no_new_privs is not set".into());
+    }
+    if seen.dumpable {
+        wrong.push("the process is dumpable".into());
     }
     if wrong.is_empty() {
         Ok(())
@@ -193,6 +207,9 @@ impl DropOps for Kernel {
         let u = Uid::from_raw(uid);
         nix::unistd::setresuid(u, u, u).map_err(io::Error::from)
     }
+    fn set_non_dumpable(&mut self) -> io::Result<()> {
+        nix::sys::prctl::set_dumpable(false).map_err(io::Error::from)
+    }
     fn clear_capabilities(&mut self) -> io::Result<()> {
         sys::capset(CapSets::default())
     }
@@ -210,6 +227,7 @@ impl DropOps for Kernel {
             ambient: sys::cap_ambient_read(),
             bounding: sys::capbset_read(),
             no_new_privs: nix::sys::prctl::get_no_new_privs()?,
+            dumpable: nix::sys::prctl::get_dumpable()?,
         })
     }
 }
@@ -239,6 +257,7 @@ mod tests {
                     ambient: 0,
                     bounding: u64::MAX >> 23,
                     no_new_privs: false,
+                    dumpable: true,
                 },
                 fail: None,
                 leave_bounding: 0,
@@ -287,6 +306,11 @@ mod tests {
             self.state.uids = [uid; 3];
             Ok(())
         }
+        fn set_non_dumpable(&mut self) -> io::Result<()> {
+            self.call("set_non_dumpable")?;
+            self.state.dumpable = false;
+            Ok(())
+        }
         fn clear_capabilities(&mut self) -> io::Result<()> {
             self.call("clear_capabilities")?;
             self.state.caps = CapSets::default();
@@ -321,6 +345,7 @@ mod tests {
                 "clear_ambient",
                 "drop_bounding",
                 "setresuid",
+                "set_non_dumpable",
                 "clear_capabilities",
                 "set_no_new_privs",
                 "observe"
@@ -332,7 +357,15 @@ mod tests {
 
     #[test]
     fn any_failed_step_stops_before_exec() {
-        for step in ["setgroups", "setresgid", "drop_bounding", "setresuid", "clear_capabilities", "set_no_new_privs"] {
+        for step in [
+            "setgroups",
+            "setresgid",
+            "drop_bounding",
+            "setresuid",
+            "set_non_dumpable",
+            "clear_capabilities",
+            "set_no_new_privs",
+        ] {
             let mut d = Double::new();
             d.fail = Some(step);
             let e = drop_privileges(&mut d, &want()).unwrap_err();
@@ -354,6 +387,7 @@ mod tests {
         seen.caps = CapSets::default();
         seen.bounding = 0;
         seen.no_new_privs = true;
+        seen.dumpable = false;
         seen.gids = [1001; 3];
         seen.groups = vec![1500, 1001];
         let e = verify(&seen, &want()).unwrap_err().to_string();
@@ -362,6 +396,9 @@ mod tests {
         verify(&seen, &want()).unwrap();
         seen.no_new_privs = false;
         assert!(verify(&seen, &want()).unwrap_err().to_string().contains("no_new_privs"));
+        seen.no_new_privs = true;
+        seen.dumpable = true;
+        assert!(verify(&seen, &want()).unwrap_err().to_string().contains("dumpable"));
     }
 
     #[test]

@@ -198,7 +198,7 @@ fn pin(
         };
         if shares_host {
             return Err(not_running(format!(
-                "process {pid} from {source} shares the host's mount namespace or root directory, so it is not a container"
+                "process {pid} from {source} shares the host's mount namespace or root directory, or cagepipe's own, so it is not a container (or cagepipe already runs inside it)"
             )));
         }
         Ok((foreign, root))
@@ -212,7 +212,20 @@ fn pin(
         procfs::parse_mountinfo(&mountinfo).map_err(|e| Error::io("/proc/self/mountinfo", std::io::Error::other(e)))?;
     let cgroups = cgroup::plan(&entries, &mounts);
 
-    let id_maps = if foreign.iter().any(|ns| ns.kind.name == "user") {
+    let id_maps = if let Some(userns) = foreign.iter().find(|ns| ns.kind.name == "user") {
+        // A user namespace that someone other than root created is that
+        // user's own sandbox, not a container a root-run manager started:
+        // its owner could have put the host's pid and network namespaces or
+        // a mount of the host's / in it, so entering it confines nothing.
+        // Nor can the pidfile vouch for it: when such a process takes over
+        // the number of a container that died just after its pidfile was
+        // written, the start times are too coarse to tell.
+        let owner = sys::ns_owner_uid(userns.file.as_fd()).map_err(|e| target_err(format!("ns/user: owner: {e}")))?;
+        if owner != 0 {
+            return Err(not_running(format!(
+                "process {pid} from {source} is in a user namespace that uid {owner} created, not root, so it is not a container"
+            )));
+        }
         let read_map = |name: &str| -> Result<Vec<IdMapRange>> {
             let text = read_at(&proc_dir, name, 16 * 1024)
                 .map_err(|e| gone_or(e, pid, not_running, |e| target_err(format!("reading {name}: {}", e.desc()))))?;

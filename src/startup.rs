@@ -93,3 +93,33 @@ pub fn self_check(caller_is_root: bool) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fork that follows assumes one thread: in a threaded process the
+    /// child could inherit a lock held by a thread that does not exist there.
+    #[test]
+    fn a_second_thread_is_refused() {
+        if nix::sys::prctl::get_no_new_privs().unwrap_or(true) {
+            use std::io::Write;
+            // Straight to fd 2: the harness captures eprintln! of passing tests.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIP a_second_thread_is_refused: this test runs under no_new_privs, which self_check refuses first"
+            );
+            return;
+        }
+        let (stop, wait) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || {
+            let _ = wait.recv();
+        });
+        let result = self_check(true);
+        drop(stop);
+        other.join().unwrap();
+        let e = result.unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::TEMPFAIL);
+        assert!(e.to_string().contains("threads at start-up; cagepipe must be single-threaded"), "{e}");
+    }
+}

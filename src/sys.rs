@@ -264,6 +264,17 @@ pub fn ns_get_parent_is_eperm(nsfd: BorrowedFd<'_>) -> bool {
     io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
+/// The uid that created the user namespace `nsfd`, as our user namespace
+/// sees it (`NS_GET_OWNER_UID`, Linux 4.11).
+pub fn ns_owner_uid(nsfd: BorrowedFd<'_>) -> io::Result<u32> {
+    const NS_GET_OWNER_UID: libc::c_ulong = 0xb704; // _IO(0xb7, 0x4)
+    let mut uid: libc::uid_t = 0;
+    // SAFETY: NS_GET_OWNER_UID writes one uid_t through the pointer, which
+    // points at a live local.
+    cvt(unsafe { libc::ioctl(nsfd.as_raw_fd(), NS_GET_OWNER_UID as _, &mut uid) } as libc::c_long)?;
+    Ok(uid)
+}
+
 // ---- capabilities ------------------------------------------------------
 //
 // Raw capget/capset with 64-bit masks (version 3), so that every set is

@@ -122,7 +122,20 @@ pub struct Caller {
 /// The command that runs the installed cagepipe as `caller` with `args`,
 /// Exim's environment `env`, and `config` as /etc/cagepipe.
 pub fn command(config: &ConfigDir, caller: Caller, args: &[OsString], env: &[(&str, &str)]) -> Command {
-    let bin = installed_binary();
+    command_via(config, caller, installed_binary(), &[], args, env)
+}
+
+/// [`command`] with another installed copy `bin`, started through `wrapper`
+/// (a program and its arguments, run last, after the environment is set:
+/// `setpriv --no-new-privs`, `prlimit ...`), for tests of hostile callers.
+pub fn command_via(
+    config: &ConfigDir,
+    caller: Caller,
+    bin: &Path,
+    wrapper: &[&str],
+    args: &[OsString],
+    env: &[(&str, &str)],
+) -> Command {
     // sh ignores the signals Exim hands over as ignored (trap ''), which
     // survives the exec of setpriv and of cagepipe.
     let script = r#"cfg=$1 uid=$2 gid=$3; shift 3
@@ -140,6 +153,7 @@ exec setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$@""#;
         .arg("/usr/bin/env")
         .arg("-i")
         .args(env.iter().map(|(k, v)| format!("{k}={v}")))
+        .args(wrapper)
         .arg(bin)
         .args(args)
         .env_clear()
