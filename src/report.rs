@@ -128,42 +128,51 @@ impl Report {
     pub fn exim(&mut self, explicit: Option<&Path>, config: Option<&Path>) -> usize {
         let Some(bin) = exim::find_exim(explicit) else {
             let looked = exim::EXIM_CANDIDATES.join(", ");
-            self.add("exim", format!("not found ({looked}); Exim's side not checked"));
+            self.add("exim", format!("not found ({looked}): Exim's side not checked (a Postfix host?)"));
             return 0;
         };
         let shown = match config {
             Some(c) => format!("{} -C {}", bin.display(), c.display()),
             None => bin.display().to_string(),
         };
-        self.add("exim", shown);
+        self.add("exim", escape(shown.as_bytes()));
         if !bin.exists() {
-            self.add("exim problem", format!("{} does not exist", bin.display()));
+            let why = format!(
+                "--exim {} does not exist: Exim's transports were not checked; name the Exim binary (usually one \
+                 of {})",
+                bin.display(),
+                exim::EXIM_CANDIDATES.join(", ")
+            );
+            self.add("exim problem", escape(why.as_bytes()));
             return 1;
         }
         let transports = match exim::read_transports(&bin, config) {
             Ok(t) => t,
             Err(e) => {
-                self.add("exim problem", escape(e.as_bytes()));
+                // Exim refusing its configuration also means it delivers nothing.
+                let why = format!("{e}: no transport was checked; fix what Exim says first");
+                self.add("exim problem", escape(why.as_bytes()));
                 return 1;
             }
         };
-        let verdicts: Vec<exim::Verdict> = transports.iter().filter_map(|t| exim::lint(t, &exim::System)).collect();
+        let system = exim::System::load();
+        let verdicts: Vec<exim::Verdict> = transports.iter().filter_map(|t| exim::lint(t, &system)).collect();
         self.add("exim transports", format!("{} read, {} run cagepipe", transports.len(), verdicts.len()));
         if verdicts.is_empty() {
             self.add(
                 "exim note",
-                "no transport runs cagepipe: pipe deliveries are not contained (see exim-config/)".into(),
+                "no transport runs cagepipe: pipe deliveries are not contained yet (see exim-config/)".into(),
             );
         }
         let mut problems = 0;
         for v in verdicts {
             for p in &v.problems {
-                self.add("exim problem", format!("{}: {}", v.transport, escape(p.as_bytes())));
+                self.add("exim problem", escape(format!("{}: {p}", v.transport).as_bytes()));
                 problems += 1;
             }
             if v.problems.is_empty() {
                 let notes = if v.notes.is_empty() { String::new() } else { format!(" ({})", v.notes.join("; ")) };
-                self.add("exim transport", format!("{}: ok{}", v.transport, escape(notes.as_bytes())));
+                self.add("exim transport", escape(format!("{}: ok{notes}", v.transport).as_bytes()));
             }
         }
         problems
@@ -236,7 +245,7 @@ impl Report {
         let mut out = self.render();
         let mut code = verdict(&mut out, &result, ok, bad);
         if exim_problems > 0 {
-            out.push_str(&format!("EXIM CONFIGURATION: {exim_problems} problem(s) above\n"));
+            out.push_str(&format!("EXIM CONFIGURATION: {exim_problems} problem(s)\n"));
             if code == 0 {
                 code = crate::error::exit::CONFIG;
             }
