@@ -145,6 +145,30 @@ pub fn lookup(db: &Database, key: Key<'_>) -> Result<Account> {
     })
 }
 
+/// The gid of each named group that exists in the group database, in the
+/// order of `names` (`[rollout] contain = ["@web"]`).
+pub fn group_gids(db: &Database, names: &[String]) -> Result<Vec<(String, u32)>> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let group = read_db(&db.group)?;
+    let mut found = Vec::new();
+    for name in names {
+        let gid = group.split(|&b| b == b'\n').find_map(|line| {
+            let f: Vec<&[u8]> = line.split(|&b| b == b':').collect();
+            if f.len() == 4 && f[0] == name.as_bytes() {
+                std::str::from_utf8(f[2]).ok()?.parse::<u32>().ok()
+            } else {
+                None
+            }
+        });
+        if let Some(gid) = gid {
+            found.push((name.clone(), gid));
+        }
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

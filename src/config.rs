@@ -45,6 +45,22 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     sandbox: RawSandbox,
+    #[serde(default)]
+    rollout: RawRollout,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRollout {
+    contain: Option<toml::Spanned<RawContain>>,
+}
+
+/// `contain = "all"` or `contain = ["alice", "@web"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawContain {
+    Word(String),
+    List(Vec<String>),
 }
 
 /// Spanned, so that a value that parses but makes no sense is reported
@@ -101,6 +117,36 @@ pub enum Missing {
     Refuse,
 }
 
+/// Which accounts' deliveries enter a container (`[rollout] contain`).
+/// The others run on the host as Exim would have run them without
+/// cagepipe, so an administrator can switch `force_command` on for the
+/// whole server first and contain accounts step by step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rollout {
+    /// `contain = "all"` (the default): every account.
+    All,
+    /// `contain = [...]` (`"none"` is the empty list): these user names and
+    /// members of these groups (`@name`); `line` is where the list is.
+    Listed { users: Vec<String>, groups: Vec<String>, line: usize },
+}
+
+impl Rollout {
+    /// The setting as written, for check and survey.
+    pub fn describe(&self) -> String {
+        match self {
+            Rollout::All => "contain = \"all\"".into(),
+            Rollout::Listed { users, groups, .. } if users.is_empty() && groups.is_empty() => {
+                "contain = \"none\"".into()
+            }
+            Rollout::Listed { users, groups, .. } => {
+                let names: Vec<String> =
+                    users.iter().map(|u| format!("{u:?}")).chain(groups.iter().map(|g| format!("\"@{g}\""))).collect();
+                format!("contain = [{}]", names.join(", "))
+            }
+        }
+    }
+}
+
 /// One piece of a pidfile path template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Piece {
@@ -147,6 +193,8 @@ pub struct Config {
     pub log_socket: PathBuf,
     /// What the command may write and execute (`[sandbox]`).
     pub sandbox: Policy,
+    /// Which accounts are contained (`[rollout]`).
+    pub rollout: Rollout,
 }
 
 impl Features {
@@ -256,7 +304,9 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> std::result::Result<Conf
         return Err(format!("[log] socket = {:?} must be an absolute path", log_socket));
     }
     let sandbox = validate_sandbox(raw.sandbox, text)?;
+    let rollout = validate_rollout(raw.rollout, text)?;
     Ok(Config {
+        rollout,
         path: path.to_path_buf(),
         log_socket,
         sandbox,
@@ -299,6 +349,33 @@ fn validate_sandbox(raw: RawSandbox, text: &str) -> std::result::Result<Policy, 
         ));
     }
     Ok(Policy { mode, write: paths("write", raw.write)?, execute: paths("execute", raw.execute)? })
+}
+
+fn validate_rollout(raw: RawRollout, text: &str) -> std::result::Result<Rollout, String> {
+    let Some(contain) = raw.contain else { return Ok(Rollout::All) };
+    let (line, col) = line_col(text, contain.span().start);
+    let at = |problem: String| format!("line {line}, column {col}: [rollout] contain: {problem}");
+    let names = match contain.into_inner() {
+        RawContain::Word(w) if w == "all" => return Ok(Rollout::All),
+        RawContain::Word(w) if w == "none" => Vec::new(),
+        RawContain::Word(w) => {
+            return Err(at(format!("{w:?} must be \"all\", \"none\" or a list of user names and @group names")))
+        }
+        RawContain::List(names) => names,
+    };
+    let (mut users, mut groups) = (Vec::new(), Vec::new());
+    for name in names {
+        // Group names follow the same rules as user names (useradd, groupadd).
+        let (list, bare) = match name.strip_prefix('@') {
+            Some(group) => (&mut groups, group),
+            None => (&mut users, name.as_str()),
+        };
+        crate::account::check_user_name(bare).map_err(|e| at(format!("{name:?}: {e}")))?;
+        if !list.iter().any(|n: &String| n == bare) {
+            list.push(bare.to_string());
+        }
+    }
+    Ok(Rollout::Listed { users, groups, line })
 }
 
 /// Names a pass-through may not carry: the dynamic loader's, the shells'
@@ -421,6 +498,7 @@ mod tests {
         let write: Vec<&str> = c.sandbox.write.iter().map(PathTemplate::as_str).collect();
         assert_eq!(write, ["{home}", "/tmp", "/dev/null"]);
         assert!(c.sandbox.execute.iter().any(|t| t.as_str() == "/usr"));
+        assert_eq!(c.rollout, Rollout::All);
     }
 
     #[test]
@@ -468,6 +546,29 @@ mod tests {
         assert!(e.contains("line 5, column 1") && e.contains("read"), "{e}");
         let e = err(&format!("{base}landlock = true\n"));
         assert!(e.contains("line 4, column 12"), "{e}");
+    }
+
+    #[test]
+    fn rollout_contains_all_by_default_or_the_listed_users_and_groups() {
+        let base = "[container]\npidfile = \"/x\"\n";
+        assert_eq!(ok(base).rollout, Rollout::All);
+        assert_eq!(ok(&format!("{base}[rollout]\ncontain = \"all\"\n")).rollout, Rollout::All);
+        let none = ok(&format!("{base}[rollout]\ncontain = \"none\"\n")).rollout;
+        assert_eq!(none, Rollout::Listed { users: vec![], groups: vec![], line: 4 });
+        assert_eq!(none.describe(), "contain = \"none\"");
+        let c = ok(&format!("{base}[rollout]\n\ncontain = [\"alice\", \"@web\", \"bob\", \"alice\"]\n"));
+        assert_eq!(
+            c.rollout,
+            Rollout::Listed { users: vec!["alice".into(), "bob".into()], groups: vec!["web".into()], line: 5 }
+        );
+        assert_eq!(c.rollout.describe(), "contain = [\"alice\", \"bob\", \"@web\"]");
+        let e = err(&format!("{base}[rollout]\ncontain = \"some\"\n"));
+        assert!(e.contains("line 4, column 11: [rollout] contain: \"some\" must be"), "{e}");
+        let e = err(&format!("{base}[rollout]\ncontain = [\"alice\", \"../x\"]\n"));
+        assert!(e.contains("line 4") && e.contains("\"../x\""), "{e}");
+        assert!(err(&format!("{base}[rollout]\ncontain = [\"@\"]\n")).contains("[rollout] contain"));
+        assert!(err(&format!("{base}[rollout]\ncontain = 1\n")).contains("line 4"));
+        assert!(err(&format!("{base}[rollout]\ncontained = \"all\"\n")).contains("contained"));
     }
 
     #[test]

@@ -29,8 +29,19 @@ use crate::resolve::{self, Target};
 use crate::sandbox;
 use crate::sys::{self, CapSets, Forked};
 
+/// Where the command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// Inside the account's container, with every privilege dropped.
+    Container,
+    /// On the host, as Exim would have run it without cagepipe
+    /// (`[rollout]`: the account is not contained yet).
+    Host,
+}
+
 /// Everything the child needs, prepared before the fork.
 pub struct Launch {
+    pub place: Place,
     pub credentials: Credentials,
     pub argv: Vec<CString>,
     pub env: Vec<CString>,
@@ -109,12 +120,7 @@ pub fn run(target: Target, launch: &Launch, sandbox_note: &mut Option<String>) -
             drop(alive_r);
             drop(v1);
             let Target { pid: target_pid, proc_dir, .. } = target;
-            // The parent only waits from now on: it needs no privilege.
-            let _ = sys::capset(CapSets::default());
-            let (note, failure) = read_report(status_r);
-            *sandbox_note = note;
-            let ending = wait_for(pid)?;
-            drop(alive_w);
+            let (failure, ending) = supervise(pid, status_r, alive_w, sandbox_note)?;
             match (failure, ending) {
                 (Some(err), _) => Err(err),
                 // Killed with its container (when a pid namespace's init dies
@@ -131,6 +137,48 @@ pub fn run(target: Target, launch: &Launch, sandbox_note: &mut Option<String>) -
             }
         }
     }
+}
+
+/// Run the command on the host as the user, as Exim would have run it
+/// without cagepipe: the same fork, session, supervision and status as
+/// inside a container, but nothing entered or joined, the host user's
+/// credentials (see [`privileges::drop_to_host_user`]) and Exim's cwd.
+pub fn run_on_host(launch: &Launch) -> Result<Ending> {
+    debug_assert_eq!(launch.place, Place::Host);
+    let (status_r, status_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe", e.into()))?;
+    let (alive_r, alive_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe", e.into()))?;
+    match sys::fork_single_threaded().map_err(|e| Error::io("fork", e))? {
+        Forked::Child => {
+            drop(status_r);
+            drop(alive_w);
+            child(launch, || Ok(()), status_w, alive_r)
+        }
+        Forked::Parent(pid) => {
+            drop(status_w);
+            drop(alive_r);
+            match supervise(pid, status_r, alive_w, &mut None)? {
+                (Some(err), _) => Err(err),
+                (None, ending) => Ok(ending),
+            }
+        }
+    }
+}
+
+/// The parent's part once the child is forked: give up every privilege,
+/// collect the child's report and wait for the command.
+fn supervise(
+    pid: i32,
+    status_r: OwnedFd,
+    alive_w: OwnedFd,
+    sandbox_note: &mut Option<String>,
+) -> Result<(Option<Error>, Ending)> {
+    // The parent only waits from now on: it needs no privilege.
+    let _ = sys::capset(CapSets::default());
+    let (note, failure) = read_report(status_r);
+    *sandbox_note = note;
+    let ending = wait_for(pid)?;
+    drop(alive_w);
+    Ok((failure, ending))
 }
 
 /// Fork the command's process, born in the container's cgroup v2 by clone3
@@ -164,7 +212,11 @@ fn child(launch: &Launch, enter_rest: impl FnOnce() -> Result<()>, status_w: Own
     if let Err(e) = leave_a_terminal_session() {
         fail(e, &status_w);
     }
-    if let Err(e) = privileges::drop_privileges(&mut Kernel, &launch.credentials) {
+    let dropped = match launch.place {
+        Place::Container => privileges::drop_privileges(&mut Kernel, &launch.credentials),
+        Place::Host => privileges::drop_to_host_user(&mut Kernel, &launch.credentials),
+    };
+    if let Err(e) = dropped {
         fail(e, &status_w);
     }
     // Die with the parent: if cagepipe is killed, the command must not run
@@ -180,8 +232,8 @@ fn child(launch: &Launch, enter_rest: impl FnOnce() -> Result<()>, status_w: Own
     }
     // Where Exim would have started the command, looked up inside the
     // container as the user (so its permissions apply), else the container's
-    // root: never a host directory.
-    if nix::unistd::chdir(launch.cwd.as_c_str()).is_err() {
+    // root: never a host directory. On the host it already is there.
+    if launch.place == Place::Container && nix::unistd::chdir(launch.cwd.as_c_str()).is_err() {
         if let Err(e) = nix::unistd::chdir("/") {
             fail(Error::io("chdir /", e.into()), &status_w);
         }

@@ -21,6 +21,7 @@ pub mod pipe_text;
 pub mod privileges;
 pub mod procfs;
 pub mod resolve;
+pub mod rollout;
 pub mod sandbox;
 pub mod secure_file;
 pub mod startup;
@@ -140,12 +141,14 @@ fn dispatch(args: Vec<OsString>, audit: &mut Audit, log: &mut log::Log) -> Resul
             // never delivered to.
             let installation_only = is_root && user.is_none();
             let result = if installation_only {
-                config::load(&config_path).map(|c| {
+                config::load(&config_path).and_then(|c| {
                     out.config(&c);
+                    out.unknown_rollout_groups(&rollout::unknown_groups(&c.rollout, &account::Database::default())?);
                     out.capabilities();
+                    Ok(())
                 })
             } else {
-                explain(&config_path, user.as_deref(), caller, &mut out).map(|_| ())
+                explain(&config_path, user.as_deref(), caller, true, &mut out).map(|_| ())
             };
             // Only root reads Exim's configuration.
             let exim_problems = if is_root { out.exim(exim.as_deref(), exim_config.as_deref()) } else { 0 };
@@ -153,11 +156,14 @@ fn dispatch(args: Vec<OsString>, audit: &mut Audit, log: &mut log::Log) -> Resul
         }
         Action::Deliver(spec) if request.dry_run => {
             let mut out = report::Report::new(request.json);
-            let result = explain(&config_path, request.user.as_deref(), caller, &mut out).and_then(
+            let result = explain(&config_path, request.user.as_deref(), caller, false, &mut out).and_then(
                 |(config, account, target)| {
-                    let plan = prepare(&config, &account, &target, spec, &request.env)?;
+                    let plan = match &target {
+                        Some(target) => prepare(&config, &account, target, spec, &request.env)?,
+                        None => prepare_on_host(&config, &account, spec, &request.env, is_root)?,
+                    };
                     out.plan(&plan, spec);
-                    Ok((config, account, target))
+                    Ok(())
                 },
             );
             Ok(Done::Explained(out.finish(result)))
@@ -168,6 +174,12 @@ fn dispatch(args: Vec<OsString>, audit: &mut Audit, log: &mut log::Log) -> Resul
             let account = account_for(request.user.as_deref(), caller, &config)?;
             audit.user = Some(account.name.clone());
             audit.uid = Some(account.uid);
+            let placement = rollout::place(&config.rollout, &account, &account::Database::default())?;
+            if !placement.is_contained() {
+                audit.container = Some(placement.state().to_string());
+                let plan = prepare_on_host(&config, &account, spec, &request.env, is_root)?;
+                return Ok(Done::Ran(launch::run_on_host(&plan)?));
+            }
             let target = resolve::resolve(&config, &account)?;
             audit.container = Some(target.source.clone());
             audit.pid = Some(target.pid);
@@ -218,23 +230,32 @@ fn account_for(user: Option<&str>, caller: u32, config: &Config) -> Result<Accou
 }
 
 /// Resolve everything a delivery would need, recording each step in `out`.
+/// An account that `[rollout]` does not contain yet has no target, unless
+/// `even_uncontained` (check): then its container is resolved as if it
+/// were, to show what containing it would find.
 fn explain(
     config_path: &std::path::Path,
     user: Option<&str>,
     caller: u32,
+    even_uncontained: bool,
     out: &mut report::Report,
-) -> Result<(Config, Account, resolve::Target)> {
+) -> Result<(Config, Account, Option<resolve::Target>)> {
     let config = config::load(config_path)?;
     out.config(&config);
     let account = account_for(user, caller, &config)?;
     out.account(&account);
+    let placement = rollout::place(&config.rollout, &account, &account::Database::default())?;
+    out.placement(&placement, even_uncontained);
+    if !placement.is_contained() && !even_uncontained {
+        return Ok((config, account, None));
+    }
     out.pidfile(&resolve::pidfile_of(&config, &account));
     let target = resolve::resolve(&config, &account)?;
     out.target(&target);
     let creds = resolve::credentials(&account, &target)?;
     out.credentials(&creds);
     out.capabilities();
-    Ok((config, account, target))
+    Ok((config, account, Some(target)))
 }
 
 /// Everything the child needs, built before anything is entered.
@@ -272,6 +293,7 @@ fn prepare(
     let cwd = std::env::current_dir().map(|p| p.into_os_string().into_vec()).unwrap_or_else(|_| b"/".to_vec());
     let cwd = CString::new(cwd).unwrap_or_else(|_| CString::from(c"/"));
     Ok(Launch {
+        place: launch::Place::Container,
         credentials,
         argv,
         env,
@@ -283,6 +305,60 @@ fn prepare(
         sandbox: sandbox::plan(&config.sandbox, account, &config.path)?,
     })
 }
+
+/// An account not yet contained (`[rollout]`): the command runs on the
+/// host as Exim would have run it without cagepipe. Exim's environment
+/// (with `--env` on top) and cwd as they are; the program searched on
+/// Exim's PATH (the transport's `path`, `/bin:/usr/bin` by default) as Exim
+/// does for a pipe; the account's uid and primary gid, which `group =
+/// cagepipe` replaced; and the supplementary groups Exim gave (its
+/// `initgroups` setting), less cagepipe's group unless the account is a
+/// member. Root trying a delivery by hand gets the account's own groups.
+fn prepare_on_host(
+    config: &Config,
+    account: &Account,
+    spec: &CommandSpec,
+    by_hand: &[(OsString, OsString)],
+    is_root: bool,
+) -> Result<Launch> {
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    env.retain(|(k, _)| !by_hand.iter().any(|(h, _)| h == k));
+    env.extend(by_hand.iter().cloned());
+    let env_bytes: Vec<Vec<u8>> = env.iter().map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat()).collect();
+    let groups = if is_root {
+        account.groups.clone()
+    } else {
+        let ours = nix::unistd::getegid().as_raw();
+        let mut given: Vec<u32> = nix::unistd::getgroups()
+            .map_err(|e| Error::io("reading our supplementary groups", e.into()))?
+            .into_iter()
+            .map(|g| g.as_raw())
+            .filter(|g| *g != ours || account.groups.contains(g))
+            .collect();
+        given.sort_unstable();
+        given.dedup();
+        given
+    };
+    let argv_bytes = spec.argv();
+    let search = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.to_string_lossy().into_owned());
+    let candidates = command::candidates(&argv_bytes[0], search.as_deref().unwrap_or(EXIM_DEFAULT_PATH));
+    let bad = |e: std::io::Error| Error::Usage(format!("argument or environment: {e}"));
+    Ok(Launch {
+        place: launch::Place::Host,
+        credentials: privileges::Credentials { uid: account.uid, gid: account.gid, groups },
+        argv: command::to_cstrings(&argv_bytes).map_err(bad)?,
+        env: command::to_cstrings(&env_bytes).map_err(bad)?,
+        candidates,
+        cwd: CString::from(c"."),
+        close_range: config.features.close_range,
+        clone_into_cgroup: false,
+        program: log::escape(&argv_bytes[0]),
+        sandbox: None,
+    })
+}
+
+/// The pipe transport's default `path` option.
+const EXIM_DEFAULT_PATH: &str = "/bin:/usr/bin";
 
 /// Die from `sig` as the command did, so that Exim logs what it would have
 /// logged without cagepipe; exit 128+sig if the signal does not kill.

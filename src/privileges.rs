@@ -145,7 +145,36 @@ pub fn drop_privileges(k: &mut impl DropOps, want: &Credentials) -> Result<()> {
     verify(&seen, want)
 }
 
-fn verify(seen: &Observed, want: &Credentials) -> Result<()> {
+/// For an account not yet contained (`[rollout]`): become the user on the
+/// host as Exim would have made the command without cagepipe, and nothing
+/// more. The capability sets are emptied (the permitted file capabilities
+/// would otherwise survive until exec), but the bounding set stays full and
+/// no_new_privs stays off, as for any process of the user: a handler that
+/// mails a reply through a set-uid `sendmail` must keep working until its
+/// account is contained. The same order as [`drop_privileges`], then the
+/// same read-back.
+pub fn drop_to_host_user(k: &mut impl DropOps, want: &Credentials) -> Result<()> {
+    let step = |what: &str, r: io::Result<()>| r.map_err(|e| Error::Privileges(format!("{what}: {e}")));
+    step("resetting signal dispositions and mask", k.reset_signals())?;
+    step("raising the permitted capabilities", k.raise_permitted())?;
+    step("setgroups", k.setgroups(&want.groups))?;
+    step("setresgid", k.setresgid(want.gid))?;
+    step("clearing the ambient set", k.clear_ambient())?;
+    step("setresuid", k.setresuid(want.uid))?;
+    step("making the process non-dumpable", k.set_non_dumpable())?;
+    step("clearing the capability sets", k.clear_capabilities())?;
+    let seen = k.observe().map_err(|e| Error::Privileges(format!("reading back credentials: {e}")))?;
+    let mut wrong = identity_differences(&seen, want);
+    if seen.caps != CapSets::default() || seen.ambient != 0 {
+        wrong.push(format!(
+            "capabilities left: effective {:#x} permitted {:#x} inheritable {:#x} ambient {:#x}",
+            seen.caps.effective, seen.caps.permitted, seen.caps.inheritable, seen.ambient
+        ));
+    }
+    refuse_if_any(wrong)
+}
+
+fn identity_differences(seen: &Observed, want: &Credentials) -> Vec<String> {
     let mut wrong = Vec::new();
     if seen.uids != [want.uid; 3] {
         wrong.push(format!("uids {:?} instead of {}", seen.uids, want.uid));
@@ -159,6 +188,22 @@ fn verify(seen: &Observed, want: &Credentials) -> Result<()> {
     if groups != want.groups {
         wrong.push(format!("groups {:?} instead of {:?}", groups, want.groups));
     }
+    if seen.dumpable {
+        wrong.push("the process is dumpable".into());
+    }
+    wrong
+}
+
+fn refuse_if_any(wrong: Vec<String>) -> Result<()> {
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Privileges(format!("refusing to exec, {}", wrong.join("; "))))
+    }
+}
+
+fn verify(seen: &Observed, want: &Credentials) -> Result<()> {
+    let mut wrong = identity_differences(seen, want);
     if seen.caps != CapSets::default() || seen.ambient != 0 || seen.bounding != 0 {
         wrong.push(format!(
             "capabilities left: effective {:#x} permitted {:#x} inheritable {:#x} ambient {:#x} bounding {:#x}",
@@ -168,14 +213,7 @@ fn verify(seen: &Observed, want: &Credentials) -> Result<()> {
     if !seen.no_new_privs {
         wrong.push("no_new_privs is not set".into());
     }
-    if seen.dumpable {
-        wrong.push("the process is dumpable".into());
-    }
-    if wrong.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Privileges(format!("refusing to exec, {}", wrong.join("; "))))
-    }
+    refuse_if_any(wrong)
 }
 
 /// The real kernel.
@@ -399,6 +437,78 @@ mod tests {
         seen.no_new_privs = true;
         seen.dumpable = true;
         assert!(verify(&seen, &want()).unwrap_err().to_string().contains("dumpable"));
+    }
+
+    #[test]
+    fn the_host_drop_keeps_what_any_process_of_the_user_has_and_nothing_of_ours() {
+        let mut d = Double::new();
+        drop_to_host_user(&mut d, &want()).unwrap();
+        assert_eq!(
+            d.calls,
+            [
+                "reset_signals",
+                "raise_permitted",
+                "setgroups",
+                "setresgid",
+                "clear_ambient",
+                "setresuid",
+                "set_non_dumpable",
+                "clear_capabilities",
+                "observe"
+            ]
+        );
+        assert_eq!(d.state.bounding, u64::MAX >> 23, "bounding set untouched");
+        assert!(!d.state.no_new_privs);
+        for step in ["setgroups", "setresgid", "setresuid", "clear_capabilities"] {
+            let mut d = Double::new();
+            d.fail = Some(step);
+            assert_eq!(drop_to_host_user(&mut d, &want()).unwrap_err().exit_code(), 75, "{step}");
+            assert!(!d.calls.contains(&"observe".to_string()));
+        }
+    }
+
+    /// A double whose capset does nothing: the read-back must catch it.
+    #[test]
+    fn the_host_drop_is_verified_too() {
+        struct Stubborn(Double);
+        impl DropOps for Stubborn {
+            fn reset_signals(&mut self) -> io::Result<()> {
+                self.0.reset_signals()
+            }
+            fn raise_permitted(&mut self) -> io::Result<()> {
+                self.0.raise_permitted()
+            }
+            fn setgroups(&mut self, g: &[u32]) -> io::Result<()> {
+                self.0.setgroups(g)
+            }
+            fn setresgid(&mut self, gid: u32) -> io::Result<()> {
+                self.0.setresgid(gid)
+            }
+            fn clear_ambient(&mut self) -> io::Result<()> {
+                self.0.clear_ambient()
+            }
+            fn drop_bounding(&mut self) -> io::Result<()> {
+                self.0.drop_bounding()
+            }
+            fn setresuid(&mut self, uid: u32) -> io::Result<()> {
+                self.0.setresuid(uid)
+            }
+            fn set_non_dumpable(&mut self) -> io::Result<()> {
+                self.0.set_non_dumpable()
+            }
+            fn clear_capabilities(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+            fn set_no_new_privs(&mut self) -> io::Result<()> {
+                self.0.set_no_new_privs()
+            }
+            fn observe(&mut self) -> io::Result<Observed> {
+                self.0.observe()
+            }
+        }
+        let e = drop_to_host_user(&mut Stubborn(Double::new()), &want()).unwrap_err().to_string();
+        let left = format!("capabilities left: effective {:#x} permitted {:#x}", mask(&REQUIRED), mask(&REQUIRED));
+        assert!(e.contains(&left), "{e}");
     }
 
     #[test]

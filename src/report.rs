@@ -9,10 +9,11 @@ use crate::cli::CommandSpec;
 use crate::config::Config;
 use crate::error::Result;
 use crate::exim;
-use crate::launch::Launch;
+use crate::launch::{Launch, Place};
 use crate::log::escape;
 use crate::privileges::{self, Credentials, REQUIRED};
 use crate::resolve::Target;
+use crate::rollout::Placement;
 use crate::sandbox::Mode;
 use crate::sys;
 
@@ -24,8 +25,16 @@ pub struct Report {
 }
 
 /// Keys that may appear more than once: always arrays in JSON.
-const MULTI: &[&str] =
-    &["cgroup to join", "cgroup not joined", "fallback", "environment", "exim problem", "exim transport", "exim note"];
+const MULTI: &[&str] = &[
+    "cgroup to join",
+    "cgroup not joined",
+    "fallback",
+    "environment",
+    "exim problem",
+    "exim transport",
+    "exim note",
+    "rollout problem",
+];
 
 impl Report {
     pub fn new(json: bool) -> Report {
@@ -56,6 +65,31 @@ impl Report {
             Mode::Required => "landlock, required: all of it or exit 75",
         };
         self.add("sandbox", sandbox.into());
+        let line = match &c.rollout {
+            crate::config::Rollout::All => String::new(),
+            crate::config::Rollout::Listed { line, .. } => format!(" ({} line {line})", c.path.display()),
+        };
+        self.add("rollout", format!("{}{line}", c.rollout.describe()));
+    }
+
+    /// Where this account's deliveries run. `resolving_anyway`: check goes on
+    /// to show what containing an uncontained account would find.
+    pub fn placement(&mut self, p: &Placement, resolving_anyway: bool) {
+        let mut text = format!("{}: {}", p.state(), p.why());
+        if !p.is_contained() {
+            text.push_str("; deliveries run on the host as Exim would run them without cagepipe");
+            if resolving_anyway {
+                text.push_str("; what follows is what containing the account would find");
+            }
+        }
+        self.add("placement", text);
+    }
+
+    /// `@groups` in `[rollout] contain` that do not exist.
+    pub fn unknown_rollout_groups(&mut self, groups: &[String]) {
+        for g in groups {
+            self.add("rollout problem", format!("@{g} is not a group in /etc/group: it contains nobody"));
+        }
     }
 
     pub fn account(&mut self, a: &Account) {
@@ -108,7 +142,24 @@ impl Report {
         for e in &launch.env {
             self.add("environment", escape(e.as_bytes()));
         }
-        self.add("cwd", format!("{} inside the container if it exists there, else /", escape(launch.cwd.as_bytes())));
+        match launch.place {
+            Place::Container => self.add(
+                "cwd",
+                format!("{} inside the container if it exists there, else /", escape(launch.cwd.as_bytes())),
+            ),
+            Place::Host => {
+                self.add(
+                    "runs on the host as",
+                    format!(
+                        "uid {} gid {} groups {}",
+                        launch.credentials.uid,
+                        launch.credentials.gid,
+                        launch.credentials.groups.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+                    ),
+                );
+                self.add("cwd", "unchanged: where Exim started cagepipe, on the host".into());
+            }
+        }
         if let Some(sandbox) = &launch.sandbox {
             let shown = |paths: &[std::ffi::CString]| {
                 let paths: Vec<String> = paths.iter().map(|p| escape(p.as_bytes())).collect();
