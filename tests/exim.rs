@@ -761,3 +761,70 @@ fn check_reports_each_broken_variant_of_the_generic_transport() {
     assert_eq!(j["exim_problems"], 1);
     assert!(j["exim_problem"][0].as_str().unwrap().contains("Exim configuration error"), "{j}");
 }
+
+// rollout ------------------------------------------------------------------
+
+/// The probe's report of a run on the host, from the user's host home.
+fn host_report(user: &User, name: &str) -> BTreeMap<String, String> {
+    let path = user.home.join(name);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("no probe report at {}: {e}", path.display()));
+    let _ = std::fs::remove_file(&path);
+    common::parse_report(&bytes)
+}
+
+#[test]
+fn rollout_runs_an_uncontained_account_like_a_plain_pipe_and_a_listed_one_inside() {
+    if !ready("rollout_runs_an_uncontained_account_like_a_plain_pipe_and_a_listed_one_inside") {
+        return;
+    }
+    let w = World::with_container("rollout", "eximrollout");
+    let probe = common::probe_binary().display().to_string();
+    let forward_on_host = format!("|{probe} report --out {}/report-host 'a b'\n", w.user.home.display());
+
+    // Without cagepipe: what Exim itself gives the command.
+    let plain = Exim::new("rollout-plain");
+    plain.write_conf(&without_cagepipe(&plain));
+    w.forward(&forward_on_host);
+    let (_, v) = plain.send(&w.rcpt(), &message("plain", "x\n"));
+    assert_eq!(v, Verdict::Delivered, "{v:?}");
+    let without = host_report(&w.user, "report-host");
+
+    // force_command on, the account not contained yet.
+    w.exim.write_conf(&generic(&w.exim));
+    w.exim.cagepipe_toml(&format!("{}\n[rollout]\ncontain = \"none\"\n", World::toml(&w.piddir)));
+    let (id, v) = w.exim.send(&w.rcpt(), &message("rollout", "x\n"));
+    assert_eq!(v, Verdict::Delivered, "{:?}", w.exim.log_of(&id));
+    let with = host_report(&w.user, "report-host");
+    assert!(w.no_report(), "nothing ran in the container");
+    assert_eq!(with["ns_pid"], common::host_ns_inode("pid").to_string(), "on the host");
+    // Everything Exim decides is the same (ids, groups, capabilities,
+    // no_new_privs, environment, cwd). What cagepipe always does
+    // differently: it resets the signals Exim leaves ignored and closes
+    // descriptors above 2 that Exim's caller leaked. The message id and
+    // process ids are per delivery; the mount namespace is the test rig's.
+    let per_delivery = ["pid", "ppid", "pgid", "sid", "sig_ign", "fds", "env_MESSAGE_ID", "ns_mnt"];
+    let differing: std::collections::BTreeSet<String> = with
+        .keys()
+        .chain(without.keys())
+        .filter(|k| with.get(*k) != without.get(*k))
+        .filter(|k| !per_delivery.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "differs from a plain pipe: {:?}",
+        differing.iter().map(|k| (k, with.get(k), without.get(k))).collect::<Vec<_>>()
+    );
+    assert_eq!(with["uid"], w.user.uid.to_string());
+    assert_eq!(with["argv_4"], "a b");
+    assert_eq!(with["env_MESSAGE_ID"], id, "Exim's own variables");
+    assert_eq!(with["fds"], "0,1,2");
+    assert_eq!(u64::from_str_radix(&with["sig_ign"], 16).unwrap(), 0, "cagepipe resets Exim's ignored signals");
+
+    // The account listed: the same kind of pipe runs inside its container.
+    w.exim.cagepipe_toml(&format!("{}\n[rollout]\ncontain = [\"{}\"]\n", World::toml(&w.piddir), w.user.name));
+    w.forward(&format!("|{PROBE} report --out {}\n", w.report_path()));
+    let (id, v) = w.exim.send(&w.rcpt(), &message("contained", "x\n"));
+    assert_eq!(v, Verdict::Delivered, "{:?}", w.exim.log_of(&id));
+    assert_contained(w.container(), &w.report(), w.user.uid);
+}
