@@ -106,7 +106,9 @@ pub enum Lookup {
     /// the delivery's working directory.
     InterpreterMissing { path: Vec<u8>, interpreter: Vec<u8> },
     /// A script whose #! interpreter exists but is not executable by the
-    /// viewer; `interpreter` is where it was found (after symlinks).
+    /// viewer. `interpreter` is as written on the #! line (for
+    /// `#!/usr/bin/env NAME`: the first search-path candidate that exists),
+    /// not after symlinks: `why` may be that it cannot be reached.
     InterpreterNotExecutable { path: Vec<u8>, interpreter: Vec<u8>, why: String },
 }
 
@@ -288,13 +290,16 @@ impl Walker<'_> {
     /// final one too, as execve does), checking search permission on every
     /// directory looked up in.
     fn walk(&self, path: &[u8]) -> Result<Found, WalkError> {
-        // An empty path is ENOENT; a too long one ENAMETOOLONG.
-        if path.is_empty() || path.len() >= PATH_MAX {
+        // An empty path is ENOENT; a too long one ENAMETOOLONG; one with a
+        // NUL cannot be passed to execve at all.
+        if path.is_empty() || path.len() >= PATH_MAX || path.contains(&0) {
             return Err(WalkError::Missing);
         }
         let io = |at: &[Vec<u8>], e: Errno| WalkError::Io(inside_path(at), e);
-        let root =
-            self.root.try_clone_to_owned().map_err(|e| io(&[], Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
+        let root = self
+            .root
+            .try_clone_to_owned()
+            .map_err(|e| io(&[], Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
         let root_stat = fstat(&root).map_err(|e| io(&[], e))?;
         // The directories from the root down to the current one, and their
         // names: ".." pops one, and at the root stays there, so nothing
@@ -866,6 +871,16 @@ mod tests {
         assert_eq!(t.find(&[&long]), Lookup::NotFound);
         let huge = "/x".repeat(3000);
         assert_eq!(t.find(&[&huge]), Lookup::NotFound);
+        assert_eq!(t.find(&["/usr/bin/prog\0/etc"]), Lookup::NotFound);
+        // A hostile tree deeper than a walk holds fds for.
+        let deep = "/d".repeat(MAX_DEPTH + 10);
+        t.file(&format!("{deep}/prog"), ELF, 0o755);
+        let deep_prog = format!("{deep}/prog");
+        let why = why_not(t.find(&[&deep_prog]), &deep_prog);
+        assert_eq!(why, format!("cannot be reached: more than {MAX_DEPTH} directories deep"));
+        let shallow_enough = format!("{}/prog", "/d".repeat(MAX_DEPTH));
+        t.file(&shallow_enough, ELF, 0o755);
+        assert_eq!(t.find(&[&shallow_enough]), executable(&shallow_enough, None));
     }
 
     #[test]
