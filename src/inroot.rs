@@ -7,7 +7,9 @@
 //! one component at a time with `openat(O_PATH|O_NOFOLLOW)`; symbolic links
 //! are read with `readlinkat` and resolved by hand, so an absolute target
 //! starts again at the container's root and `..` never climbs above it (the
-//! kernel's rule for a chrooted process). `openat2(RESOLVE_IN_ROOT)` would do
+//! kernel's rule for a chrooted process). The "magic" links of a procfs
+//! inside (/proc/1/root, /proc/self/exe) are read as plain text too, so they
+//! cannot lead out either. `openat2(RESOLVE_IN_ROOT)` would do
 //! this in one call but needs Linux 5.6, and EL8's 4.18 must work too.
 //! Nothing is opened for reading except a regular file, after fstat said so,
 //! with O_NONBLOCK|O_NOFOLLOW|O_NOCTTY, and checked to be the same inode;
@@ -476,8 +478,9 @@ impl Walker<'_> {
     }
 
     /// Walk to `path` and check that the viewer may execute it, without
-    /// looking inside: for interpreters. Ok(inside path after symlinks), or
-    /// the verdict as the interpreter's (Absent: missing).
+    /// looking inside: for interpreters. Ok(inside path after symlinks);
+    /// Err(None) when it does not exist; Err(Some(why)) when it exists but
+    /// is not executable or cannot be reached.
     fn executable_at(&self, path: &[u8]) -> Result<Vec<u8>, Option<String>> {
         let found = match self.walk(path) {
             Ok(found) => found,
