@@ -14,6 +14,7 @@ pub mod command;
 pub mod config;
 pub mod error;
 pub mod exim;
+pub mod inroot;
 pub mod launch;
 pub mod log;
 pub mod namespace;
