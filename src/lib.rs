@@ -16,6 +16,7 @@ pub mod error;
 pub mod exim;
 pub mod launch;
 pub mod log;
+pub mod mailfiles;
 pub mod namespace;
 pub mod pipe_text;
 pub mod privileges;
