@@ -17,6 +17,7 @@ pub mod exim;
 pub mod inroot;
 pub mod launch;
 pub mod log;
+pub mod mailfiles;
 pub mod namespace;
 pub mod pipe_text;
 pub mod privileges;
