@@ -145,6 +145,65 @@ pub fn lookup(db: &Database, key: Key<'_>) -> Result<Account> {
     })
 }
 
+/// A passwd line `list` skipped: its number and why.
+pub type NotAnAccount = (usize, String);
+
+/// Every account in the database, in file order (the first line wins for
+/// a name used twice, as for getpwnam), read in one pass over each file;
+/// lines that are not accounts cagepipe could serve are returned with the
+/// line number and the reason (`cagepipe survey`).
+pub fn list(db: &Database) -> Result<(Vec<Account>, Vec<NotAnAccount>)> {
+    let passwd = read_db(&db.passwd)?;
+    let group = read_db(&db.group)?;
+    let mut member_of: std::collections::HashMap<&[u8], Vec<u32>> = std::collections::HashMap::new();
+    for line in group.split(|&b| b == b'\n') {
+        let f: Vec<&[u8]> = line.split(|&b| b == b':').collect();
+        let Some(gid) = (f.len() == 4).then(|| std::str::from_utf8(f[2]).ok()?.parse::<u32>().ok()).flatten() else {
+            continue;
+        };
+        for member in f[3].split(|&b| b == b',').filter(|m| !m.is_empty()) {
+            member_of.entry(member).or_default().push(gid);
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    let (mut accounts, mut skipped) = (Vec::new(), Vec::new());
+    for (n, line) in passwd.split(|&b| b == b'\n').enumerate() {
+        if line.is_empty() || line.starts_with(b"#") || line.starts_with(b"+") || line.starts_with(b"-") {
+            continue;
+        }
+        let Some(entry) = parse_passwd_line(line) else {
+            skipped.push((n + 1, "not a passwd entry".to_string()));
+            continue;
+        };
+        let name = match std::str::from_utf8(entry.name).map_err(|_| "is not UTF-8".to_string()).and_then(|name| {
+            check_user_name(name)?;
+            Ok(name)
+        }) {
+            Ok(name) => name.to_string(),
+            Err(why) => {
+                skipped.push((n + 1, why));
+                continue;
+            }
+        };
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let mut groups = vec![entry.gid];
+        groups.extend(member_of.get(entry.name).into_iter().flatten());
+        groups.sort_unstable();
+        groups.dedup();
+        accounts.push(Account {
+            name,
+            uid: entry.uid,
+            gid: entry.gid,
+            groups,
+            home: PathBuf::from(OsString::from_vec(entry.home.to_vec())),
+            shell: OsString::from_vec(entry.shell.to_vec()),
+        });
+    }
+    Ok((accounts, skipped))
+}
+
 /// The gid of each named group that exists in the group database, in the
 /// order of `names` (`[rollout] contain = ["@web"]`).
 pub fn group_gids(db: &Database, names: &[String]) -> Result<Vec<(String, u32)>> {
@@ -224,6 +283,13 @@ mod tests {
         .unwrap();
         let a = lookup(&db, Key::Uid(1001)).unwrap();
         assert_eq!(a.name, "alice", "first matching line wins");
+        let (all, skipped) = list(&db).unwrap();
+        assert_eq!(all.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["alice", "alice2"]);
+        assert_eq!(all[0], a, "one pass gives what the lookup gives");
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert_eq!(skipped[0], (2, "not a passwd entry".to_string()));
+        assert_eq!(skipped[1].0, 5);
+        assert!(skipped[1].1.contains("user name \"bad/name\""), "{skipped:?}");
         assert_eq!(a.groups, vec![8, 1001, 1500]);
         assert_eq!(a.home, PathBuf::from("/home/alice"));
         assert_eq!(a.shell, OsString::from("/bin/bash"));

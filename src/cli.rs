@@ -42,8 +42,68 @@ pub enum Action {
         /// `--exim-config FILE`: Exim's `-C FILE` (root only).
         exim_config: Option<PathBuf>,
     },
+    /// Find every configured pipe delivery and dry-run each (root only).
+    Survey(SurveyOptions),
     /// Print help or version text and exit 0.
     Print(String),
+}
+
+/// Where `cagepipe survey` looks (defaults: the real system's files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SurveyOptions {
+    pub passwd: PathBuf,
+    pub group: PathBuf,
+    /// DirectAdmin's /etc/virtual: `<domain>/aliases` and `domainowners`.
+    pub directadmin: PathBuf,
+    /// cPanel's /etc: `valiases/<domain>` and `userdomains`.
+    pub cpanel: PathBuf,
+    /// `--aliases FILE[:OWNERS]`, in order.
+    pub aliases: Vec<ExtraAliases>,
+    /// Whether to read users' ~/.forward files.
+    pub forward: bool,
+}
+
+/// An alias file named with `--aliases`, and who owns its pipes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraAliases {
+    pub file: PathBuf,
+    pub owners: Owners,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owners {
+    /// Nothing given: the file's owner, if it is not a system account.
+    FileOwner,
+    /// `FILE:USER`: every pipe in the file runs as USER.
+    User(String),
+    /// `FILE:/path`: a "domain: user" file; the domain is the part after @
+    /// in each alias key.
+    Domains(PathBuf),
+}
+
+impl ExtraAliases {
+    /// `FILE[:OWNERS]`: split at the last colon when what follows is a user
+    /// name or an absolute path, so a FILE with a colon still works alone.
+    pub fn parse(text: &std::ffi::OsStr) -> Result<ExtraAliases> {
+        let bytes = text.as_bytes();
+        if bytes.is_empty() {
+            return Err(Error::Usage("--aliases needs FILE[:OWNERS]".into()));
+        }
+        if let Some(colon) = bytes.iter().rposition(|&b| b == b':') {
+            let (file, owners) = (&bytes[..colon], &bytes[colon + 1..]);
+            let file = PathBuf::from(OsString::from_vec(file.to_vec()));
+            if owners.starts_with(b"/") {
+                let owners = PathBuf::from(OsString::from_vec(owners.to_vec()));
+                return Ok(ExtraAliases { file, owners: Owners::Domains(owners) });
+            }
+            if let Ok(user) = std::str::from_utf8(owners) {
+                if crate::account::check_user_name(user).is_ok() {
+                    return Ok(ExtraAliases { file, owners: Owners::User(user.to_string()) });
+                }
+            }
+        }
+        Ok(ExtraAliases { file: PathBuf::from(text), owners: Owners::FileOwner })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +125,7 @@ pub fn command() -> Command {
         .version(env!("CARGO_PKG_VERSION"))
         .about("Run a mail pipe delivery inside its owner's running container")
         .override_usage(
-            "cagepipe [OPTIONS] --raw-pipe=TEXT\n       cagepipe [OPTIONS] -- COMMAND [ARG]...\n       cagepipe [OPTIONS] -c STRING\n       cagepipe [OPTIONS] check [USER]",
+            "cagepipe [OPTIONS] --raw-pipe=TEXT\n       cagepipe [OPTIONS] -- COMMAND [ARG]...\n       cagepipe [OPTIONS] -c STRING\n       cagepipe [OPTIONS] check [USER]\n       cagepipe [OPTIONS] survey [--aliases FILE[:OWNERS]]...",
         )
         .arg(
             Arg::new("raw-pipe")
@@ -123,7 +183,7 @@ pub fn command() -> Command {
                 .global(true)
                 .value_parser(["text", "json"])
                 .default_value("text")
-                .help("check and --dry-run: plain lines (text) or one JSON object (json)"),
+                .help("check, survey and --dry-run: plain lines (text) or one JSON object (json)"),
         )
         .arg(
             Arg::new("dry-run")
@@ -149,6 +209,60 @@ pub fn command() -> Command {
                         .value_name("FILE")
                         .value_parser(clap::value_parser!(PathBuf))
                         .help("Check the transports of this Exim configuration (exim -C FILE; root only)"),
+                ),
+        )
+        .subcommand(
+            Command::new("survey")
+                .about(
+                    "Find every pipe delivery configured on this server (~/.forward, DirectAdmin and cPanel aliases) \
+                     and dry-run each: READY or NEEDS ATTENTION, with the reason (root only; exit 0 when all are \
+                     ready, 1 when some need attention)",
+                )
+                .arg(
+                    Arg::new("aliases")
+                        .long("aliases")
+                        .value_name("FILE[:OWNERS]")
+                        .action(ArgAction::Append)
+                        .value_parser(clap::value_parser!(OsString))
+                        .help("Also read this alias file; OWNERS is the user its pipes run as, or a \"domain: user\" file (default: the file's owner)"),
+                )
+                .arg(
+                    Arg::new("no-forward")
+                        .long("no-forward")
+                        .action(ArgAction::SetTrue)
+                        .help("Do not read users' ~/.forward files"),
+                )
+                .arg(
+                    Arg::new("passwd")
+                        .long("passwd")
+                        .value_name("FILE")
+                        .value_parser(clap::value_parser!(PathBuf))
+                        .default_value("/etc/passwd")
+                        .help("The accounts (and their homes) to survey"),
+                )
+                .arg(
+                    Arg::new("group")
+                        .long("group")
+                        .value_name("FILE")
+                        .value_parser(clap::value_parser!(PathBuf))
+                        .default_value("/etc/group")
+                        .help("The groups of those accounts"),
+                )
+                .arg(
+                    Arg::new("directadmin")
+                        .long("directadmin")
+                        .value_name("DIR")
+                        .value_parser(clap::value_parser!(PathBuf))
+                        .default_value("/etc/virtual")
+                        .help("DirectAdmin's DIR/<domain>/aliases, owners in DIR/domainowners"),
+                )
+                .arg(
+                    Arg::new("cpanel")
+                        .long("cpanel")
+                        .value_name("DIR")
+                        .value_parser(clap::value_parser!(PathBuf))
+                        .default_value("/etc")
+                        .help("cPanel's DIR/valiases/<domain>, owners in DIR/userdomains"),
                 ),
         )
 }
@@ -192,7 +306,26 @@ impl Request {
                 _ => return Err(Error::Usage(format!("--env wants NAME=VALUE, not {:?}", item))),
             }
         }
-        let action = if let Some(sub) = m.subcommand_matches("check") {
+        let json = json
+            || m.subcommand_matches("survey").and_then(|s| s.get_one::<String>("format")).is_some_and(|f| f == "json");
+        let action = if let Some(sub) = m.subcommand_matches("survey") {
+            if m.contains_id("deliver") {
+                return Err(Error::Usage("survey takes no command to deliver".into()));
+            }
+            let path = |id: &str| sub.get_one::<PathBuf>(id).cloned().expect("has a default");
+            let mut aliases = Vec::new();
+            for a in sub.get_many::<OsString>("aliases").into_iter().flatten() {
+                aliases.push(ExtraAliases::parse(a)?);
+            }
+            Action::Survey(SurveyOptions {
+                passwd: path("passwd"),
+                group: path("group"),
+                directadmin: path("directadmin"),
+                cpanel: path("cpanel"),
+                aliases,
+                forward: !sub.get_flag("no-forward"),
+            })
+        } else if let Some(sub) = m.subcommand_matches("check") {
             if m.contains_id("deliver") {
                 return Err(Error::Usage("check takes no command to deliver".into()));
             }
@@ -227,7 +360,7 @@ impl Request {
             }
         }
         if !env.is_empty() && !matches!(action, Action::Deliver(_)) {
-            return Err(Error::Usage("--env is for a delivery, not for check".into()));
+            return Err(Error::Usage("--env is for a delivery, not for check or survey".into()));
         }
         if json && matches!(action, Action::Deliver(_)) && !dry_run {
             return Err(Error::Usage("--format is for check and --dry-run".into()));
@@ -323,6 +456,35 @@ mod tests {
                 exim_config: Some("/etc/exim.conf".into())
             }
         );
+    }
+
+    #[test]
+    fn survey_takes_extra_alias_files_with_their_owners() {
+        let r = parse(&["survey", "--format", "json", "--aliases", "/etc/aliases", "--aliases", "/x/a:bob"]).unwrap();
+        assert!(r.json);
+        let Action::Survey(o) = r.action else { panic!("not a survey") };
+        assert_eq!(o.passwd, PathBuf::from("/etc/passwd"));
+        assert_eq!(o.directadmin, PathBuf::from("/etc/virtual"));
+        assert_eq!(o.cpanel, PathBuf::from("/etc"));
+        assert!(o.forward);
+        assert_eq!(
+            o.aliases,
+            [
+                ExtraAliases { file: "/etc/aliases".into(), owners: Owners::FileOwner },
+                ExtraAliases { file: "/x/a".into(), owners: Owners::User("bob".into()) }
+            ]
+        );
+        let a = ExtraAliases::parse(std::ffi::OsStr::new("/x/a:/etc/virtual/domainowners")).unwrap();
+        assert_eq!(a.owners, Owners::Domains("/etc/virtual/domainowners".into()));
+        let a = ExtraAliases::parse(std::ffi::OsStr::new("/x/a:b c")).unwrap();
+        assert_eq!(a, ExtraAliases { file: "/x/a:b c".into(), owners: Owners::FileOwner }, "not a user name: all FILE");
+        assert_eq!(parse(&["survey", "--aliases", ""]).unwrap_err().exit_code(), 64);
+        assert_eq!(parse(&["--raw-pipe=|x", "survey"]).unwrap_err().exit_code(), 64);
+        let Action::Survey(o) = parse(&["survey", "--no-forward", "--passwd", "/t/p"]).unwrap().action else {
+            panic!()
+        };
+        assert!(!o.forward);
+        assert_eq!(o.passwd, PathBuf::from("/t/p"));
     }
 
     #[test]

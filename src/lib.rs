@@ -27,6 +27,7 @@ pub mod rollout;
 pub mod sandbox;
 pub mod secure_file;
 pub mod startup;
+pub mod survey;
 pub mod sys;
 
 mod report;
@@ -59,6 +60,9 @@ struct Audit {
     pid: Option<i32>,
     /// How much of the Landlock sandbox the child could apply.
     sandbox: Option<String>,
+    /// For an account not contained yet: what containing it would find
+    /// (`ready` or the survey's code), so the switch can be watched first.
+    if_contained: Option<&'static str>,
 }
 
 /// Run cagepipe with these arguments (argv[0] included).
@@ -107,6 +111,9 @@ pub fn run(args: Vec<OsString>) -> Outcome {
     }
     if let Some(s) = &audit.sandbox {
         line.push_str(&format!("sandbox={} ", log::field(s)));
+    }
+    if let Some(s) = audit.if_contained {
+        line.push_str(&format!("if_contained={s} "));
     }
     line.push_str(&text);
     line.push_str(&format!(" duration_ms={:.1}", started.elapsed().as_secs_f64() * 1000.0));
@@ -179,6 +186,7 @@ fn dispatch(args: Vec<OsString>, audit: &mut Audit, log: &mut log::Log) -> Resul
             let placement = rollout::place(&config.rollout, &account, &account::Database::default())?;
             if !placement.is_contained() {
                 audit.container = Some(placement.state().to_string());
+                audit.if_contained = Some(survey::if_contained(&config, &account, &spec.argv()));
                 let plan = prepare_on_host(&config, &account, spec, &request.env, is_root)?;
                 return Ok(Done::Ran(launch::run_on_host(&plan)?));
             }
@@ -187,6 +195,24 @@ fn dispatch(args: Vec<OsString>, audit: &mut Audit, log: &mut log::Log) -> Resul
             audit.pid = Some(target.pid);
             let plan = prepare(&config, &account, &target, spec, &request.env)?;
             Ok(Done::Ran(launch::run(target, &plan, &mut audit.sandbox)?))
+        }
+        Action::Survey(opts) => {
+            let config = config::load(&config_path)?;
+            use std::io::IsTerminal;
+            let on_terminal = std::io::stderr().is_terminal();
+            let mut shown = Instant::now();
+            let mut progress = |done: usize, total: usize| {
+                if on_terminal && (done == total || shown.elapsed().as_millis() >= 100) {
+                    shown = Instant::now();
+                    eprint!("\rcagepipe survey: {done}/{total} accounts with pipes judged\x1b[K");
+                    if done == total {
+                        eprint!("\r\x1b[K");
+                    }
+                }
+            };
+            let survey = survey::run(&config, opts, &mut progress)?;
+            print!("{}", if request.json { survey.json() } else { survey.text() });
+            Ok(Done::Explained(if survey.needing_attention().next().is_some() { 1 } else { 0 }))
         }
         Action::Print(_) => unreachable!("handled above"),
     }
@@ -209,6 +235,9 @@ fn authorize(request: &Request, is_root: bool) -> Result<()> {
             if exim.is_some() || exim_config.is_some() {
                 return Err(Error::NotPermitted("--exim and --exim-config are for root only".into()));
             }
+        }
+        if matches!(request.action, Action::Survey(_)) {
+            return Err(Error::NotPermitted("survey reads every user's files and is for root only".into()));
         }
     } else if matches!(request.action, Action::Deliver(_)) && request.user.is_none() {
         return Err(Error::NotPermitted("root delivers only with --user NAME; Exim never runs a pipe as root".into()));

@@ -103,6 +103,9 @@ pub struct Problem {
     pub line: usize,
     /// What is wrong and what Exim makes of it; never contains bytes of the file.
     pub what: String,
+    /// Exim rejects the whole redirection list over this (without
+    /// `skip_syntax_errors`), so none of its pipes runs either.
+    pub fails_list: bool,
 }
 
 impl fmt::Display for Problem {
@@ -153,6 +156,7 @@ pub fn parse_forward(data: &[u8]) -> Forward {
         let line = 1 + data[..at].iter().filter(|&&b| b == b'\n').count();
         listing.problems.push(Problem {
             line,
+            fails_list: false,
             what: "NUL byte: Exim reads the file as a C string and ignores everything from here on".into(),
         });
     }
@@ -178,6 +182,7 @@ pub fn parse_aliases(data: &[u8]) -> Listing {
             // comment line, or starts the file, so no key ever gets it.
             listing.problems.push(Problem {
                 line: number,
+                fails_list: false,
                 what: "indented line that continues no key (it follows a blank or comment line): Exim ignores it"
                     .into(),
             });
@@ -204,6 +209,7 @@ pub fn parse_aliases(data: &[u8]) -> Listing {
         if !seen_keys.insert(key.to_ascii_lowercase()) {
             listing.problems.push(Problem {
                 line: number,
+                fails_list: false,
                 what: "this key appeared on an earlier line; Exim uses only the first, so this line is dead".into(),
             });
             continue;
@@ -211,6 +217,7 @@ pub fn parse_aliases(data: &[u8]) -> Listing {
         if filter_kind(&joined).is_some() {
             listing.problems.push(Problem {
                 line: number,
+                fails_list: false,
                 what: "the data is a filter program, run per message (or refused) by Exim; its pipes are not listed"
                     .into(),
             });
@@ -324,6 +331,7 @@ fn physical_lines<'a>(data: &'a [u8], problems: &mut Vec<Problem>) -> Vec<(usize
         if let Some(nul) = line.iter().position(|&b| b == 0) {
             problems.push(Problem {
                 line: number,
+                fails_list: false,
                 what: "NUL byte: Exim reads lines as C strings and ignores the rest of this line".into(),
             });
             line = &line[..nul];
@@ -459,7 +467,8 @@ fn parse_list(data: &[u8], key: Option<&[u8]>, lines: &mut LineCursor, listing: 
         let (item_end, quote_left_open) = find_item_end(data, start);
         pos = item_end;
         let line = lines.line_at(start);
-        let problem = |what: &str| Problem { line, what: what.to_string() };
+        let problem = |what: &str| Problem { line, what: what.to_string(), fails_list: false };
+        let fatal = |what: &str| Problem { line, what: what.to_string(), fails_list: true };
 
         // At least one byte here is neither white space nor a comma.
         let mut end = item_end;
@@ -473,16 +482,16 @@ fn parse_list(data: &[u8], key: Option<&[u8]>, lines: &mut LineCursor, listing: 
             // address. Only the first such quote is parsed that way: doing it
             // for every one would take quadratic time.
             let rest = if lone_quote_seen { Err(AddressError::Invalid) } else { parse_address(&data[start + 1..]) };
-            let what = match (lone_quote_seen, rest) {
-                (false, Err(AddressError::Empty)) => "a lone double quote, which Exim ignores",
-                (false, Ok(_)) => "a lone double quote: Exim reads the rest of the list as one more address",
-                _ => {
+            let found = match (lone_quote_seen, rest) {
+                (false, Err(AddressError::Empty)) => problem("a lone double quote, which Exim ignores"),
+                (false, Ok(_)) => problem("a lone double quote: Exim reads the rest of the list as one more address"),
+                _ => fatal(
                     "a lone double quote; Exim reads the rest of the list as one address, which usually fails the \
-                      whole list (unless skip_syntax_errors)"
-                }
+                      whole list (unless skip_syntax_errors)",
+                ),
             };
             lone_quote_seen = true;
-            listing.problems.push(problem(what));
+            listing.problems.push(found);
             continue;
         }
         let mut begin = start;
@@ -518,7 +527,7 @@ fn parse_list(data: &[u8], key: Option<&[u8]>, lines: &mut LineCursor, listing: 
             } else {
                 listing
                     .problems
-                    .push(problem(":include: needs an absolute file name; Exim fails the whole list on this"));
+                    .push(fatal(":include: needs an absolute file name; Exim fails the whole list on this"));
             }
             continue;
         }
@@ -543,11 +552,11 @@ fn parse_list(data: &[u8], key: Option<&[u8]>, lines: &mut LineCursor, listing: 
         } else if parsed == Err(AddressError::Empty) {
             // Exim lets people write empty addresses as comments.
         } else if quote_left_open || (data[start] == b'"' && !quoted) {
-            listing.problems.push(problem(
+            listing.problems.push(fatal(
                 "unterminated double quote; Exim fails the whole list on this (unless skip_syntax_errors)",
             ));
         } else {
-            listing.problems.push(problem(
+            listing.problems.push(fatal(
                 "neither an address nor a pipe or file; Exim fails the whole list on this (unless skip_syntax_errors)",
             ));
         }
@@ -1026,6 +1035,15 @@ mod tests {
         assert!(l.problems[1].what.contains("reads the rest"), "{}", l.problems[1]);
         let l = list(b"\"\r\n  (comment)\n");
         assert!(l.problems[0].what.contains("ignores"), "{}", l.problems[0]);
+    }
+
+    #[test]
+    fn only_problems_that_make_exim_reject_the_list_say_so() {
+        let l = list(b"\"|/bin/x\n");
+        assert!(l.problems.iter().all(|p| p.fails_list), "unterminated quote: {l:?}");
+        let l = list(b"|\n:include:relative\n");
+        assert_eq!(l.problems.iter().map(|p| p.fails_list).collect::<Vec<_>>(), [false, true], "{l:?}");
+        assert!(parse_aliases(b"a: x\nb: x\nA: y\n").problems.iter().all(|p| !p.fails_list));
     }
 
     #[test]

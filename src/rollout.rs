@@ -46,18 +46,28 @@ impl Placement {
 /// for the command's own groups. A listed group that does not exist
 /// contains nobody (check and survey name it).
 pub fn place(rollout: &Rollout, account: &Account, db: &Database) -> Result<Placement> {
-    let Rollout::Listed { users, groups, line } = rollout else {
-        return Ok(Placement::Contained("[rollout] contain = \"all\"".into()));
+    let groups = match rollout {
+        Rollout::Listed { users, groups, .. } if !users.contains(&account.name) => account::group_gids(db, groups)?,
+        _ => Vec::new(),
+    };
+    Ok(place_with(rollout, account, &groups))
+}
+
+/// [`place`] with the listed groups' gids already looked up (`survey`
+/// decides for thousands of accounts with one read of the group file).
+pub fn place_with(rollout: &Rollout, account: &Account, group_gids: &[(String, u32)]) -> Placement {
+    let Rollout::Listed { users, line, .. } = rollout else {
+        return Placement::Contained("[rollout] contain = \"all\"".into());
     };
     if users.contains(&account.name) {
-        return Ok(Placement::Contained(format!("listed by name in [rollout] contain (line {line})")));
+        return Placement::Contained(format!("listed by name in [rollout] contain (line {line})"));
     }
-    for (name, gid) in account::group_gids(db, groups)? {
-        if account.groups.contains(&gid) {
-            return Ok(Placement::Contained(format!("member of @{name}, listed in [rollout] contain (line {line})")));
+    for (name, gid) in group_gids {
+        if account.groups.contains(gid) {
+            return Placement::Contained(format!("member of @{name}, listed in [rollout] contain (line {line})"));
         }
     }
-    Ok(Placement::Uncontained(format!("not listed in [rollout] contain (line {line}), by name or group")))
+    Placement::Uncontained(format!("not listed in [rollout] contain (line {line}), by name or group"))
 }
 
 /// The `@groups` of the setting that do not exist in the group database:

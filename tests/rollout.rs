@@ -171,7 +171,7 @@ fn an_uncontained_account_runs_on_the_host_as_exim_would_have_run_it() {
     let line = log.line();
     assert!(
         line.contains(&format!(
-            "user={} uid={} container=\"uncontained (rollout)\" outcome=exited exit=0 ",
+            "user={} uid={} container=\"uncontained (rollout)\" if_contained=not-found outcome=exited exit=0 ",
             s.user.name, s.user.uid
         )),
         "{line}"
@@ -181,6 +181,11 @@ fn an_uncontained_account_runs_on_the_host_as_exim_would_have_run_it() {
     let d = s.run(&raw_pipe(&format!("|{} report --exit 3", host_probe())));
     assert_eq!(d.code(), Some(3), "{d:?}");
     assert!(log.line().contains("outcome=exited exit=3 "));
+    // The same program exists inside the container (at another path):
+    // the line says containing the account would work.
+    let d = s.run(&raw_pipe(&format!("|{PROBE_INSIDE} report")));
+    assert_eq!(d.code(), Some(127), "not on the host: {d:?}");
+    assert!(log.line().contains("if_contained=ready outcome=not-found exit=127 "));
     let d = s.run(&raw_pipe(&format!("|{} report --signal 15", host_probe())));
     assert_eq!(d.signal(), Some(15), "{d:?}");
     assert!(log.line().contains("outcome=signaled signal=15 "));

@@ -1,0 +1,942 @@
+//! `cagepipe survey`: before Exim is switched to cagepipe, find every pipe
+//! delivery configured on the server and dry-run each one, so that the
+//! administrator ends with two lists: the pipes that will work contained
+//! (READY) and the ones whose owner needs a message (NEEDS ATTENTION, one
+//! reason each, worded for that message).
+//!
+//! Nothing is delivered, entered or executed. Containers are resolved by
+//! the same code a delivery uses; the command is looked for through the
+//! container's root directory from the host ([`crate::inroot`]). Every file
+//! read here is hostile (users write their ~/.forward; a compromised site
+//! writes its own alias file): opened without following a final symbolic
+//! link, without blocking, size-capped, and parsed by code that takes any
+//! bytes ([`crate::mailfiles`]). A file that cannot be surveyed becomes an
+//! entry or a skipped line with the reason, never a failure of the survey.
+#![forbid(unsafe_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{open, openat, OFlag};
+use nix::sys::stat::{fstat, FileStat, Mode, SFlag};
+
+use crate::account::{self, Account, Database};
+use crate::cli::{Owners, SurveyOptions};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::inroot::{self, Lookup, Viewer};
+use crate::log::escape;
+use crate::mailfiles::{self, Forward, Listing};
+use crate::{command, pipe_text, resolve, rollout};
+
+/// Largest file read. A .forward or a domain's alias file is a few hundred
+/// bytes; a bigger one is reported, not read.
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// Where a pipe was configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Forward,
+    DirectAdmin,
+    Cpanel,
+    Aliases,
+}
+
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Forward => "forward",
+            Source::DirectAdmin => "directadmin",
+            Source::Cpanel => "cpanel",
+            Source::Aliases => "aliases",
+        }
+    }
+}
+
+/// Whose pipe it is, as far as the file and its owner map say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Owner {
+    Name(String),
+    Uid(u32),
+    /// Nobody known: why, in a sentence.
+    Unknown(String),
+}
+
+/// Who owns a file and who may write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileFacts {
+    uid: u32,
+    gid: u32,
+    mode: u32,
+}
+
+impl From<&FileStat> for FileFacts {
+    fn from(st: &FileStat) -> FileFacts {
+        FileFacts { uid: st.st_uid, gid: st.st_gid, mode: st.st_mode & 0o7777 }
+    }
+}
+
+/// One pipe found, before it is judged; `text` is None when the file
+/// itself could not be read (then `trouble` says why).
+#[derive(Debug, Clone)]
+struct Found {
+    source: Source,
+    file: PathBuf,
+    line: usize,
+    key: Option<Vec<u8>>,
+    text: Option<Vec<u8>>,
+    owner: Owner,
+    /// The file cannot be read, or is not safe: (code, reason).
+    trouble: Option<(&'static str, String)>,
+    /// An alias file's facts: whether it is safe depends on the pipe's
+    /// owner, known only when the pipe is judged.
+    alias_file: Option<FileFacts>,
+}
+
+/// The verdict on one pipe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Ready,
+    /// `code` is stable for scripts; `reason` is a sentence for people.
+    NeedsAttention {
+        code: &'static str,
+        reason: String,
+    },
+}
+
+/// One pipe, judged.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub source: Source,
+    pub file: PathBuf,
+    /// 0 when the whole file is meant.
+    pub line: usize,
+    /// The alias the pipe belongs to (alias files).
+    pub key: Option<Vec<u8>>,
+    /// The pipe text as Exim passes it (None: the file was unreadable).
+    pub pipe: Option<Vec<u8>>,
+    pub owner: Option<String>,
+    pub uid: Option<u32>,
+    pub argv: Option<Vec<Vec<u8>>>,
+    /// "contained" or "uncontained (rollout)".
+    pub rollout: Option<&'static str>,
+    /// "pidfile /run/cagepipe/alice.pid" and the pid, when it runs.
+    pub container: Option<(String, i32)>,
+    /// Where the program was found inside, and its #! interpreter.
+    pub command: Option<Vec<u8>>,
+    pub interpreter: Option<Vec<u8>>,
+    pub file_safe: bool,
+    pub verdict: Verdict,
+}
+
+/// A file or line that holds no pipe the survey can judge, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub reason: String,
+}
+
+#[derive(Debug)]
+pub struct Survey {
+    pub entries: Vec<Entry>,
+    pub skipped: Vec<Skipped>,
+    pub accounts: usize,
+    pub files: usize,
+    pub elapsed: Duration,
+    /// `[rollout] contain` as written.
+    pub rollout: String,
+}
+
+impl Survey {
+    pub fn ready(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().filter(|e| e.verdict == Verdict::Ready)
+    }
+    pub fn needing_attention(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().filter(|e| e.verdict != Verdict::Ready)
+    }
+}
+
+/// Survey the server. `progress(done, total)` is called as accounts are
+/// judged (for a terminal's progress line).
+pub fn run(config: &Config, opts: &SurveyOptions, progress: &mut dyn FnMut(usize, usize)) -> Result<Survey> {
+    let started = Instant::now();
+    let db = Database { passwd: opts.passwd.clone(), group: opts.group.clone() };
+    let (accounts, bad_lines) = account::list(&db)?;
+    let mut skipped: Vec<Skipped> = bad_lines
+        .into_iter()
+        .map(|(line, reason)| Skipped { file: opts.passwd.clone(), line: Some(line), reason })
+        .collect();
+    let mut found = Vec::new();
+    let mut files = 0;
+    if opts.forward {
+        for a in &accounts {
+            files += forwards_of(a, &mut found, &mut skipped);
+        }
+    }
+    files += control_panel(Source::DirectAdmin, &opts.directadmin, &mut found, &mut skipped);
+    files += control_panel(Source::Cpanel, &opts.cpanel, &mut found, &mut skipped);
+    for extra in &opts.aliases {
+        files += 1;
+        extra_aliases(&extra.file, &extra.owners, &mut found, &mut skipped);
+    }
+
+    let by_name: HashMap<&str, &Account> = accounts.iter().map(|a| (a.name.as_str(), a)).collect();
+    let mut by_uid: HashMap<u32, &Account> = HashMap::new();
+    for a in &accounts {
+        by_uid.entry(a.uid).or_insert(a);
+    }
+    let groups = match &config.rollout {
+        crate::config::Rollout::Listed { groups, .. } => account::group_gids(&db, groups)?,
+        crate::config::Rollout::All => Vec::new(),
+    };
+
+    // One owner at a time: its container is resolved once for all its
+    // pipes and closed before the next (thousands of pinned containers
+    // would run out of descriptors).
+    let mut by_owner: BTreeMap<Option<String>, Vec<(usize, Found)>> = BTreeMap::new();
+    for (order, f) in found.into_iter().enumerate() {
+        let account = match &f.owner {
+            Owner::Name(n) => by_name.get(n.as_str()),
+            Owner::Uid(u) => by_uid.get(u),
+            Owner::Unknown(_) => None,
+        };
+        by_owner.entry(account.map(|a| a.name.clone())).or_default().push((order, f));
+    }
+    let total = by_owner.len();
+    let mut judged: Vec<(usize, Entry)> = Vec::new();
+    for (done, (name, pipes)) in by_owner.into_iter().enumerate() {
+        let account = name.as_deref().and_then(|n| by_name.get(n).copied());
+        judge_owner(config, account, &groups, pipes, &mut judged);
+        progress(done + 1, total);
+    }
+    judged.sort_by_key(|(order, _)| *order);
+    Ok(Survey {
+        entries: judged.into_iter().map(|(_, e)| e).collect(),
+        skipped,
+        accounts: accounts.len(),
+        files,
+        elapsed: started.elapsed(),
+        rollout: config.rollout.describe(),
+    })
+}
+
+// ---- finding the pipes ----------------------------------------------------
+
+/// Why a file could not be read, as a phrase after its name.
+enum Unreadable {
+    Missing,
+    Other(String),
+}
+
+/// Open a file that anyone may have written: never through a final
+/// symbolic link, never blocking on a FIFO, only a regular file, at most
+/// [`MAX_FILE_BYTES`]. `dir` is the directory to open it in, or None for
+/// an absolute path given by the administrator.
+fn read_hostile(
+    dir: Option<&std::os::fd::OwnedFd>,
+    name: &Path,
+) -> std::result::Result<(Vec<u8>, FileStat), Unreadable> {
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
+    let fd = match dir {
+        Some(d) => openat(d, name, flags, Mode::empty()),
+        None => open(name, flags, Mode::empty()),
+    };
+    let fd = match fd {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => return Err(Unreadable::Missing),
+        Err(Errno::ELOOP) => {
+            return Err(Unreadable::Other("is a symbolic link, which the survey does not follow".into()))
+        }
+        Err(e) => return Err(Unreadable::Other(format!("cannot be opened: {}", e.desc()))),
+    };
+    let st = fstat(&fd).map_err(|e| Unreadable::Other(format!("cannot be examined: {}", e.desc())))?;
+    if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFREG {
+        return Err(Unreadable::Other("is not a regular file".into()));
+    }
+    if st.st_size as u64 > MAX_FILE_BYTES {
+        return Err(Unreadable::Other(format!(
+            "is {} bytes long, more than the {} MiB a mail file could need; it was not read",
+            st.st_size,
+            MAX_FILE_BYTES >> 20
+        )));
+    }
+    let mut data = Vec::new();
+    std::fs::File::from(fd)
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| Unreadable::Other(format!("cannot be read: {e}")))?;
+    if data.len() as u64 > MAX_FILE_BYTES {
+        return Err(Unreadable::Other("grew past the size limit while it was read".into()));
+    }
+    Ok((data, st))
+}
+
+/// Why a .forward is not safe, if it is not: Exim trusts one only when its
+/// owner is the user or root and nobody else can write it (a group that is
+/// not the user's own counts as somebody else).
+fn forward_unsafe(f: FileFacts, account: &Account) -> Option<String> {
+    if f.uid != account.uid && f.uid != 0 {
+        return Some(format!("is owned by uid {}, not by {} or root", f.uid, account.name));
+    }
+    if f.mode & 0o002 != 0 {
+        return Some(format!("is writable by everyone (mode {:04o})", f.mode));
+    }
+    if f.mode & 0o020 != 0 && f.gid != account.gid {
+        return Some(format!("is writable by group {} (mode {:04o})", f.gid, f.mode));
+    }
+    None
+}
+
+/// An alias file is the MTA's or the panel's: root, a system account
+/// (mail, diradmin) or the pipe owner may own it; only system groups may
+/// write it besides.
+fn alias_file_unsafe(f: FileFacts, owner_uid: u32, min_uid: u32) -> Option<String> {
+    if f.uid >= min_uid && f.uid != owner_uid {
+        return Some(format!("is owned by uid {}, which is neither a system account nor the pipe's owner", f.uid));
+    }
+    if f.mode & 0o002 != 0 {
+        return Some(format!("is writable by everyone (mode {:04o})", f.mode));
+    }
+    if f.mode & 0o020 != 0 && f.gid >= min_uid {
+        return Some(format!("is writable by group {} (mode {:04o})", f.gid, f.mode));
+    }
+    None
+}
+
+/// The pipes of one listing as `Found`s, its problems as skipped lines.
+fn listing_to_found(
+    listing: Listing,
+    source: Source,
+    file: &Path,
+    owner_of: &dyn Fn(Option<&[u8]>) -> Owner,
+    trouble: Option<(&'static str, String)>,
+    found: &mut Vec<Found>,
+    skipped: &mut Vec<Skipped>,
+) {
+    skip_problems_and_includes(&listing, file, skipped);
+    for pipe in listing.pipes {
+        found.push(Found {
+            source,
+            file: file.to_path_buf(),
+            line: pipe.line,
+            owner: owner_of(pipe.key.as_deref()),
+            key: pipe.key,
+            text: Some(pipe.text),
+            trouble: trouble.clone(),
+            alias_file: None,
+        });
+    }
+}
+
+/// Lines that hold no usable item, and `:include:` files (their pipes
+/// would run too, but the survey reads only the files it was given).
+fn skip_problems_and_includes(listing: &Listing, file: &Path, skipped: &mut Vec<Skipped>) {
+    for p in &listing.problems {
+        skipped.push(Skipped { file: file.to_path_buf(), line: Some(p.line), reason: p.what.clone() });
+    }
+    for i in &listing.includes {
+        skipped.push(Skipped {
+            file: file.to_path_buf(),
+            line: Some(i.line),
+            reason: format!(":include:{} is not surveyed; name it with --aliases to survey it", escape(&i.path)),
+        });
+    }
+}
+
+/// A file that could not be read at all, as one entry (a pipe may hide in
+/// it) for `owner`.
+fn unreadable_file(source: Source, file: &Path, owner: Owner, why: String, found: &mut Vec<Found>) {
+    found.push(Found {
+        source,
+        file: file.to_path_buf(),
+        line: 0,
+        key: None,
+        text: None,
+        owner,
+        trouble: Some(("unreadable-file", format!("The file {} {why}.", file.display()))),
+        alias_file: None,
+    });
+}
+
+/// The account's ~/.forward; returns 1 if it has one.
+fn forwards_of(a: &Account, found: &mut Vec<Found>, skipped: &mut Vec<Skipped>) -> usize {
+    let file = a.home.join(".forward");
+    // The home path comes from the root-owned passwd file; only the last
+    // component, which the user controls, is opened without following.
+    let Ok(home) = open(&a.home, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()) else {
+        return 0;
+    };
+    let owner = Owner::Name(a.name.clone());
+    let (data, st) = match read_hostile(Some(&home), Path::new(".forward")) {
+        Ok(read) => read,
+        Err(Unreadable::Missing) => return 0,
+        Err(Unreadable::Other(why)) => {
+            unreadable_file(Source::Forward, &file, owner, why, found);
+            return 1;
+        }
+    };
+    if mailfiles::looks_binary(&data) {
+        unreadable_file(Source::Forward, &file, owner, "is not a text file (binary data)".into(), found);
+        return 1;
+    }
+    let listing_fails = |listing: &Listing| {
+        listing.problems.iter().find(|p| p.fails_list).map(|p| {
+            (
+                "syntax-error",
+                format!(
+                    "The file {} has an error on line {} ({}), so Exim rejects the whole file and this pipe would not run either.",
+                    file.display(),
+                    p.line,
+                    p.what
+                ),
+            )
+        })
+    };
+    let unsafe_file = forward_unsafe(FileFacts::from(&st), a).map(|why| {
+        (
+            "unsafe-file",
+            format!(
+                "The file {} {why}, so Exim will not use it; it must be writable only by its owner.",
+                file.display()
+            ),
+        )
+    });
+    match mailfiles::parse_forward(&data) {
+        Forward::Filter(kind) => skipped.push(Skipped {
+            file,
+            line: None,
+            reason: format!(
+                "an {} filter: its pipes are chosen for each message, so the survey cannot list them",
+                match kind {
+                    mailfiles::FilterKind::Exim => "Exim",
+                    mailfiles::FilterKind::Sieve => "Sieve",
+                }
+            ),
+        }),
+        Forward::List(listing) => {
+            let trouble = unsafe_file.or_else(|| listing_fails(&listing));
+            listing_to_found(listing, Source::Forward, &file, &|_| owner.clone(), trouble, found, skipped)
+        }
+    }
+    1
+}
+
+/// "domain: user" pairs of an owners file, or the reason it is unusable.
+fn owners_map(path: &Path) -> std::result::Result<HashMap<Vec<u8>, String>, String> {
+    let (data, _) = match read_hostile(None, path) {
+        Ok(read) => read,
+        Err(Unreadable::Missing) => return Err(format!("{} does not exist", path.display())),
+        Err(Unreadable::Other(why)) => return Err(format!("{} {why}", path.display())),
+    };
+    let mut map = HashMap::new();
+    for (domain, user) in mailfiles::parse_owners(&data) {
+        if let Ok(user) = String::from_utf8(user) {
+            map.entry(domain).or_insert(user);
+        }
+    }
+    Ok(map)
+}
+
+fn owner_from(map: &std::result::Result<HashMap<Vec<u8>, String>, String>, domain: &[u8], owners: &Path) -> Owner {
+    match map {
+        Err(why) => Owner::Unknown(format!("The owner of {} is not known: {why}.", escape(domain))),
+        Ok(map) => match map.get(&domain.to_ascii_lowercase()) {
+            Some(user) => Owner::Name(user.clone()),
+            None => Owner::Unknown(format!(
+                "The domain {} has no owner in {}, so its pipes have no account to run as.",
+                escape(domain),
+                owners.display()
+            )),
+        },
+    }
+}
+
+/// DirectAdmin (`DIR/<domain>/aliases`, `DIR/domainowners`) or cPanel
+/// (`DIR/valiases/<domain>`, `DIR/userdomains`); returns the files read.
+fn control_panel(source: Source, dir: &Path, found: &mut Vec<Found>, skipped: &mut Vec<Skipped>) -> usize {
+    let (listing_dir, owners) = match source {
+        Source::DirectAdmin => (dir.to_path_buf(), dir.join("domainowners")),
+        _ => (dir.join("valiases"), dir.join("userdomains")),
+    };
+    let Ok(entries) = std::fs::read_dir(&listing_dir) else { return 0 };
+    let mut domains: Vec<OsString> = entries.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+    domains.sort();
+    let alias_file = |d: &OsString| match source {
+        Source::DirectAdmin => listing_dir.join(d).join("aliases"),
+        _ => listing_dir.join(d),
+    };
+    // DirectAdmin keeps other files next to the domain directories.
+    domains.retain(|d| source != Source::DirectAdmin || alias_file(d).exists());
+    if domains.is_empty() {
+        return 0;
+    }
+    let map = owners_map(&owners);
+    for domain in &domains {
+        let file = alias_file(domain);
+        let owner = owner_from(&map, domain.as_bytes(), &owners);
+        read_alias_file(source, &file, &|_| owner.clone(), found, skipped);
+    }
+    domains.len()
+}
+
+/// An alias file named with `--aliases`.
+fn extra_aliases(file: &Path, owners: &Owners, found: &mut Vec<Found>, skipped: &mut Vec<Skipped>) {
+    match owners {
+        Owners::User(user) => read_alias_file(Source::Aliases, file, &|_| Owner::Name(user.clone()), found, skipped),
+        Owners::Domains(path) => {
+            let map = owners_map(path);
+            let owner_of = |key: Option<&[u8]>| match key.and_then(|k| k.iter().rposition(|&b| b == b'@')) {
+                Some(at) => owner_from(&map, &key.unwrap_or_default()[at + 1..], path),
+                None => Owner::Unknown(format!(
+                    "The alias {} names no domain, so {} cannot say who owns it; name the user with --aliases {}:USER.",
+                    escape(key.unwrap_or_default()),
+                    path.display(),
+                    file.display()
+                )),
+            };
+            read_alias_file(Source::Aliases, file, &owner_of, found, skipped)
+        }
+        Owners::FileOwner => {
+            let uid = std::fs::symlink_metadata(file).map(|m| std::os::unix::fs::MetadataExt::uid(&m)).ok();
+            let owner = Owner::Uid(uid.unwrap_or(0));
+            read_alias_file(Source::Aliases, file, &|_| owner.clone(), found, skipped)
+        }
+    }
+}
+
+fn read_alias_file(
+    source: Source,
+    file: &Path,
+    owner_of: &dyn Fn(Option<&[u8]>) -> Owner,
+    found: &mut Vec<Found>,
+    skipped: &mut Vec<Skipped>,
+) {
+    let (data, st) = match read_hostile(None, file) {
+        Ok(read) => read,
+        Err(Unreadable::Missing) => {
+            skipped.push(Skipped { file: file.to_path_buf(), line: None, reason: "does not exist".into() });
+            return;
+        }
+        Err(Unreadable::Other(why)) => return unreadable_file(source, file, owner_of(None), why, found),
+    };
+    if mailfiles::looks_binary(&data) {
+        return unreadable_file(source, file, owner_of(None), "is not a text file (binary data)".into(), found);
+    }
+    let listing = mailfiles::parse_aliases(&data);
+    skip_problems_and_includes(&listing, file, skipped);
+    for pipe in listing.pipes {
+        found.push(Found {
+            source,
+            file: file.to_path_buf(),
+            line: pipe.line,
+            owner: owner_of(pipe.key.as_deref()),
+            key: pipe.key,
+            text: Some(pipe.text),
+            trouble: None,
+            alias_file: Some(FileFacts::from(&st)),
+        });
+    }
+}
+
+// ---- judging them -----------------------------------------------------------
+
+fn judge_owner(
+    config: &Config,
+    account: Option<&Account>,
+    rollout_groups: &[(String, u32)],
+    pipes: Vec<(usize, Found)>,
+    out: &mut Vec<(usize, Entry)>,
+) {
+    // A system account is refused before rollout is asked.
+    let placement = account
+        .filter(|a| a.uid != 0 && a.uid >= config.min_uid)
+        .map(|a| rollout::place_with(&config.rollout, a, rollout_groups).state());
+    // Resolved only when some pipe of the account gets that far.
+    let mut target: Option<Result<resolve::Target>> = None;
+    for (order, f) in pipes {
+        let mut e = Entry {
+            source: f.source,
+            file: f.file.clone(),
+            line: f.line,
+            key: f.key.clone(),
+            pipe: f.text.clone(),
+            owner: account.map(|a| a.name.clone()),
+            uid: account.map(|a| a.uid),
+            argv: None,
+            rollout: placement,
+            container: None,
+            command: None,
+            interpreter: None,
+            file_safe: true,
+            verdict: Verdict::Ready,
+        };
+        e.verdict = judge_pipe(config, account, &f, &mut e, &mut target);
+        out.push((order, e));
+    }
+}
+
+fn attention(code: &'static str, reason: String) -> Verdict {
+    Verdict::NeedsAttention { code, reason }
+}
+
+fn judge_pipe(
+    config: &Config,
+    account: Option<&Account>,
+    f: &Found,
+    e: &mut Entry,
+    target: &mut Option<Result<resolve::Target>>,
+) -> Verdict {
+    let Some(account) = account else {
+        return attention(
+            "unknown-owner",
+            match &f.owner {
+                Owner::Unknown(why) => why.clone(),
+                Owner::Name(n) => format!("The pipe belongs to user {n}, who no longer exists on this server."),
+                Owner::Uid(0) => format!(
+                    "The file {} is owned by root, so it does not say whose pipes these are; name the user with --aliases {}:USER.",
+                    f.file.display(),
+                    f.file.display()
+                ),
+                Owner::Uid(u) => format!("The pipe belongs to uid {u}, which has no account on this server."),
+            },
+        );
+    };
+    if account.uid == 0 || account.uid < config.min_uid {
+        return attention(
+            "system-account",
+            format!(
+                "The pipe runs as the system account {} (uid {}), below min_uid {}; cagepipe refuses such deliveries, so the message would bounce.",
+                account.name, account.uid, config.min_uid
+            ),
+        );
+    }
+    if let Some((code, reason)) = &f.trouble {
+        e.file_safe = *code != "unsafe-file";
+        return attention(code, reason.clone());
+    }
+    if let Some(why) = f.alias_file.and_then(|facts| alias_file_unsafe(facts, account.uid, config.min_uid)) {
+        e.file_safe = false;
+        return attention(
+            "unsafe-file",
+            format!(
+                "The file {} {why}, so others could change which program runs as {}.",
+                f.file.display(),
+                account.name
+            ),
+        );
+    }
+    let Some(text) = &f.text else { return attention("unreadable-file", "The file could not be read.".into()) };
+    let argv = match pipe_text::split_pipe_text(text) {
+        Ok(argv) => argv,
+        Err(err) => {
+            return attention(
+                "unparsable",
+                format!(
+                "The pipe {} cannot be split into a program and its arguments ({err}), so the delivery would bounce.",
+                escape(text)
+            ),
+            )
+        }
+    };
+    e.argv = Some(argv.clone());
+    let mut inside = Inside::default();
+    let verdict = judge_in_container(config, account, &argv, target, &mut inside);
+    (e.container, e.command, e.interpreter) = (inside.container, inside.command, inside.interpreter);
+    verdict
+}
+
+/// For the syslog line of an uncontained delivery: `ready`, or the code of
+/// what would keep it from working once the account is contained.
+pub fn if_contained(config: &Config, account: &Account, argv: &[Vec<u8>]) -> &'static str {
+    match judge_in_container(config, account, argv, &mut None, &mut Inside::default()) {
+        Verdict::Ready => "ready",
+        Verdict::NeedsAttention { code, .. } => code,
+    }
+}
+
+/// What a look into the container found.
+#[derive(Debug, Default)]
+pub struct Inside {
+    /// Where the container reference came from, and the pid.
+    pub container: Option<(String, i32)>,
+    /// Where the program is, inside, and its script's interpreter.
+    pub command: Option<Vec<u8>>,
+    pub interpreter: Option<Vec<u8>>,
+}
+
+/// Whether `argv` would run for `account` once contained: its container
+/// runs and the program exists inside and may be executed by the account.
+/// `target` caches the resolution across an account's pipes.
+pub fn judge_in_container(
+    config: &Config,
+    account: &Account,
+    argv: &[Vec<u8>],
+    target: &mut Option<Result<resolve::Target>>,
+    e: &mut Inside,
+) -> Verdict {
+    let target = target.get_or_insert_with(|| resolve::resolve(config, account));
+    let target = match target {
+        Ok(t) => t,
+        Err(err @ Error::NotRunning { .. }) => {
+            return attention(
+                "no-container",
+                format!(
+                    "The account's container is not running ({}), so mail for this pipe would wait in the queue until it runs.",
+                    not_running_detail(err)
+                ),
+            )
+        }
+        Err(err) => return attention("container-problem", format!("The account's container cannot be entered: {err}.")),
+    };
+    e.container = Some((target.source.clone(), target.pid));
+    if let Err(err) = resolve::credentials(account, target) {
+        return attention("container-problem", format!("The account cannot run as itself in its container: {err}."));
+    }
+    let candidates: Vec<Vec<u8>> =
+        command::candidates(&argv[0], &config.command_path).into_iter().map(|c| c.into_bytes()).collect();
+    let viewer =
+        Viewer { uid: account.uid, gid: account.gid, groups: account.groups.clone(), name: account.name.clone() };
+    let program = escape(&argv[0]);
+    match inroot::find_command(target.root.as_fd(), &candidates, &viewer, &config.command_path) {
+        Lookup::Executable { path, interpreter } => {
+            e.command = Some(path);
+            e.interpreter = interpreter;
+            Verdict::Ready
+        }
+        Lookup::NotFound => {
+            attention(
+                "not-found",
+                if argv[0].contains(&b'/') {
+                    format!("The program {program} does not exist inside the account's container, so the delivery would fail.")
+                } else {
+                    format!(
+                    "The program {program} is not found inside the account's container (searched {}), so the delivery would fail.",
+                    config.command_path
+                )
+                },
+            )
+        }
+        Lookup::NotExecutable { path, why } => {
+            e.command = Some(path.clone());
+            attention(
+                "not-executable",
+                format!(
+                    "The program {} exists inside the account's container but {why}, so the delivery would fail.",
+                    escape(&path)
+                ),
+            )
+        }
+        Lookup::InterpreterMissing { path, interpreter } => {
+            e.command = Some(path.clone());
+            e.interpreter = Some(interpreter.clone());
+            attention(
+                "interpreter-missing",
+                format!(
+                    "The script {} needs {}, which does not exist inside the account's container.",
+                    escape(&path),
+                    escape(&interpreter)
+                ),
+            )
+        }
+        Lookup::InterpreterNotExecutable { path, interpreter, why } => {
+            e.command = Some(path.clone());
+            e.interpreter = Some(interpreter.clone());
+            attention(
+                "interpreter-not-executable",
+                format!(
+                    "The script {} needs {}, which exists inside the account's container but {why}.",
+                    escape(&path),
+                    escape(&interpreter)
+                ),
+            )
+        }
+    }
+}
+
+/// "no pidfile /run/cagepipe/bob.pid" out of a NotRunning error.
+fn not_running_detail(err: &Error) -> String {
+    match err {
+        Error::NotRunning { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    }
+}
+
+// ---- showing them ------------------------------------------------------------
+
+impl Survey {
+    /// The summary line: counts and the share that is ready.
+    pub fn summary(&self) -> String {
+        let total = self.entries.len();
+        let ready = self.ready().count();
+        let share = if total == 0 { 100.0 } else { ready as f64 * 100.0 / total as f64 };
+        format!(
+            "{ready} of {total} pipes ready ({share:.1}%), {} need attention, {} skipped; {} accounts, {} files, {:.2} s",
+            total - ready,
+            self.skipped.len(),
+            self.accounts,
+            self.files,
+            self.elapsed.as_secs_f64()
+        )
+    }
+
+    /// The two lists, the skipped lines and the summary, as text.
+    pub fn text(&self) -> String {
+        let mut out = format!("cagepipe survey ([rollout] {})\n\n", self.rollout);
+        let ready: Vec<&Entry> = self.ready().collect();
+        out.push_str(&format!("READY ({})\n", ready.len()));
+        for e in ready {
+            out.push_str(&format!("  {}\n", entry_line(e)));
+        }
+        let attention: Vec<&Entry> = self.needing_attention().collect();
+        out.push_str(&format!("\nNEEDS ATTENTION ({})\n", attention.len()));
+        for e in attention {
+            out.push_str(&format!("  {}\n", entry_line(e)));
+            if let Verdict::NeedsAttention { code, reason } = &e.verdict {
+                out.push_str(&format!("      {code}: {}\n", escape(reason.as_bytes())));
+            }
+        }
+        if !self.skipped.is_empty() {
+            out.push_str(&format!("\nSKIPPED ({})\n", self.skipped.len()));
+            for s in &self.skipped {
+                let at = s.line.map(|l| format!(" line {l}")).unwrap_or_default();
+                out.push_str(&format!(
+                    "  {}{at}: {}\n",
+                    escape(s.file.as_os_str().as_bytes()),
+                    escape(s.reason.as_bytes())
+                ));
+            }
+        }
+        out.push_str(&format!("\n{}\n", self.summary()));
+        out
+    }
+
+    /// One JSON object: `summary`, `ready`, `needs_attention`, `skipped`.
+    pub fn json(&self) -> String {
+        let total = self.entries.len();
+        let ready = self.ready().count();
+        let share = if total == 0 { 100.0 } else { ready as f64 * 100.0 / total as f64 };
+        let list = |entries: Vec<&Entry>| entries.into_iter().map(entry_json).collect::<Vec<_>>().join(",");
+        let skipped: Vec<String> = self
+            .skipped
+            .iter()
+            .map(|s| {
+                format!(
+                    "{{\"file\":{},\"line\":{},\"reason\":{}}}",
+                    json_bytes(s.file.as_os_str().as_bytes()),
+                    s.line.map_or("null".into(), |l| l.to_string()),
+                    json_bytes(s.reason.as_bytes())
+                )
+            })
+            .collect();
+        format!(
+            "{{\"summary\":{{\"pipes\":{total},\"ready\":{ready},\"needs_attention\":{},\"skipped\":{},\"ready_percent\":{share:.1},\"accounts\":{},\"files\":{},\"seconds\":{:.3},\"rollout\":{}}},\"ready\":[{}],\"needs_attention\":[{}],\"skipped\":[{}]}}\n",
+            total - ready,
+            self.skipped.len(),
+            self.accounts,
+            self.files,
+            self.elapsed.as_secs_f64(),
+            json_bytes(self.rollout.as_bytes()),
+            list(self.ready().collect()),
+            list(self.needing_attention().collect()),
+            skipped.join(",")
+        )
+    }
+}
+
+fn entry_line(e: &Entry) -> String {
+    let owner = e.owner.as_deref().unwrap_or("?");
+    let rollout = e.rollout.unwrap_or("-");
+    let at = if e.line > 0 { format!(":{}", e.line) } else { String::new() };
+    let key = e.key.as_ref().map(|k| format!(" ({})", escape(k))).unwrap_or_default();
+    let pipe = e.pipe.as_ref().map(|p| escape(p)).unwrap_or_default();
+    format!("{owner:<16} {rollout:<21} {}{at}{key}  {pipe}", escape(e.file.as_os_str().as_bytes()))
+}
+
+fn entry_json(e: &Entry) -> String {
+    let opt = |v: Option<&[u8]>| v.map_or("null".to_string(), json_bytes);
+    let (code, reason) = match &e.verdict {
+        Verdict::Ready => ("null".to_string(), "null".to_string()),
+        Verdict::NeedsAttention { code, reason } => (json_bytes(code.as_bytes()), json_bytes(reason.as_bytes())),
+    };
+    let argv = e
+        .argv
+        .as_ref()
+        .map_or("null".to_string(), |a| format!("[{}]", a.iter().map(|w| json_bytes(w)).collect::<Vec<_>>().join(",")));
+    let container = e.container.as_ref().map_or("null".to_string(), |(source, pid)| {
+        format!("{{\"source\":{},\"pid\":{pid}}}", json_bytes(source.as_bytes()))
+    });
+    format!(
+        "{{\"owner\":{},\"uid\":{},\"source\":\"{}\",\"file\":{},\"line\":{},\"key\":{},\"pipe\":{},\"argv\":{argv},\"rollout\":{},\"container\":{container},\"running\":{},\"command\":{},\"interpreter\":{},\"file_safe\":{},\"code\":{code},\"reason\":{reason}}}",
+        opt(e.owner.as_deref().map(str::as_bytes)),
+        e.uid.map_or("null".into(), |u| u.to_string()),
+        e.source.name(),
+        json_bytes(e.file.as_os_str().as_bytes()),
+        e.line,
+        opt(e.key.as_deref()),
+        opt(e.pipe.as_deref()),
+        opt(e.rollout.map(str::as_bytes)),
+        e.container.is_some(),
+        opt(e.command.as_deref()),
+        opt(e.interpreter.as_deref()),
+        e.file_safe,
+    )
+}
+
+/// A JSON string of bytes: escaped as for the logs first, so non-UTF-8 and
+/// control bytes show as `\xHH`.
+fn json_bytes(bytes: &[u8]) -> String {
+    crate::report::json_string(&escape(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat_with(uid: u32, gid: u32, mode: u32) -> FileFacts {
+        FileFacts { uid, gid, mode: mode & 0o7777 }
+    }
+
+    fn bob() -> Account {
+        Account {
+            name: "bob".into(),
+            uid: 1002,
+            gid: 1002,
+            groups: vec![1002],
+            home: "/home/bob".into(),
+            shell: "/bin/sh".into(),
+        }
+    }
+
+    #[test]
+    fn a_forward_must_be_the_users_or_roots_and_writable_by_nobody_else() {
+        assert_eq!(forward_unsafe(stat_with(1002, 1002, 0o100644), &bob()), None);
+        assert_eq!(forward_unsafe(stat_with(0, 0, 0o100600), &bob()), None);
+        assert_eq!(forward_unsafe(stat_with(1002, 1002, 0o100664), &bob()), None, "the user's own group");
+        assert!(forward_unsafe(stat_with(1003, 1002, 0o100644), &bob()).unwrap().contains("owned by uid 1003"));
+        assert!(forward_unsafe(stat_with(1002, 1002, 0o100646), &bob()).unwrap().contains("everyone (mode 0646)"));
+        assert!(forward_unsafe(stat_with(1002, 100, 0o100664), &bob()).unwrap().contains("group 100"));
+    }
+
+    #[test]
+    fn an_alias_file_may_belong_to_the_system_or_the_pipes_owner() {
+        let min = 1000;
+        assert_eq!(alias_file_unsafe(stat_with(8, 12, 0o100600), 1002, min), None, "DirectAdmin: mail:mail");
+        assert_eq!(alias_file_unsafe(stat_with(1002, 12, 0o100640), 1002, min), None, "cPanel: user:mail");
+        assert_eq!(alias_file_unsafe(stat_with(0, 12, 0o100664), 1002, min), None, "a system group");
+        assert!(alias_file_unsafe(stat_with(1003, 12, 0o100640), 1002, min).is_some());
+        assert!(alias_file_unsafe(stat_with(0, 0, 0o100666), 1002, min).is_some());
+        assert!(alias_file_unsafe(stat_with(0, 1500, 0o100664), 1002, min).is_some());
+    }
+
+    #[test]
+    fn json_bytes_escape_what_json_and_logs_cannot_hold() {
+        assert_eq!(json_bytes(b"a\"b\xff\n"), "\"a\\\"b\\\\xff\\\\n\"");
+    }
+}

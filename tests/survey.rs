@@ -1,0 +1,411 @@
+//! `cagepipe survey` over fixture trees: a passwd and group of real test
+//! accounts (with real containers from the test harness) and synthetic
+//! ones, their ~/.forward files, DirectAdmin and cPanel alias files with
+//! their owner maps, and hostile files. Every NEEDS ATTENTION reason comes
+//! from at least one fixture and is asserted, in text and in JSON; a
+//! generated server of 10,000 accounts shows the cost stays linear.
+
+mod common;
+mod rig;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::{Container, ContainerOpts, User};
+use rig::{ConfigDir, Delivery};
+use serde_json::Value;
+
+const PROBE: &str = common::PROBE_IN_CONTAINER;
+
+/// A fixture server: every file the survey reads, under one root-owned
+/// directory.
+struct Fixture {
+    dir: PathBuf,
+    passwd: Vec<String>,
+    group: Vec<String>,
+    pids: PathBuf,
+    config: ConfigDir,
+}
+
+impl Fixture {
+    fn new(name: &str, rollout: &str) -> Fixture {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = rig::scratch().join(format!("survey-{name}-{}", N.fetch_add(1, Ordering::SeqCst)));
+        let pids = dir.join("pids");
+        for d in [&dir, &pids, &dir.join("etc"), &dir.join("home")] {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let config = ConfigDir::new(&format!(
+            "[container]\npidfile = \"{}/{{user}}.pid\"\n[rollout]\n{rollout}\n",
+            pids.display()
+        ));
+        Fixture { dir, passwd: Vec::new(), group: Vec::new(), pids, config }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    /// A root-owned file (and its directories), with `mode`.
+    fn file(&self, rel: &str, contents: &[u8], mode: u32) -> PathBuf {
+        let path = self.path(rel);
+        let parent = path.parent().unwrap();
+        std::fs::create_dir_all(parent).unwrap();
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(&path, contents).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    /// A real test account, in this fixture's passwd with its real home.
+    fn real(&mut self, user: &User) {
+        self.passwd.push(format!("{}:x:{}:{}::{}:/bin/sh", user.name, user.uid, user.gid, user.home.display()));
+    }
+
+    /// A synthetic account with a home under the fixture; its home path.
+    fn synthetic(&mut self, name: &str, uid: u32) -> PathBuf {
+        let home = self.path(&format!("home/{name}"));
+        std::fs::create_dir_all(&home).unwrap();
+        std::os::unix::fs::chown(&home, Some(uid), Some(uid)).unwrap();
+        self.passwd.push(format!("{name}:x:{uid}:{uid}::{}:/bin/sh", home.display()));
+        home
+    }
+
+    /// `name`'s pidfile, naming `pid`.
+    fn pidfile(&self, name: &str, pid: i32, mode: u32) {
+        let path = self.pids.join(format!("{name}.pid"));
+        std::fs::write(&path, format!("{pid}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn write_db(&self) {
+        self.file("etc/passwd", format!("{}\n", self.passwd.join("\n")).as_bytes(), 0o644);
+        self.file("etc/group", format!("{}\n", self.group.join("\n")).as_bytes(), 0o644);
+    }
+
+    /// Run `cagepipe survey` as root over this fixture.
+    fn survey(&self, extra: &[&str]) -> Delivery {
+        self.write_db();
+        let mut args: Vec<OsString> = vec!["--config".into(), self.config.file().into(), "survey".into()];
+        for (flag, rel) in [("--passwd", "etc/passwd"), ("--group", "etc/group"), ("--directadmin", "virtual")] {
+            args.push(flag.into());
+            args.push(self.path(rel).into());
+        }
+        args.push("--cpanel".into());
+        args.push(self.path("cpanel").into());
+        args.extend(extra.iter().map(OsString::from));
+        rig::run_as_root(&args, b"")
+    }
+}
+
+/// A file owned by `uid` with `mode`.
+fn user_file(path: &Path, contents: &[u8], uid: u32, mode: u32) {
+    std::fs::write(path, contents).unwrap();
+    std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A file inside a container's home, as the host writes it.
+fn inside(c: &Container, user: &User, rel: &str, contents: &[u8], mode: u32) {
+    let path = PathBuf::from(format!("/proc/{}/root{}/{rel}", c.pid, user.home.display()));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::os::unix::fs::chown(path.parent().unwrap(), Some(user.uid), Some(user.gid)).unwrap();
+    user_file(&path, contents, user.uid, mode);
+}
+
+fn container_for(user: &User, test: &str, pidfile: PathBuf) -> Container {
+    let opts = ContainerOpts { users: vec![user.name.clone()], pidfile: Some(pidfile), ..Default::default() };
+    Container::start(&common::unique_name(test), &opts)
+}
+
+fn json(d: &Delivery) -> Value {
+    serde_json::from_slice(&d.stdout).unwrap_or_else(|e| panic!("survey --format json printed no JSON ({e}): {d:?}"))
+}
+
+/// The entries of `list` ("ready" or "needs_attention") by "file:line".
+fn by_place(j: &Value, list: &str) -> BTreeMap<String, Value> {
+    j[list]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {list} array in {j}"))
+        .iter()
+        .map(|e| (format!("{}:{}", e["file"].as_str().unwrap(), e["line"]), e.clone()))
+        .collect()
+}
+
+#[test]
+fn every_pipe_on_the_server_lands_in_one_of_two_lists_with_its_reason() {
+    if !common::require_root("every_pipe_on_the_server_lands_in_one_of_two_lists_with_its_reason") {
+        return;
+    }
+    let a = common::test_user("cptest-sva");
+    let b = common::test_user("cptest-svb");
+    let mut fx = Fixture::new("reasons", &format!("contain = [\"{}\"]", a.name));
+    let ca = container_for(&a, "surveya", fx.pids.join(format!("{}.pid", a.name)));
+    let _cb = container_for(&b, "surveyb", fx.pids.join(format!("{}.pid", b.name)));
+    fx.real(&a);
+    fx.real(&b);
+    fx.passwd.push("daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin".into());
+    fx.passwd.push("bad/name:x:300999:300999::/nonexistent:/bin/sh".into());
+    fx.group.push(format!("{}:x:{}:", a.name, a.gid));
+
+    // Inside a's container: scripts that cannot run, for the reasons a
+    // customer can fix.
+    inside(&ca, &a, "bin/php-script", b"#!/usr/bin/php-cagepipe-none\n<?php\n", 0o755);
+    inside(&ca, &a, "bin/plain-file", b"echo hi\n", 0o644);
+    inside(&ca, &a, "bin/wrapped", format!("#!{}/bin/plain-file\n", a.home.display()).as_bytes(), 0o755);
+    let ah = a.home.display().to_string();
+    user_file(
+        &a.home.join(".forward"),
+        format!(
+            "# a's pipes\n|{PROBE} report\n\"|{ah}/bin/php-script arg\"\n|{ah}/bin/plain-file\n\
+             |/usr/bin/cagepipe-no-such-program\nsomeone@example.org, |cagepipe-no-such-name\n|{ah}/bin/wrapped\n"
+        )
+        .as_bytes(),
+        a.uid,
+        0o644,
+    );
+    user_file(&b.home.join(".forward"), format!("\\{}, |{PROBE} report\n", b.name).as_bytes(), b.uid, 0o600);
+
+    // Synthetic accounts with broken homes and containers.
+    let pipe = format!("|{PROBE} report\n");
+    let home = fx.synthetic("s-nocont", 300001);
+    user_file(&home.join(".forward"), pipe.as_bytes(), 300001, 0o644);
+    let home = fx.synthetic("s-unsafe", 300002);
+    user_file(&home.join(".forward"), pipe.as_bytes(), 300002, 0o666);
+    let home = fx.synthetic("s-huge", 300003);
+    user_file(&home.join(".forward"), &vec![b'x'; 5 << 20], 300003, 0o644);
+    let home = fx.synthetic("s-binary", 300004);
+    let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    user_file(&home.join(".forward"), &garbage, 300004, 0o644);
+    let home = fx.synthetic("s-link", 300005);
+    std::os::unix::fs::symlink("/etc/shadow", home.join(".forward")).unwrap();
+    let home = fx.synthetic("s-fifo", 300006);
+    nix::unistd::mkfifo(&home.join(".forward"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let home = fx.synthetic("s-filter", 300007);
+    user_file(&home.join(".forward"), b"# Exim filter\npipe /bin/true\n", 300007, 0o644);
+    let home = fx.synthetic("s-badpid", 300008);
+    user_file(&home.join(".forward"), pipe.as_bytes(), 300008, 0o644);
+    fx.pidfile("s-badpid", ca.pid, 0o666);
+    let home = fx.synthetic("s-ready", 300009);
+    user_file(&home.join(".forward"), pipe.as_bytes(), 300009, 0o644);
+    fx.pidfile("s-ready", ca.pid, 0o644);
+    // A list Exim rejects as a whole: its good pipe would not run either.
+    let home = fx.synthetic("s-syntax", 300010);
+    user_file(
+        &home.join(".forward"),
+        format!("|{PROBE} report\n\"|   \"\n\"|{PROBE} unterminated\n").as_bytes(),
+        300010,
+        0o644,
+    );
+    fx.pidfile("s-syntax", ca.pid, 0o644);
+
+    // DirectAdmin: a.test is b's; orphan.test has no owner; gone.test's
+    // owner no longer exists.
+    fx.file("virtual/domainowners", format!("a.test: {}\ngone.test: cptest-gone\n", b.name).as_bytes(), 0o644);
+    fx.file(
+        "virtual/a.test/aliases",
+        format!("support: \"|{PROBE} report\"\nsales: bob@example.org\n\n\"|\"\n").as_bytes(),
+        0o600,
+    );
+    fx.file("virtual/orphan.test/aliases", format!("x: \"|{PROBE} report\"\n").as_bytes(), 0o600);
+    fx.file("virtual/gone.test/aliases", format!("x: \"|{PROBE} report\"\n").as_bytes(), 0o600);
+    fx.file("virtual/pophosts", b"not a domain\n", 0o644);
+    // cPanel: b.test is a's; c.test is b's but anyone may rewrite it.
+    fx.file("cpanel/userdomains", format!("b.test: {}\nc.test: {}\n*: nobody\n", a.name, b.name).as_bytes(), 0o644);
+    fx.file(
+        "cpanel/valiases/b.test",
+        format!("tickets@b.test: \"|{PROBE} report\"\n*: :fail: No Such User Here\n").as_bytes(),
+        0o640,
+    );
+    fx.file("cpanel/valiases/c.test", format!("x@c.test: \"|{PROBE} report\"\n").as_bytes(), 0o666);
+    // A system alias file whose pipes run as a system account.
+    let sys = fx.file("etc/aliases", format!("postmaster: root\nlists: \"|{PROBE} report\"\n").as_bytes(), 0o644);
+
+    let aliases = format!("{}:daemon", sys.display());
+    let d = fx.survey(&["--format", "json", "--aliases", &aliases]);
+    assert_eq!(d.code(), Some(1), "some need attention: {d:?}");
+    let j = json(&d);
+    let ready = by_place(&j, "ready");
+    let attention = by_place(&j, "needs_attention");
+    let af = format!("{ah}/.forward");
+    let at = |n: usize| format!("{af}:{n}");
+
+    // READY: contained a, uncontained (rollout) b, synthetic s-ready,
+    // DirectAdmin and cPanel aliases.
+    let r = &ready[&at(2)];
+    assert_eq!(r["owner"], a.name.as_str());
+    assert_eq!(r["uid"], a.uid);
+    assert_eq!(r["source"], "forward");
+    assert_eq!(r["rollout"], "contained");
+    assert_eq!(r["running"], true);
+    assert_eq!(r["container"]["pid"], ca.pid);
+    assert_eq!(r["command"], PROBE);
+    assert_eq!(r["argv"], serde_json::json!([PROBE, "report"]));
+    assert_eq!(r["file_safe"], true);
+    assert!(r["code"].is_null() && r["reason"].is_null());
+    let r = &ready[&format!("{}/.forward:1", b.home.display())];
+    assert_eq!(r["rollout"], "uncontained (rollout)", "ready to be contained, not contained yet");
+    assert_eq!(ready[&format!("{}/s-ready/.forward:1", fx.path("home").display())]["owner"], "s-ready");
+    let da = &ready[&format!("{}:1", fx.path("virtual/a.test/aliases").display())];
+    assert_eq!(
+        (da["source"].as_str(), da["owner"].as_str(), da["key"].as_str()),
+        (Some("directadmin"), Some(b.name.as_str()), Some("support"))
+    );
+    let cp = &ready[&format!("{}:1", fx.path("cpanel/valiases/b.test").display())];
+    assert_eq!((cp["source"].as_str(), cp["owner"].as_str()), (Some("cpanel"), Some(a.name.as_str())));
+    assert_eq!(ready.len(), 5, "{:#?}", ready.keys());
+
+    // NEEDS ATTENTION: one reason each.
+    let code_of = |key: &str| -> (String, String) {
+        let e = attention.get(key).unwrap_or_else(|| panic!("{key} not in NEEDS ATTENTION: {:#?}", attention.keys()));
+        (e["code"].as_str().unwrap().to_string(), e["reason"].as_str().unwrap().to_string())
+    };
+    let home = |n: &str| format!("{}/{n}/.forward", fx.path("home").display());
+    let expect: Vec<(String, &str, String)> = vec![
+        (at(3), "interpreter-missing", "needs /usr/bin/php-cagepipe-none, which does not exist inside".into()),
+        (at(4), "not-executable", format!("The program {ah}/bin/plain-file exists inside the account's container but")),
+        (at(5), "not-found", "The program /usr/bin/cagepipe-no-such-program does not exist inside".into()),
+        (at(6), "not-found", "cagepipe-no-such-name is not found inside the account's container (searched".into()),
+        (at(7), "interpreter-not-executable", format!("needs {ah}/bin/plain-file, which exists inside")),
+        (format!("{}:1", home("s-nocont")), "no-container", "container is not running (no pidfile".into()),
+        (format!("{}:1", home("s-unsafe")), "unsafe-file", "is writable by everyone (mode 0666)".into()),
+        (format!("{}:0", home("s-huge")), "unreadable-file", "5242880 bytes long".into()),
+        (format!("{}:0", home("s-binary")), "unreadable-file", "is not a text file".into()),
+        (format!("{}:0", home("s-link")), "unreadable-file", "is a symbolic link".into()),
+        (format!("{}:0", home("s-fifo")), "unreadable-file", "is not a regular file".into()),
+        (format!("{}:1", home("s-badpid")), "container-problem", "cannot be trusted".into()),
+        (format!("{}:1", home("s-syntax")), "syntax-error", "error on line 3 (unterminated double quote".into()),
+        (
+            format!("{}:1", fx.path("virtual/orphan.test/aliases").display()),
+            "unknown-owner",
+            "orphan.test has no owner in".into(),
+        ),
+        (
+            format!("{}:1", fx.path("virtual/gone.test/aliases").display()),
+            "unknown-owner",
+            "cptest-gone, who no longer exists".into(),
+        ),
+        (
+            format!("{}:1", fx.path("cpanel/valiases/c.test").display()),
+            "unsafe-file",
+            "writable by everyone (mode 0666)".into(),
+        ),
+        (format!("{}:2", sys.display()), "system-account", "system account daemon (uid 1), below min_uid 1000".into()),
+    ];
+    for (key, code, words) in &expect {
+        let (got_code, reason) = code_of(key);
+        assert_eq!(&got_code, code, "{key}: {reason}");
+        assert!(reason.contains(words.as_str()), "{key}: {reason:?} should say {words:?}");
+        assert!(reason.ends_with('.'), "a sentence: {reason}");
+    }
+    assert_eq!(attention.len(), expect.len(), "{:#?}", attention.keys());
+    let unsafe_entry = &attention[&format!("{}:1", home("s-unsafe"))];
+    assert_eq!(unsafe_entry["file_safe"], false);
+
+    // Skipped, with reasons: the filter, the bad passwd line, the lines
+    // that are not usable items.
+    let skipped: Vec<(String, Value, String)> = j["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (s["file"].as_str().unwrap().to_string(), s["line"].clone(), s["reason"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let said = |file: &str, line: Value, words: &str| {
+        skipped.iter().any(|(f, l, r)| f == file && *l == line && r.contains(words))
+    };
+    assert!(said(&home("s-filter"), Value::Null, "an Exim filter"), "{skipped:#?}");
+    assert!(said(&fx.path("etc/passwd").display().to_string(), 4.into(), "bad/name"), "{skipped:#?}");
+    assert!(said(&home("s-syntax"), 2.into(), "empty pipe"), "{skipped:#?}");
+    assert!(said(&home("s-syntax"), 3.into(), "unterminated double quote"), "{skipped:#?}");
+    assert_eq!(skipped.len(), 4, "{skipped:#?}");
+    let s = &j["summary"];
+    assert_eq!(s["pipes"], ready.len() + attention.len());
+    assert_eq!(s["ready"], 5);
+    assert_eq!(s["needs_attention"], expect.len());
+    assert_eq!(s["skipped"], skipped.len());
+    let share = (5.0 * 1000.0 / (5 + expect.len()) as f64).round() / 10.0;
+    assert_eq!(s["ready_percent"].as_f64(), Some(share));
+    assert_eq!(s["rollout"], format!("contain = [\"{}\"]", a.name));
+
+    // The text form says the same, in two lists and a summary line.
+    let d = fx.survey(&["--aliases", &aliases]);
+    assert_eq!(d.code(), Some(1));
+    let text = String::from_utf8(d.stdout).unwrap();
+    assert!(text.contains("\nREADY (5)\n"), "{text}");
+    assert!(text.contains(&format!("\nNEEDS ATTENTION ({})\n", expect.len())), "{text}");
+    assert!(text.contains("      no-container: The account's container is not running"), "{text}");
+    let summary = format!("5 of {} pipes ready ({share:.1}%), {} need attention", 5 + expect.len(), expect.len());
+    assert!(text.lines().last().unwrap().starts_with(&summary), "{text}");
+}
+
+#[test]
+fn survey_is_for_root_and_exit_zero_means_every_pipe_is_ready() {
+    if !common::require_root("survey_is_for_root_and_exit_zero_means_every_pipe_is_ready") {
+        return;
+    }
+    let a = common::test_user("cptest-svc");
+    let mut fx = Fixture::new("clean", "contain = \"all\"");
+    let _c = container_for(&a, "surveyc", fx.pids.join(format!("{}.pid", a.name)));
+    fx.real(&a);
+    user_file(&a.home.join(".forward"), format!("|{PROBE} report\n").as_bytes(), a.uid, 0o644);
+    let d = fx.survey(&[]);
+    let text = String::from_utf8_lossy(&d.stdout).into_owned();
+    assert_eq!(d.code(), Some(0), "{d:?}");
+    assert!(text.contains("\nREADY (1)\n") && text.contains("\nNEEDS ATTENTION (0)\n"), "{text}");
+    assert!(text.contains("1 of 1 pipes ready (100.0%)"), "{text}");
+
+    // Exim's caller (or a customer) gets nothing: 77, and nothing read.
+    let caller = rig::Caller { uid: a.uid, gid: rig::cagepipe_gid() };
+    let d = rig::deliver(&fx.config, caller, &[OsString::from("survey")], &[], b"");
+    assert_eq!(d.code(), Some(77), "{d:?}");
+    assert!(d.stderr.contains("survey reads every user's files and is for root only"), "{}", d.stderr);
+    assert!(d.stdout.is_empty());
+}
+
+/// A server of `n` synthetic accounts, every one with a .forward pipe and
+/// every second one with a running container (the same real one).
+fn generate(fx: &mut Fixture, n: usize, container_pid: i32) {
+    let body = format!("|{PROBE} report\n");
+    for i in 0..n {
+        let name = format!("gen{i:05}");
+        let uid = 400_000 + i as u32;
+        let home = fx.synthetic(&name, uid);
+        user_file(&home.join(".forward"), body.as_bytes(), uid, 0o644);
+        if i % 2 == 0 {
+            fx.pidfile(&name, container_pid, 0o644);
+        }
+    }
+}
+
+#[test]
+fn ten_thousand_accounts_survey_in_seconds() {
+    if !common::require_root("ten_thousand_accounts_survey_in_seconds") {
+        return;
+    }
+    let a = common::test_user("cptest-svd");
+    let mut fx = Fixture::new("big", "contain = \"all\"");
+    let c = container_for(&a, "surveyd", fx.pids.join(format!("{}.pid", a.name)));
+    let n = 10_000;
+    generate(&mut fx, n, c.pid);
+    let started = std::time::Instant::now();
+    let d = fx.survey(&["--format=json"]);
+    let took = started.elapsed();
+    let j = json(&d);
+    assert_eq!(d.code(), Some(1), "half have no container");
+    assert_eq!(j["summary"]["accounts"], n);
+    assert_eq!(j["summary"]["pipes"], n);
+    assert_eq!(j["summary"]["ready"], n / 2);
+    assert_eq!(j["summary"]["needs_attention"], n / 2);
+    assert_eq!(j["summary"]["ready_percent"].as_f64(), Some(50.0));
+    let codes: std::collections::BTreeSet<&str> =
+        j["needs_attention"].as_array().unwrap().iter().map(|e| e["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["no-container"].into_iter().collect());
+    // The figure for the README; not asserted (tests do not time things).
+    eprintln!("survey of {n} accounts: {:.2} s wall, {} s reported", took.as_secs_f64(), j["summary"]["seconds"]);
+}
