@@ -342,6 +342,11 @@ fn every_pipe_on_the_server_lands_in_one_of_two_lists_with_its_reason() {
     assert!(text.contains("      no-container: The account's container is not running"), "{text}");
     let summary = format!("5 of {} pipes ready ({share:.1}%), {} need attention", 5 + expect.len(), expect.len());
     assert!(text.lines().last().unwrap().starts_with(&summary), "{text}");
+    // Test accounts outlive the run; their pipes must not show up in a
+    // later survey of the machine.
+    for u in [&a, &b] {
+        let _ = std::fs::remove_file(u.home.join(".forward"));
+    }
 }
 
 #[test]
@@ -359,6 +364,24 @@ fn survey_is_for_root_and_exit_zero_means_every_pipe_is_ready() {
     assert_eq!(d.code(), Some(0), "{d:?}");
     assert!(text.contains("\nREADY (1)\n") && text.contains("\nNEEDS ATTENTION (0)\n"), "{text}");
     assert!(text.contains("1 of 1 pipes ready (100.0%)"), "{text}");
+
+    // On a terminal, a progress line on stderr that is wiped at the end;
+    // without one (above), none.
+    assert!(!d.stderr.contains("judged"), "{}", d.stderr);
+    fx.write_db();
+    let cmd = format!(
+        "{} --config {} survey --passwd {} --group {} --directadmin /nonexistent --cpanel /nonexistent",
+        rig::installed_binary().display(),
+        fx.config.file().display(),
+        fx.path("etc/passwd").display(),
+        fx.path("etc/group").display()
+    );
+    let out = std::process::Command::new("script").args(["-q", "-e", "-c", &cmd, "/dev/null"]).output().unwrap();
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{tty}");
+    assert!(tty.contains("\rcagepipe survey: 1/1 accounts with pipes judged"), "{tty:?}");
+    assert!(tty.contains("1 of 1 pipes ready"), "{tty:?}");
+    let _ = std::fs::remove_file(a.home.join(".forward"));
 
     // Exim's caller (or a customer) gets nothing: 77, and nothing read.
     let caller = rig::Caller { uid: a.uid, gid: rig::cagepipe_gid() };

@@ -22,11 +22,17 @@ _cagepipe() {
             cagepipe,help)
                 cmd="cagepipe__subcmd__help"
                 ;;
+            cagepipe,survey)
+                cmd="cagepipe__subcmd__survey"
+                ;;
             cagepipe__subcmd__help,check)
                 cmd="cagepipe__subcmd__help__subcmd__check"
                 ;;
             cagepipe__subcmd__help,help)
                 cmd="cagepipe__subcmd__help__subcmd__help"
+                ;;
+            cagepipe__subcmd__help,survey)
+                cmd="cagepipe__subcmd__help__subcmd__survey"
                 ;;
             *)
                 ;;
@@ -35,7 +41,7 @@ _cagepipe() {
 
     case "${cmd}" in
         cagepipe)
-            opts="-c -h -V --raw-pipe --user --config --env --format --dry-run --help --version check help"
+            opts="-c -h -V --raw-pipe --user --config --env --format --dry-run --help --version check survey help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -107,7 +113,7 @@ _cagepipe() {
             return 0
             ;;
         cagepipe__subcmd__help)
-            opts="check help"
+            opts="check survey help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -141,6 +147,66 @@ _cagepipe() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cagepipe__subcmd__help__subcmd__survey)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cagepipe__subcmd__survey)
+            opts="-h --aliases --no-forward --passwd --group --directadmin --cpanel --user --config --format --dry-run --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --aliases)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --passwd)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --group)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --directadmin)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cpanel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -176,6 +176,7 @@ fn cagepipe_8() -> Vec<u8> {
         ("78", "EX_CONFIG: check found problems in Exim's transports that name cagepipe, while the delivery itself would work."),
         ("64", "EX_USAGE: the command line was not understood."),
         ("126, 127", "the command exists but cannot be executed, or does not exist, inside the container (Exim logs 127 as \"unable to exec or command does not exist\")."),
+        ("0, 1", "survey only: every pipe found is ready / some pipe needs attention."),
     ] {
         item(&mut text, code, meaning);
     }
@@ -203,6 +204,13 @@ fn cagepipe_8() -> Vec<u8> {
     example(&mut text, &["cagepipe --user alice --dry-run --raw-pipe='|/home/alice/bin/ticket.php --queue support'"]);
     para(&mut text, "Reproduce a delivery by hand, as root, exactly as Exim would run it:");
     example(&mut text, &["cagepipe --user alice --raw-pipe='|/home/alice/bin/ticket.php' < message.eml; echo $?"]);
+    para(
+        &mut text,
+        "Before switching Exim over: every pipe configured on the server (~/.forward, DirectAdmin and cPanel \
+         aliases), dry-run, in two lists; then with [rollout] contain = \"none\" turn force_command on, and list \
+         the accounts that are READY:",
+    );
+    example(&mut text, &["cagepipe survey", "cagepipe survey --format json --aliases /etc/aliases:mailman"]);
     para(&mut text, "Postfix main.cf:");
     example(&mut text, &["local_command_shell = /usr/sbin/cagepipe -c"]);
     section(&mut text, "SEE ALSO");
