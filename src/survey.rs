@@ -504,8 +504,17 @@ fn extra_aliases(file: &Path, owners: &Owners, found: &mut Vec<Found>, skipped: 
             read_alias_file(Source::Aliases, file, &owner_of, found, skipped)
         }
         Owners::FileOwner => {
-            let uid = std::fs::symlink_metadata(file).map(|m| std::os::unix::fs::MetadataExt::uid(&m)).ok();
-            let owner = Owner::Uid(uid.unwrap_or(0));
+            // A root-owned file (/etc/aliases) says nothing about whose its
+            // pipes are: Exim runs them as its router's `user`.
+            let owner = match std::fs::symlink_metadata(file).map(|m| std::os::unix::fs::MetadataExt::uid(&m)) {
+                Ok(0) | Err(_) => Owner::Unknown(format!(
+                    "The file {} is owned by root, so it does not say whose pipes these are; name the user with \
+                     --aliases {}:USER.",
+                    file.display(),
+                    file.display()
+                )),
+                Ok(uid) => Owner::Uid(uid),
+            };
             read_alias_file(Source::Aliases, file, &|_| owner.clone(), found, skipped)
         }
     }
@@ -599,11 +608,6 @@ fn judge_pipe(
             match &f.owner {
                 Owner::Unknown(why) => why.clone(),
                 Owner::Name(n) => format!("The pipe belongs to user {n}, who no longer exists on this server."),
-                Owner::Uid(0) => format!(
-                    "The file {} is owned by root, so it does not say whose pipes these are; name the user with --aliases {}:USER.",
-                    f.file.display(),
-                    f.file.display()
-                ),
                 Owner::Uid(u) => format!("The pipe belongs to uid {u}, which has no account on this server."),
             },
         );

@@ -226,7 +226,10 @@ fn every_pipe_on_the_server_lands_in_one_of_two_lists_with_its_reason() {
     let sys = fx.file("etc/aliases", format!("postmaster: root\nlists: \"|{PROBE} report\"\n").as_bytes(), 0o644);
 
     let aliases = format!("{}:daemon", sys.display());
-    let d = fx.survey(&["--format", "json", "--aliases", &aliases]);
+    // The same without an owner: a root-owned file says whose it is not.
+    let unowned = fx.file("etc/aliases-unowned", format!("lists: \"|{PROBE} report\"\n").as_bytes(), 0o644);
+    let unowned = unowned.display().to_string();
+    let d = fx.survey(&["--format", "json", "--aliases", &aliases, "--aliases", &unowned]);
     assert_eq!(d.code(), Some(1), "some need attention: {d:?}");
     let j = json(&d);
     let ready = by_place(&j, "ready");
@@ -295,6 +298,7 @@ fn every_pipe_on_the_server_lands_in_one_of_two_lists_with_its_reason() {
             "writable by everyone (mode 0666)".into(),
         ),
         (format!("{}:2", sys.display()), "system-account", "system account daemon (uid 1), below min_uid 1000".into()),
+        (format!("{unowned}:1"), "unknown-owner", format!("is owned by root, so it does not say whose pipes these are; name the user with --aliases {unowned}:USER")),
     ];
     for (key, code, words) in &expect {
         let (got_code, reason) = code_of(key);
@@ -334,7 +338,7 @@ fn every_pipe_on_the_server_lands_in_one_of_two_lists_with_its_reason() {
     assert_eq!(s["rollout"], format!("contain = [\"{}\"]", a.name));
 
     // The text form says the same, in two lists and a summary line.
-    let d = fx.survey(&["--aliases", &aliases]);
+    let d = fx.survey(&["--aliases", &aliases, "--aliases", &unowned]);
     assert_eq!(d.code(), Some(1));
     let text = String::from_utf8(d.stdout).unwrap();
     assert!(text.contains("\nREADY (5)\n"), "{text}");
