@@ -637,6 +637,9 @@ fn judge_pipe(
         );
     }
     let Some(text) = &f.text else { return attention("unreadable-file", "The file could not be read.".into()) };
+    // mailfiles reports empty pipes and NUL bytes itself, so the splitter
+    // accepts every pipe it hands over; should that ever change, the pipe
+    // gets an entry rather than the survey a failure.
     let argv = match pipe_text::split_pipe_text(text) {
         Ok(argv) => argv,
         Err(err) => {
