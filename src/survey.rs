@@ -310,13 +310,15 @@ fn alias_file_unsafe(f: FileFacts, owner_uid: u32, min_uid: u32) -> Option<Strin
     None
 }
 
-/// The pipes of one listing as `Found`s, its problems as skipped lines.
+/// The pipes of one listing as `Found`s, its problems as skipped lines;
+/// with what is already wrong with the file, or the facts that decide it
+/// once each pipe's owner is known (alias files).
 fn listing_to_found(
     listing: Listing,
     source: Source,
     file: &Path,
     owner_of: &dyn Fn(Option<&[u8]>) -> Owner,
-    trouble: Option<(&'static str, String)>,
+    (trouble, alias_file): (Option<(&'static str, String)>, Option<FileFacts>),
     found: &mut Vec<Found>,
     skipped: &mut Vec<Skipped>,
 ) {
@@ -330,7 +332,7 @@ fn listing_to_found(
             key: pipe.key,
             text: Some(pipe.text),
             trouble: trouble.clone(),
-            alias_file: None,
+            alias_file,
         });
     }
 }
@@ -422,7 +424,7 @@ fn forwards_of(a: &Account, found: &mut Vec<Found>, skipped: &mut Vec<Skipped>) 
         }),
         Forward::List(listing) => {
             let trouble = unsafe_file.or_else(|| listing_fails(&listing));
-            listing_to_found(listing, Source::Forward, &file, &|_| owner.clone(), trouble, found, skipped)
+            listing_to_found(listing, Source::Forward, &file, &|_| owner.clone(), (trouble, None), found, skipped)
         }
     }
     1
@@ -539,19 +541,7 @@ fn read_alias_file(
         return unreadable_file(source, file, owner_of(None), "is not a text file (binary data)".into(), found);
     }
     let listing = mailfiles::parse_aliases(&data);
-    skip_problems_and_includes(&listing, file, skipped);
-    for pipe in listing.pipes {
-        found.push(Found {
-            source,
-            file: file.to_path_buf(),
-            line: pipe.line,
-            owner: owner_of(pipe.key.as_deref()),
-            key: pipe.key,
-            text: Some(pipe.text),
-            trouble: None,
-            alias_file: Some(FileFacts::from(&st)),
-        });
-    }
+    listing_to_found(listing, source, file, owner_of, (None, Some(FileFacts::from(&st))), found, skipped);
 }
 
 // ---- judging them -----------------------------------------------------------
