@@ -58,7 +58,10 @@ printf '[container]\npidfile = "%s/{user}.pid"\n' "$work/pids" >"$work/conf/cage
 mkdir -m 0755 "$work/conf-legacy"
 printf '[container]\npidfile = "%s/{user}.pid"\n[kernel]\ndisable = ["clone_into_cgroup"]\n' "$work/pids" \
     >"$work/conf-legacy/cagepipe.toml"
-chmod 0644 "$work/conf/cagepipe.toml" "$work/conf-legacy/cagepipe.toml"
+mkdir -m 0755 "$work/conf-rollout"
+printf '[container]\npidfile = "%s/{user}.pid"\n[rollout]\ncontain = "none"\n' "$work/pids" \
+    >"$work/conf-rollout/cagepipe.toml"
+chmod 0644 "$work/conf/cagepipe.toml" "$work/conf-legacy/cagepipe.toml" "$work/conf-rollout/cagepipe.toml"
 head -c 38400 /dev/urandom | base64 -w 76 | head -c 51200 >"$work/message.50k"
 
 pid=$(testbed/container start "$name" --user "$user" --pidfile "$work/pids/$user.pid" \
@@ -106,6 +109,12 @@ hyperfine -N --prepare "sleep 0.3" --runs $spaced --export-json "$work/spaced.js
 mount --bind "$work/conf-legacy" /etc/cagepipe
 hyperfine -N --prepare "sleep 0.3" --runs $spaced --export-json "$work/spaced-legacy.json" \\
     -n b-cagepipe-cgroup.procs "$work/floor $uid $cpgid $work/cagepipe --raw-pipe=|/bin/true" >/dev/null
+# An account [rollout] does not contain yet: on the host, plus the look
+# into its container for the syslog line's if_contained=.
+mount --bind "$work/conf-rollout" /etc/cagepipe
+hyperfine -N --warmup 30 --runs $runs --export-json "$work/rollout.json" \\
+    -n a-floor "$work/floor $uid $gid /bin/true" \\
+    -n b-uncontained "$work/floor $uid $cpgid $work/cagepipe --raw-pipe=|/bin/true" >/dev/null
 umount /etc/cagepipe
 for i in \$(seq 20); do
     /usr/bin/time -f %M "$work/floor" $uid $cpgid "$work/cagepipe" "--raw-pipe=|/bin/true" 2>&1 >/dev/null
@@ -134,6 +143,10 @@ for label, path in (("/bin/true", "true.json"), ("cat 50 KB", "cat.json")):
 for path in ("spaced.json", "spaced-legacy.json"):
     for case, (med, p99) in stats(f"{work}/{path}").items():
         print(f"{'spaced 0.3s':<12} {case:<24} {med:>6.2f} {p99:>8.2f}")
+s = stats(f"{work}/rollout.json")
+for case, (med, p99) in s.items():
+    print(f"{'rollout':<12} {case:<24} {med:>6.2f} {p99:>8.2f}")
+print(f"{'rollout':<12} uncontained/floor = {s['b-uncontained'][0] / s['a-floor'][0]:.2f}")
 rss = open(f"{work}/rss").read().strip()
 print(f"cagepipe peak RSS: {int(rss) / 1024:.1f} MB ({rss} KB, max of 20 deliveries)")
 EOF

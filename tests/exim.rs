@@ -106,6 +106,14 @@ impl World {
     }
 }
 
+/// Test accounts outlive the run: their pipes must not show up in a later
+/// `cagepipe survey` of the machine (the demo runs one).
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.user.home.join(".forward"));
+    }
+}
+
 /// The generic configuration, as shipped, with this Exim's spool and log.
 fn generic(exim: &Exim) -> String {
     format!("{}.include {}\n", exim.private_main(), snippet("exim.conf").display())
