@@ -158,6 +158,15 @@ pub fn find_command(root: BorrowedFd<'_>, candidates: &[Vec<u8>], viewer: &Viewe
     walker.find(candidates, search_path)
 }
 
+/// Where `path` leads inside the root after every symbolic link, walked as
+/// `viewer` (every directory on the way searchable); None when nothing is
+/// there or the viewer cannot reach it. For the `[sandbox]` paths, which
+/// Landlock resolves the same way when the command starts.
+pub fn resolve(root: BorrowedFd<'_>, path: &[u8], viewer: &Viewer) -> Option<Vec<u8>> {
+    let walker = Walker { root, viewer, protected_symlinks: host_protects_symlinks() };
+    walker.walk(path).ok().map(|found| found.path)
+}
+
 /// What one candidate amounts to.
 enum Verdict {
     /// execve would start it (or fail with an error execvp does not pass

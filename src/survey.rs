@@ -703,9 +703,10 @@ pub fn judge_in_container(
     let program = escape(&argv[0]);
     match inroot::find_command(target.root.as_fd(), &candidates, &viewer, &config.command_path) {
         Lookup::Executable { path, interpreter } => {
+            let verdict = sandbox_verdict(config, account, target, &viewer, &path, interpreter.as_deref());
             e.command = Some(path);
             e.interpreter = interpreter;
-            Verdict::Ready
+            verdict
         }
         Lookup::NotFound => {
             attention(
@@ -755,6 +756,48 @@ pub fn judge_in_container(
             )
         }
     }
+}
+
+/// With `[sandbox] landlock` on, the program and its interpreter must lie
+/// beneath an `execute` path (each resolved inside, as the account reaches
+/// it; one it cannot reach allows nothing, as in the sandbox itself), or
+/// Landlock stops the exec. "best-effort" counts as on: the survey does not
+/// know the kernel every delivery will run on.
+fn sandbox_verdict(
+    config: &Config,
+    account: &Account,
+    target: &resolve::Target,
+    viewer: &Viewer,
+    program: &[u8],
+    interpreter: Option<&[u8]>,
+) -> Verdict {
+    let plan = match crate::sandbox::plan(&config.sandbox, account, &config.path) {
+        Ok(Some(plan)) => plan,
+        Ok(None) => return Verdict::Ready,
+        Err(err) => return attention("sandbox-execute", format!("The [sandbox] paths do not fit the account: {err}.")),
+    };
+    let allowed: Vec<Vec<u8>> =
+        plan.execute.iter().filter_map(|dir| inroot::resolve(target.root.as_fd(), dir.as_bytes(), viewer)).collect();
+    let beneath = |file: &[u8]| {
+        allowed.iter().any(|dir| {
+            dir == b"/" || file == &dir[..] || file.strip_prefix(&dir[..]).is_some_and(|r| r.starts_with(b"/"))
+        })
+    };
+    for (what, file) in [("program", Some(program)), ("interpreter", interpreter)] {
+        let Some(file) = file else { continue };
+        if !beneath(file) {
+            let listed: Vec<String> = config.sandbox.execute.iter().map(|t| t.as_str().to_string()).collect();
+            return attention(
+                "sandbox-execute",
+                format!(
+                    "The {what} {} is not beneath any directory [sandbox] execute allows ({}), so the sandbox would stop it and the delivery would fail.",
+                    escape(file),
+                    listed.join(", ")
+                ),
+            );
+        }
+    }
+    Verdict::Ready
 }
 
 /// "no pidfile /run/cagepipe/bob.pid" out of a NotRunning error.

@@ -436,3 +436,43 @@ fn ten_thousand_accounts_survey_in_seconds() {
     // The figure for the README; not asserted (tests do not time things).
     eprintln!("survey of {n} accounts: {:.2} s wall, {} s reported", took.as_secs_f64(), j["summary"]["seconds"]);
 }
+
+#[test]
+fn with_the_sandbox_on_a_program_outside_its_execute_paths_needs_attention_and_really_fails() {
+    if !common::require_root("with_the_sandbox_on_a_program_outside_its_execute_paths_needs_attention_and_really_fails")
+    {
+        return;
+    }
+    let a = common::test_user("cptest-sve");
+    let mut fx = Fixture::new("sandbox", "contain = \"all\"");
+    let c = container_for(&a, "surveye", fx.pids.join(format!("{}.pid", a.name)));
+    fx.config.write(&format!(
+        "[container]\npidfile = \"{}/{{user}}.pid\"\n[sandbox]\nlandlock = \"required\"\nwrite = [\"{{home}}\", \"/tmp\"]\n\
+         execute = [\"/usr\", \"/bin\", \"/lib\", \"/lib64\", \"/opt/cagepipe-probe\"]\n",
+        fx.pids.display()
+    ));
+    fx.real(&a);
+    inside(&c, &a, "bin/hello", b"#!/bin/sh\necho hello\n", 0o755);
+    let hello = format!("{}/bin/hello", a.home.display());
+    user_file(&a.home.join(".forward"), format!("|{PROBE} report\n|{hello}\n").as_bytes(), a.uid, 0o644);
+    let d = fx.survey(&["--format=json"]);
+    let _ = std::fs::remove_file(a.home.join(".forward"));
+    let j = json(&d);
+    assert_eq!(d.code(), Some(1), "{d:?}");
+    let forward = format!("{}/.forward", a.home.display());
+    assert!(by_place(&j, "ready").contains_key(&format!("{forward}:1")), "{j}");
+    let e = &by_place(&j, "needs_attention")[&format!("{forward}:2")];
+    assert_eq!(e["code"], "sandbox-execute", "{e}");
+    assert_eq!(e["command"], hello.as_str());
+    let reason = e["reason"].as_str().unwrap();
+    assert!(reason.contains(&format!("The program {hello} is not beneath any directory [sandbox] execute allows (/usr, /bin, /lib, /lib64, /opt/cagepipe-probe)")), "{reason}");
+
+    // The survey's verdicts are what deliveries do.
+    let caller = rig::Caller { uid: a.uid, gid: rig::cagepipe_gid() };
+    let home = a.home.display().to_string();
+    let env = [("HOME", home.as_str())];
+    let ok = rig::deliver(&fx.config, caller, &rig::raw_pipe(&format!("|{PROBE} report")), &env, b"");
+    assert_eq!(ok.code(), Some(0), "{ok:?}");
+    let stopped = rig::deliver(&fx.config, caller, &rig::raw_pipe(&format!("|{hello}")), &env, b"");
+    assert_eq!(stopped.code(), Some(126), "Landlock refuses the exec: {stopped:?}");
+}
