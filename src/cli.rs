@@ -359,6 +359,9 @@ impl Request {
                 return Err(Error::Usage("an argument contains a NUL byte".into()));
             }
         }
+        if user.is_some() && matches!(action, Action::Survey(_)) {
+            return Err(Error::Usage("survey looks at every account; --user is not for it".into()));
+        }
         if !env.is_empty() && !matches!(action, Action::Deliver(_)) {
             return Err(Error::Usage("--env is for a delivery, not for check or survey".into()));
         }
@@ -480,6 +483,7 @@ mod tests {
         assert_eq!(a, ExtraAliases { file: "/x/a:b c".into(), owners: Owners::FileOwner }, "not a user name: all FILE");
         assert_eq!(parse(&["survey", "--aliases", ""]).unwrap_err().exit_code(), 64);
         assert_eq!(parse(&["--raw-pipe=|x", "survey"]).unwrap_err().exit_code(), 64);
+        assert_eq!(parse(&["--user", "alice", "survey"]).unwrap_err().exit_code(), 64);
         let Action::Survey(o) = parse(&["survey", "--no-forward", "--passwd", "/t/p"]).unwrap().action else {
             panic!()
         };
