@@ -63,7 +63,7 @@ impl Log {
     /// output into a failure, and a working delivery must not bounce
     /// because the syslog daemon is down.
     pub fn audit(&self, severity: u8, line: &str, succeeded: bool) {
-        let line = escape(line.as_bytes());
+        let line = audit_text(line);
         let sent = self.socket.as_ref().is_some_and(|s| {
             let msg = format!("<{}>cagepipe[{}]: {}", FACILITY_MAIL | severity, self.pid, line);
             s.send(msg.as_bytes()).is_ok()
@@ -111,13 +111,51 @@ pub fn escape(bytes: &[u8]) -> String {
     out
 }
 
-/// Quote a value for a `key=value` audit field when it needs it.
+/// Quote a value for a `key=value` audit field when it needs it: inside
+/// the quotes `\\` and `\"` stand for themselves and control characters
+/// are `\n`, `\t` or `\xHH`, so a line splits into its fields unambiguously.
 pub fn field(value: &str) -> String {
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'=') {
-        value.to_string()
-    } else {
-        format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'=' | b'\\')) {
+        return value.to_string();
     }
+    let mut out = String::from("\"");
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The audit line as sent: its fields are already quoted and escaped by
+/// [`field`] (escaping the whole line again would double every backslash
+/// they wrote), so only stray control characters are escaped here, and the
+/// length is capped.
+fn audit_text(line: &str) -> String {
+    let mut out = String::new();
+    for c in line.chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push(c);
+        }
+        if out.len() > MAX_LINE {
+            let mut cut = MAX_LINE - 3;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+            out.push_str("...");
+            break;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -145,6 +183,17 @@ mod tests {
         assert_eq!(field("alice"), "alice");
         assert_eq!(field("no such file"), "\"no such file\"");
         assert_eq!(field("a\"b"), "\"a\\\"b\"");
+        assert_eq!(field("a\\b"), "\"a\\\\b\"");
+        assert_eq!(field("x\ny\u{1b}"), "\"x\\ny\\x1b\"");
         assert_eq!(field(""), "\"\"");
+    }
+
+    #[test]
+    fn a_quoted_field_reaches_syslog_escaped_once() {
+        let line = format!("user=alice reason={}", field("user name \"bad/name\" at C:\\x"));
+        assert_eq!(audit_text(&line), "user=alice reason=\"user name \\\"bad/name\\\" at C:\\\\x\"");
+        assert_eq!(audit_text("a\u{1b}b"), "a\\x1bb", "a control character outside a field");
+        let long = "x".repeat(3 * MAX_LINE);
+        assert_eq!(audit_text(&long).len(), MAX_LINE);
     }
 }

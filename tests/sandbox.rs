@@ -327,6 +327,8 @@ fn required_without_landlock_defers_and_runs_nothing() {
         }
         let line = s.syslog.line();
         assert!(line.contains("outcome=deferred exit=75 reason=\"[sandbox] landlock = "), "{line}");
+        // Quotes inside the quoted reason are escaped once: \" (not \\").
+        assert!(line.contains(r#"landlock = \"required\" cannot be met"#), "{line}");
         assert!(line.contains(why), "{line}");
     }
     // With Landlock, the same delivery runs.
