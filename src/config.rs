@@ -236,6 +236,8 @@ pub fn load(path: &Path) -> Result<Config> {
     let bad = |problem: String| Error::Config { path: path.to_path_buf(), problem };
     let file = secure_file::read_root_owned(path, MAX_CONFIG_BYTES).map_err(|e| match e {
         Untrusted::Missing(p) if p == path => bad("does not exist; install the example from the package".into()),
+        // A failing read is not a reason to distrust the file; say what failed.
+        io @ Untrusted::Io { .. } => bad(format!("cannot be read: {io}")),
         other => bad(format!("cannot be trusted: {other}; it and every directory above it must be owned by root and not writable by group or others")),
     })?;
     let text = std::str::from_utf8(&file.contents).map_err(|_| bad("is not valid UTF-8".into()))?;

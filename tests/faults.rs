@@ -135,7 +135,7 @@ fn configuration_faults_defer_and_nothing_enters_the_container() {
     type Break = Box<dyn Fn(&ConfigDir)>;
     let faults: Vec<(&str, Break, &str)> = vec![
         ("missing", Box::new(|c| std::fs::remove_file(c.file()).unwrap()), "does not exist"),
-        ("unreadable file (0600)", Box::new(move |c| mode(&c.file(), 0o600)), "Permission denied"),
+        ("unreadable file (0600)", Box::new(move |c| mode(&c.file(), 0o600)), "cannot be read: "),
         ("unreadable directory (0700)", Box::new(move |c| mode(&c.dir, 0o700)), "Permission denied"),
         ("world-writable file", Box::new(move |c| mode(&c.file(), 0o666)), "writable by group or others"),
         ("group-writable file", Box::new(move |c| mode(&c.file(), 0o664)), "writable by group or others"),
