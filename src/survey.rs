@@ -703,7 +703,10 @@ pub fn judge_in_container(
     let program = escape(&argv[0]);
     match inroot::find_command(target.root.as_fd(), &candidates, &viewer, &config.command_path) {
         Lookup::Executable { path, interpreter } => {
-            let verdict = sandbox_verdict(config, account, target, &viewer, &path, interpreter.as_deref());
+            let verdict = match sandbox_verdict(config, account, target, &viewer, &path, interpreter.as_deref()) {
+                Verdict::Ready => arguments_verdict(target, &viewer, &argv[1..]),
+                refused => refused,
+            };
             e.command = Some(path);
             e.interpreter = interpreter;
             verdict
@@ -756,6 +759,28 @@ pub fn judge_in_container(
             )
         }
     }
+}
+
+/// A command such as `/usr/bin/php -q /home/bob/pipe.php` names its script
+/// as an argument: an absolute path that exists on this host but that the
+/// account cannot reach inside its container is the commonest thing that
+/// breaks when a pipe moves into one. Only paths the host has are judged,
+/// so an argument that merely starts with '/' is left alone.
+fn arguments_verdict(target: &resolve::Target, viewer: &Viewer, args: &[Vec<u8>]) -> Verdict {
+    for arg in args.iter().filter(|a| a.starts_with(b"/")) {
+        let on_host = std::fs::symlink_metadata(std::ffi::OsStr::from_bytes(arg)).is_ok();
+        if on_host && inroot::resolve(target.root.as_fd(), arg, viewer).is_none() {
+            return attention(
+                "argument-missing",
+                format!(
+                    "The file {} named in the command exists on this server but not inside the account's container \
+                     (or the account cannot reach it there), so the program would not find it.",
+                    escape(arg)
+                ),
+            );
+        }
+    }
+    Verdict::Ready
 }
 
 /// With `[sandbox] landlock` on, the program and its interpreter must lie
