@@ -197,7 +197,6 @@ fn dispatch(args: Vec<OsString>, audit: &mut Audit, log: &mut log::Log) -> Resul
             Ok(Done::Ran(launch::run(target, &plan, &mut audit.sandbox)?))
         }
         Action::Survey(opts) => {
-            let config = config::load(&config_path)?;
             use std::io::IsTerminal;
             let on_terminal = std::io::stderr().is_terminal();
             let mut shown = Instant::now();
@@ -210,9 +209,18 @@ fn dispatch(args: Vec<OsString>, audit: &mut Audit, log: &mut log::Log) -> Resul
                     }
                 }
             };
-            let survey = survey::run(&config, opts, &mut progress)?;
-            print!("{}", if request.json { survey.json() } else { survey.text() });
-            Ok(Done::Explained(if survey.needing_attention().next().is_some() { 1 } else { 0 }))
+            // A survey that cannot run is not a delivery: the reason goes to
+            // the administrator, not to the mail log as a deferral.
+            match config::load(&config_path).and_then(|config| survey::run(&config, opts, &mut progress)) {
+                Ok(survey) => {
+                    print!("{}", if request.json { survey.json() } else { survey.text() });
+                    Ok(Done::Explained(if survey.needing_attention().next().is_some() { 1 } else { 0 }))
+                }
+                Err(e) => {
+                    log::to_stderr(&e.to_string());
+                    Ok(Done::Explained(e.exit_code()))
+                }
+            }
         }
         Action::Print(_) => unreachable!("handled above"),
     }

@@ -394,6 +394,15 @@ fn survey_is_for_root_and_exit_zero_means_every_pipe_is_ready() {
     assert!(tty.contains("1 of 1 pipes ready"), "{tty:?}");
     let _ = std::fs::remove_file(a.home.join(".forward"));
 
+    // A survey that cannot run says why and exits 75 (and writes no
+    // delivery line to the mail log).
+    fx.config.write("[container]\npidfil = \"/x\"\n");
+    let d = fx.survey(&[]);
+    assert_eq!(d.code(), Some(75), "{d:?}");
+    assert!(d.stderr.contains("unknown field `pidfil`"), "{}", d.stderr);
+    assert!(!d.stderr.contains("outcome="), "no audit line: {}", d.stderr);
+    assert!(d.stdout.is_empty());
+
     // Exim's caller (or a customer) gets nothing: 77, and nothing read.
     let caller = rig::Caller { uid: a.uid, gid: rig::cagepipe_gid() };
     let d = rig::deliver(&fx.config, caller, &[OsString::from("survey")], &[], b"");
