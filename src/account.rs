@@ -121,28 +121,50 @@ pub fn lookup(db: &Database, key: Key<'_>) -> Result<Account> {
     check_user_name(&name).map_err(Error::Account)?;
 
     let group = read_db(&db.group)?;
-    let mut groups = vec![entry.gid];
-    for line in group.split(|&b| b == b'\n') {
+    let supplementary = group_entries(&group).filter(|g| g.members().any(|m| m == entry.name)).map(|g| g.gid).collect();
+    Ok(account_from(&entry, name, supplementary))
+}
+
+/// One well-formed /etc/group line (four fields, a numeric gid).
+struct GroupEntry<'a> {
+    name: &'a [u8],
+    gid: u32,
+    members: &'a [u8],
+}
+
+impl<'a> GroupEntry<'a> {
+    fn members(&self) -> impl Iterator<Item = &'a [u8]> {
+        self.members.split(|&b| b == b',').filter(|m| !m.is_empty())
+    }
+}
+
+/// The group file's usable lines; the others are skipped, as getgrent does.
+fn group_entries(group: &[u8]) -> impl Iterator<Item = GroupEntry<'_>> {
+    group.split(|&b| b == b'\n').filter_map(|line| {
         let f: Vec<&[u8]> = line.split(|&b| b == b':').collect();
         if f.len() != 4 {
-            continue;
+            return None;
         }
-        if f[3].split(|&b| b == b',').any(|m| m == entry.name) {
-            if let Some(gid) = std::str::from_utf8(f[2]).ok().and_then(|g| g.parse::<u32>().ok()) {
-                groups.push(gid);
-            }
-        }
-    }
+        let gid = std::str::from_utf8(f[2]).ok()?.parse::<u32>().ok()?;
+        Some(GroupEntry { name: f[0], gid, members: f[3] })
+    })
+}
+
+/// The account of a passwd entry whose name is validated, with the gids of
+/// the groups that list it (the primary group is added here).
+fn account_from(entry: &PasswdEntry<'_>, name: String, supplementary: Vec<u32>) -> Account {
+    let mut groups = supplementary;
+    groups.push(entry.gid);
     groups.sort_unstable();
     groups.dedup();
-    Ok(Account {
+    Account {
         name,
         uid: entry.uid,
         gid: entry.gid,
         groups,
         home: PathBuf::from(OsString::from_vec(entry.home.to_vec())),
         shell: OsString::from_vec(entry.shell.to_vec()),
-    })
+    }
 }
 
 /// A passwd line `list` skipped: its number and why.
@@ -156,13 +178,9 @@ pub fn list(db: &Database) -> Result<(Vec<Account>, Vec<NotAnAccount>)> {
     let passwd = read_db(&db.passwd)?;
     let group = read_db(&db.group)?;
     let mut member_of: std::collections::HashMap<&[u8], Vec<u32>> = std::collections::HashMap::new();
-    for line in group.split(|&b| b == b'\n') {
-        let f: Vec<&[u8]> = line.split(|&b| b == b':').collect();
-        let Some(gid) = (f.len() == 4).then(|| std::str::from_utf8(f[2]).ok()?.parse::<u32>().ok()).flatten() else {
-            continue;
-        };
-        for member in f[3].split(|&b| b == b',').filter(|m| !m.is_empty()) {
-            member_of.entry(member).or_default().push(gid);
+    for g in group_entries(&group) {
+        for member in g.members() {
+            member_of.entry(member).or_default().push(g.gid);
         }
     }
     let mut seen = std::collections::HashSet::new();
@@ -188,18 +206,8 @@ pub fn list(db: &Database) -> Result<(Vec<Account>, Vec<NotAnAccount>)> {
         if !seen.insert(name.clone()) {
             continue;
         }
-        let mut groups = vec![entry.gid];
-        groups.extend(member_of.get(entry.name).into_iter().flatten());
-        groups.sort_unstable();
-        groups.dedup();
-        accounts.push(Account {
-            name,
-            uid: entry.uid,
-            gid: entry.gid,
-            groups,
-            home: PathBuf::from(OsString::from_vec(entry.home.to_vec())),
-            shell: OsString::from_vec(entry.shell.to_vec()),
-        });
+        let supplementary = member_of.get(entry.name).cloned().unwrap_or_default();
+        accounts.push(account_from(&entry, name, supplementary));
     }
     Ok((accounts, skipped))
 }
@@ -211,21 +219,10 @@ pub fn group_gids(db: &Database, names: &[String]) -> Result<Vec<(String, u32)>>
         return Ok(Vec::new());
     }
     let group = read_db(&db.group)?;
-    let mut found = Vec::new();
-    for name in names {
-        let gid = group.split(|&b| b == b'\n').find_map(|line| {
-            let f: Vec<&[u8]> = line.split(|&b| b == b':').collect();
-            if f.len() == 4 && f[0] == name.as_bytes() {
-                std::str::from_utf8(f[2]).ok()?.parse::<u32>().ok()
-            } else {
-                None
-            }
-        });
-        if let Some(gid) = gid {
-            found.push((name.clone(), gid));
-        }
-    }
-    Ok(found)
+    Ok(names
+        .iter()
+        .filter_map(|name| group_entries(&group).find(|g| g.name == name.as_bytes()).map(|g| (name.clone(), g.gid)))
+        .collect())
 }
 
 #[cfg(test)]
