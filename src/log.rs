@@ -100,6 +100,11 @@ pub fn escape(bytes: &[u8]) -> String {
             break;
         }
     }
+    cap(out)
+}
+
+/// At most [`MAX_LINE`] bytes, cut at a character boundary and marked "...".
+fn cap(mut out: String) -> String {
     if out.len() > MAX_LINE {
         let mut cut = MAX_LINE - 3;
         while !out.is_char_boundary(cut) {
@@ -146,16 +151,10 @@ fn audit_text(line: &str) -> String {
             out.push(c);
         }
         if out.len() > MAX_LINE {
-            let mut cut = MAX_LINE - 3;
-            while !out.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            out.truncate(cut);
-            out.push_str("...");
             break;
         }
     }
-    out
+    cap(out)
 }
 
 #[cfg(test)]
