@@ -29,6 +29,8 @@ pub mod secure_file;
 pub mod startup;
 pub mod survey;
 pub mod sys;
+#[cfg(test)]
+mod test_rng;
 
 mod report;
 

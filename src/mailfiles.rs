@@ -1229,21 +1229,7 @@ mod tests {
         }
     }
 
-    /// A tiny deterministic generator so the property test needs no dependency.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::test_rng::XorShift;
 
     fn check_invariants(data: &[u8]) {
         let line_count = data.split(|&b| b == b'\n').count();

@@ -410,21 +410,7 @@ mod tests {
         }
     }
 
-    /// xorshift64: deterministic, so a failure is reproducible.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: u64) -> usize {
-            (self.next() % n) as usize
-        }
-    }
+    use crate::test_rng::XorShift;
 
     #[test]
     fn round_trip_pseudo_random_words() {
@@ -432,20 +418,21 @@ mod tests {
         let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
         for _ in 0..4000 {
             let count = 1 + rng.below(5);
-            let list: Vec<Vec<u8>> = (0..count)
-                .map(|_| {
-                    let len = rng.below(9);
-                    (0..len)
-                        .map(|_| {
-                            if rng.below(4) == 0 {
-                                rng.below(256) as u8
-                            } else {
-                                ALPHABET[rng.below(ALPHABET.len() as u64)]
-                            }
-                        })
-                        .collect()
-                })
-                .collect();
+            let list: Vec<Vec<u8>> =
+                (0..count)
+                    .map(|_| {
+                        let len = rng.below(9);
+                        (0..len)
+                            .map(|_| {
+                                if rng.below(4) == 0 {
+                                    rng.below(256) as u8
+                                } else {
+                                    ALPHABET[rng.below(ALPHABET.len())]
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect();
             let expected: Vec<Vec<u8>> =
                 list.iter().map(|w| w.split(|&b| b == 0).next().unwrap_or_default().to_vec()).collect();
             let joined = join_quoted(&list);
