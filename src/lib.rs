@@ -1,49 +1,35 @@
+#![deny(unsafe_code)]
 //! cagepipe: run a mail pipe delivery inside its owner's running container.
 //!
-//! Every module but `sys` starts with `#![forbid(unsafe_code)]`; `sys` is the
-//! one thin place where raw syscalls live.
 //!
 //! The flow is parse → validate → act: [`cli`] and [`config`] produce
 //! validated values, [`resolve`] pins the container on the host, and only
 //! then [`launch`] enters it and runs the command.
 
-pub mod account;
-pub mod cgroup;
 pub mod cli;
-pub mod command;
-pub mod config;
 pub mod error;
-pub mod exim;
-pub mod inroot;
-pub mod launch;
-pub mod log;
-pub mod mailfiles;
-pub mod namespace;
-pub mod pipe_text;
-pub mod privileges;
-pub mod procfs;
-pub mod resolve;
-pub mod rollout;
-pub mod sandbox;
-pub mod secure_file;
-pub mod startup;
-pub mod survey;
-pub mod sys;
-#[cfg(test)]
-mod test_rng;
+pub mod parse;
 
-mod report;
+mod admin;
+mod config;
+mod deliver;
+mod log;
+mod platform;
 
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use account::Account;
+use config::account::{self, Account};
 use cli::{Action, CommandSpec, Request};
 use config::Config;
 use error::{Error, Result};
-use launch::{Ending, Launch};
+use deliver::launch::{self, Ending, Launch};
+use deliver::{command, privileges, resolve, sandbox, startup};
+use config::rollout;
+use admin::{check as report, survey};
+use platform::sys;
 
 /// How the process should end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +51,25 @@ struct Audit {
     /// For an account not contained yet: what containing it would find
     /// (`ready` or the survey's code), so the switch can be watched first.
     if_contained: Option<&'static str>,
+}
+
+/// The configuration parser, for the fuzz target: `Ok` or the error a
+/// delivery would report.
+pub fn parse_config(text: &str, path: &std::path::Path) -> Result<()> {
+    config::parse(text, path).map(drop)
+}
+
+/// The program: run with the process's arguments and end as [`run`] says.
+pub fn main() -> ! {
+    // A bug in cagepipe must not bounce mail: report it and defer (75).
+    std::panic::set_hook(Box::new(|info| {
+        log::to_stderr(&format!("internal error: {info}"));
+        sys::exit_now(error::exit::TEMPFAIL);
+    }));
+    match run(std::env::args_os().collect()) {
+        Outcome::Exit(code) => std::process::exit(code),
+        Outcome::Signal(sig) => die_from_signal(sig),
+    }
 }
 
 /// Run cagepipe with these arguments (argv[0] included).
@@ -403,7 +408,7 @@ const EXIM_DEFAULT_PATH: &str = "/bin:/usr/bin";
 
 /// Die from `sig` as the command did, so that Exim logs what it would have
 /// logged without cagepipe; exit 128+sig if the signal does not kill.
-pub fn die_from_signal(sig: i32) -> ! {
+fn die_from_signal(sig: i32) -> ! {
     let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
     sys::default_and_unblock(sig);
     if let Ok(s) = nix::sys::signal::Signal::try_from(sig) {

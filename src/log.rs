@@ -10,22 +10,22 @@ use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 
 /// Longest audit line sent, after escaping.
-pub const MAX_LINE: usize = 1024;
+pub(crate) const MAX_LINE: usize = 1024;
 
 const FACILITY_MAIL: u8 = 2 << 3;
-pub const INFO: u8 = 6;
-pub const WARNING: u8 = 4;
-pub const ERR: u8 = 3;
+pub(crate) const INFO: u8 = 6;
+pub(crate) const WARNING: u8 = 4;
+pub(crate) const ERR: u8 = 3;
 
-pub const DEFAULT_SOCKET: &str = "/dev/log";
+pub(crate) const DEFAULT_SOCKET: &str = "/dev/log";
 
 /// How long an audit line may wait for room in the syslog daemon's queue
 /// (net.unix.max_dgram_qlen lines, 10 by default). A daemon that stopped
 /// reading would otherwise hold every delivery after the command has ended,
 /// until Exim's timeout kills it and bounces a delivered message.
-pub const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+pub(crate) const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
-pub struct Log {
+pub(crate) struct Log {
     socket: Option<UnixDatagram>,
     path: std::path::PathBuf,
     pid: u32,
@@ -40,21 +40,17 @@ fn connect(path: &std::path::Path) -> Option<UnixDatagram> {
 
 impl Log {
     /// Connect to /dev/log now; without it, lines go to stderr.
-    pub fn open() -> Log {
+    pub(crate) fn open() -> Log {
         let path = std::path::PathBuf::from(DEFAULT_SOCKET);
         Log { socket: connect(&path), path, pid: std::process::id() }
     }
 
     /// Use the configured socket instead (called before anything is entered).
-    pub fn use_socket(&mut self, path: &std::path::Path) {
+    pub(crate) fn use_socket(&mut self, path: &std::path::Path) {
         if path != self.path {
             self.socket = connect(path);
             self.path = path.to_path_buf();
         }
-    }
-
-    pub fn has_syslog(&self) -> bool {
-        self.socket.is_some()
     }
 
     /// Send the audit line. If syslog is unavailable (or its queue stays
@@ -62,7 +58,7 @@ impl Log {
     /// successful delivery: Exim's `return_output` turns any
     /// output into a failure, and a working delivery must not bounce
     /// because the syslog daemon is down.
-    pub fn audit(&self, severity: u8, line: &str, succeeded: bool) {
+    pub(crate) fn audit(&self, severity: u8, line: &str, succeeded: bool) {
         let line = audit_text(line);
         let sent = self.socket.as_ref().is_some_and(|s| {
             let msg = format!("<{}>cagepipe[{}]: {}", FACILITY_MAIL | severity, self.pid, line);
@@ -75,13 +71,13 @@ impl Log {
 }
 
 /// Tell a person what went wrong and what to fix, in one line.
-pub fn to_stderr(message: &str) {
+pub(crate) fn to_stderr(message: &str) {
     let _ = writeln!(std::io::stderr(), "cagepipe: {}", escape(message.as_bytes()));
 }
 
 /// Escape control characters, backslashes and non-UTF-8 bytes; cap the
 /// length so a hostile argument cannot flood the log.
-pub fn escape(bytes: &[u8]) -> String {
+pub(crate) fn escape(bytes: &[u8]) -> String {
     let mut out = String::new();
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
@@ -119,7 +115,7 @@ fn cap(mut out: String) -> String {
 /// Quote a value for a `key=value` audit field when it needs it: inside
 /// the quotes `\\` and `\"` stand for themselves and control characters
 /// are `\n`, `\t` or `\xHH`, so a line splits into its fields unambiguously.
-pub fn field(value: &str) -> String {
+pub(crate) fn field(value: &str) -> String {
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'=' | b'\\')) {
         return value.to_string();
     }

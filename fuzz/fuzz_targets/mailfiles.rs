@@ -3,7 +3,7 @@
 //! starts with `|`, every line number is within the input.
 #![no_main]
 
-use cagepipe::mailfiles::{looks_binary, parse_aliases, parse_forward, parse_owners, Forward, Listing};
+use cagepipe::parse::mailfiles::{looks_binary, parse_aliases, parse_forward, parse_owners, Forward, Listing};
 use libfuzzer_sys::fuzz_target;
 
 fn check(data: &[u8], listing: &Listing, has_key: bool) {

@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(pid) = cagepipe::procfs::parse_pidfile(data) {
+    if let Ok(pid) = cagepipe::parse::procfs::parse_pidfile(data) {
         assert!(pid > 0, "pid {pid} from {data:?}");
         let text = std::str::from_utf8(data).expect("an accepted pidfile is ASCII");
         let digits = text.trim_matches(|c: char| c.is_ascii_whitespace());

@@ -3,7 +3,7 @@
 //! `--dry-run` print can be pasted back).
 #![no_main]
 
-use cagepipe::pipe_text::{quote_word, split_pipe_text};
+use cagepipe::parse::pipe_text::{quote_word, split_pipe_text};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

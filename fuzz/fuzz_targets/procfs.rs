@@ -3,7 +3,7 @@
 //! makes a parser panic, and what they accept is consistent.
 #![no_main]
 
-use cagepipe::procfs;
+use cagepipe::parse::procfs;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

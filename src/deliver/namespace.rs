@@ -7,9 +7,9 @@ use std::os::fd::{AsFd, OwnedFd};
 
 /// One kind of namespace: its name under /proc/PID/ns and its clone flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NsKind {
-    pub name: &'static str,
-    pub flag: libc::c_int,
+pub(crate) struct NsKind {
+    pub(crate) name: &'static str,
+    pub(crate) flag: libc::c_int,
 }
 
 /// The order in which namespaces are entered one by one (the fallback for
@@ -19,7 +19,7 @@ pub struct NsKind {
 /// it trades those capabilities for capabilities inside the container only.
 /// With a pidfd (5.8+) each stage (see [`CHILD_ENTERS`]) is one atomic
 /// `setns` and the kernel orders it itself.
-pub const ENTER_ORDER: [NsKind; 8] = [
+pub(crate) const ENTER_ORDER: [NsKind; 8] = [
     NsKind { name: "ipc", flag: libc::CLONE_NEWIPC },
     NsKind { name: "uts", flag: libc::CLONE_NEWUTS },
     NsKind { name: "net", flag: libc::CLONE_NEWNET },
@@ -36,35 +36,36 @@ pub const ENTER_ORDER: [NsKind; 8] = [
 /// cgroup v2 by the host's view needs cagepipe outside the container's
 /// cgroup namespace (with `nsdelegate`) and still capable in the initial
 /// user namespace (the cgroup files are owned by the host's root).
-pub const CHILD_ENTERS: [&str; 2] = ["cgroup", "user"];
+pub(crate) const CHILD_ENTERS: [&str; 2] = ["cgroup", "user"];
 
 /// Split the target's namespaces into those entered before the fork and
 /// those the child enters.
-pub fn split(foreign: &[ForeignNs]) -> (Vec<&ForeignNs>, Vec<&ForeignNs>) {
+pub(crate) fn split(foreign: &[ForeignNs]) -> (Vec<&ForeignNs>, Vec<&ForeignNs>) {
     foreign.iter().partition(|ns| !CHILD_ENTERS.contains(&ns.kind.name))
 }
 
-pub fn kind(name: &str) -> Option<NsKind> {
+#[cfg(test)]
+pub(crate) fn kind(name: &str) -> Option<NsKind> {
     ENTER_ORDER.iter().copied().find(|k| k.name == name)
 }
 
 /// A namespace of the target that differs from ours, with its file opened on
 /// the host's /proc before anything was entered.
 #[derive(Debug)]
-pub struct ForeignNs {
-    pub kind: NsKind,
-    pub inode: u64,
-    pub file: OwnedFd,
+pub(crate) struct ForeignNs {
+    pub(crate) kind: NsKind,
+    pub(crate) inode: u64,
+    pub(crate) file: OwnedFd,
 }
 
 /// How namespaces get entered; the kernel operations behind the seam.
-pub trait Setns {
+pub(crate) trait Setns {
     fn setns(&mut self, fd: std::os::fd::BorrowedFd<'_>, flags: libc::c_int) -> io::Result<()>;
 }
 
 /// Enter every namespace in `foreign`: with one `setns(pidfd, flags)` when a
 /// pidfd is given, else one `setns(file)` each in [`ENTER_ORDER`].
-pub fn enter(k: &mut impl Setns, pidfd: Option<&OwnedFd>, foreign: &[&ForeignNs]) -> Result<(), (String, io::Error)> {
+pub(crate) fn enter(k: &mut impl Setns, pidfd: Option<&OwnedFd>, foreign: &[&ForeignNs]) -> Result<(), (String, io::Error)> {
     if foreign.is_empty() {
         return Ok(());
     }

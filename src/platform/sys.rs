@@ -15,7 +15,7 @@ fn cvt(ret: libc::c_long) -> io::Result<libc::c_long> {
 }
 
 /// `pidfd_open(2)` (Linux 5.3). `ENOSYS` on older kernels such as EL8's 4.18.
-pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and a flags word and returns a new fd or -1;
     // it touches no memory of ours.
     let fd = cvt(unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_long, 0 as libc::c_long) })?;
@@ -25,7 +25,7 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
 
 /// `pidfd_send_signal(pidfd, 0)`: Ok or EPERM while the process exists
 /// (zombies included), ESRCH once it has been reaped.
-pub fn pidfd_probe(pidfd: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn pidfd_probe(pidfd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: signal 0 with a null siginfo only checks existence and permission.
     cvt(unsafe {
         libc::syscall(
@@ -41,13 +41,13 @@ pub fn pidfd_probe(pidfd: BorrowedFd<'_>) -> io::Result<()> {
 
 /// `setns(2)` with any namespace flags; `fd` is a namespace file or, since
 /// Linux 5.8, a pidfd (then several flags may be joined in one atomic step).
-pub fn setns(fd: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<()> {
+pub(crate) fn setns(fd: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<()> {
     // SAFETY: setns reads nothing from our memory; fd is a live borrowed fd.
     cvt(unsafe { libc::setns(fd.as_raw_fd(), flags) } as libc::c_long).map(drop)
 }
 
 /// `close_range(2)` (Linux 5.9). `ENOSYS` on older kernels.
-pub fn close_range(first: u32, last: u32) -> io::Result<()> {
+pub(crate) fn close_range(first: u32, last: u32) -> io::Result<()> {
     // SAFETY: closes descriptors only; callers own every fd in the range by
     // the start-up invariant (inherited ones were closed first).
     cvt(unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_long, last as libc::c_long, 0 as libc::c_long) })
@@ -56,7 +56,7 @@ pub fn close_range(first: u32, last: u32) -> io::Result<()> {
 
 /// Close one raw descriptor number, ignoring EBADF (used by the fallback that
 /// walks a range of numbers on kernels without close_range).
-pub fn close_fd_number(fd: RawFd) {
+pub(crate) fn close_fd_number(fd: RawFd) {
     // SAFETY: the fd number is not owned by any live OwnedFd in the calling
     // code path (it is the pre-exec child, where every owner has been
     // forgotten or is about to be replaced by exec).
@@ -64,7 +64,7 @@ pub fn close_fd_number(fd: RawFd) {
 }
 
 /// Whether `fd` is open (`fcntl(F_GETFD)`).
-pub fn fd_is_open(fd: RawFd) -> bool {
+pub(crate) fn fd_is_open(fd: RawFd) -> bool {
     // SAFETY: F_GETFD only reads the descriptor flags.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
     flags != -1
@@ -72,7 +72,7 @@ pub fn fd_is_open(fd: RawFd) -> bool {
 
 /// Open `/dev/null` onto a closed standard descriptor so that the next file
 /// we open cannot become someone's stdin/stdout/stderr.
-pub fn open_devnull_at(fd: RawFd) -> io::Result<()> {
+pub(crate) fn open_devnull_at(fd: RawFd) -> io::Result<()> {
     // SAFETY: the path is a valid NUL-terminated C string.
     let got = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
     if got < 0 {
@@ -91,7 +91,7 @@ pub fn open_devnull_at(fd: RawFd) -> io::Result<()> {
 }
 
 /// Result of [`fork_single_threaded`].
-pub enum Forked {
+pub(crate) enum Forked {
     Parent(i32),
     Child,
 }
@@ -100,12 +100,12 @@ static SINGLE_THREADED: std::sync::atomic::AtomicBool = std::sync::atomic::Atomi
 
 /// Record that the start-up check saw exactly one thread. cagepipe never
 /// starts a thread, so this stays true for the life of the process.
-pub fn mark_single_threaded() {
+pub(crate) fn mark_single_threaded() {
     SINGLE_THREADED.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
 /// `fork(2)`, refused unless the process was verified single-threaded.
-pub fn fork_single_threaded() -> io::Result<Forked> {
+pub(crate) fn fork_single_threaded() -> io::Result<Forked> {
     if !SINGLE_THREADED.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(io::Error::other("refusing to fork: the process was not verified single-threaded"));
     }
@@ -151,7 +151,7 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// Fork straight into the cgroup v2 directory `cgroup`
 /// (`clone3(CLONE_INTO_CGROUP)`, Linux 5.7): the child never runs anywhere
 /// else and the parent does not migrate. ENOSYS or EINVAL on older kernels.
-pub fn fork_into_cgroup(cgroup: BorrowedFd<'_>) -> io::Result<Forked> {
+pub(crate) fn fork_into_cgroup(cgroup: BorrowedFd<'_>) -> io::Result<Forked> {
     if !SINGLE_THREADED.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(io::Error::other("refusing to fork: the process was not verified single-threaded"));
     }
@@ -179,7 +179,7 @@ pub fn fork_into_cgroup(cgroup: BorrowedFd<'_>) -> io::Result<Forked> {
 /// and SIG_IGN survives exec. The raw syscall is used because the C
 /// library refuses to touch the real-time signals it reserves (32, 33),
 /// which a caller can also hand over ignored.
-pub fn reset_all_signals() -> io::Result<()> {
+pub(crate) fn reset_all_signals() -> io::Result<()> {
     let dfl = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
     for sig in 1..=64 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
@@ -219,7 +219,7 @@ pub fn reset_all_signals() -> io::Result<()> {
 
 /// Reset one signal to SIG_DFL and unblock it (used before re-raising the
 /// signal that killed the command, and for SIGCHLD at start-up).
-pub fn default_and_unblock(sig: libc::c_int) {
+pub(crate) fn default_and_unblock(sig: libc::c_int) {
     // SAFETY: SIG_DFL runs no code of ours.
     unsafe { libc::signal(sig, libc::SIG_DFL) };
     // SAFETY: zeroed sigset_t is then initialised by sigemptyset/sigaddset.
@@ -233,40 +233,16 @@ pub fn default_and_unblock(sig: libc::c_int) {
     unsafe { libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
 }
 
-/// The calling thread's signal mask and ignored set are checked by tests;
-/// this reads whether `sig` is currently ignored.
-pub fn signal_is_ignored(sig: libc::c_int) -> bool {
-    // SAFETY: a zeroed sigaction is a valid out-parameter.
-    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: act is null (query only); old points to valid memory.
-    let r = unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) };
-    r == 0 && old.sa_sigaction == libc::SIG_IGN
-}
-
 /// `_exit(2)`: leave the forked child without running destructors or
 /// flushing buffers the parent also holds.
-pub fn exit_now(code: i32) -> ! {
+pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and needs no cleanup from us.
     unsafe { libc::_exit(code) }
 }
 
-/// Whether the current user namespace is the initial one: `NS_GET_PARENT`
-/// on our own user-namespace file fails with EPERM only there.
-pub fn ns_get_parent_is_eperm(nsfd: BorrowedFd<'_>) -> bool {
-    const NS_GET_PARENT: libc::c_ulong = 0xb702; // _IO(0xb7, 0x2)
-                                                 // SAFETY: NS_GET_PARENT takes no argument and returns a new fd or -1.
-    let r = unsafe { libc::ioctl(nsfd.as_raw_fd(), NS_GET_PARENT as _) };
-    if r >= 0 {
-        // SAFETY: the kernel returned a new fd we own; close it.
-        drop(unsafe { OwnedFd::from_raw_fd(r) });
-        return false;
-    }
-    io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
 /// The uid that created the user namespace `nsfd`, as our user namespace
 /// sees it (`NS_GET_OWNER_UID`, Linux 4.11).
-pub fn ns_owner_uid(nsfd: BorrowedFd<'_>) -> io::Result<u32> {
+pub(crate) fn ns_owner_uid(nsfd: BorrowedFd<'_>) -> io::Result<u32> {
     const NS_GET_OWNER_UID: libc::c_ulong = 0xb704; // _IO(0xb7, 0x4)
     let mut uid: libc::uid_t = 0;
     // SAFETY: NS_GET_OWNER_UID writes one uid_t through the pointer, which
@@ -298,13 +274,13 @@ struct CapData {
 
 /// The calling thread's effective, permitted and inheritable sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CapSets {
-    pub effective: u64,
-    pub permitted: u64,
-    pub inheritable: u64,
+pub(crate) struct CapSets {
+    pub(crate) effective: u64,
+    pub(crate) permitted: u64,
+    pub(crate) inheritable: u64,
 }
 
-pub fn capget() -> io::Result<CapSets> {
+pub(crate) fn capget() -> io::Result<CapSets> {
     let mut header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
     let mut data = [CapData::default(); 2];
     // SAFETY: header and a two-element data array are what version 3 expects.
@@ -317,7 +293,7 @@ pub fn capget() -> io::Result<CapSets> {
     })
 }
 
-pub fn capset(sets: CapSets) -> io::Result<()> {
+pub(crate) fn capset(sets: CapSets) -> io::Result<()> {
     let mut header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
     let split = |v: u64| (v as u32, (v >> 32) as u32);
     let (el, eh) = split(sets.effective);
@@ -334,7 +310,7 @@ pub fn capset(sets: CapSets) -> io::Result<()> {
 /// Drop every capability from the bounding set (needs CAP_SETPCAP). Walks
 /// numbers until the kernel says EINVAL, so it also covers capabilities
 /// newer than this program.
-pub fn capbset_drop_all() -> io::Result<()> {
+pub(crate) fn capbset_drop_all() -> io::Result<()> {
     for cap in 0..64 {
         // SAFETY: PR_CAPBSET_DROP takes a capability number; no memory.
         let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
@@ -350,7 +326,7 @@ pub fn capbset_drop_all() -> io::Result<()> {
 }
 
 /// The bounding set as a mask.
-pub fn capbset_read() -> u64 {
+pub(crate) fn capbset_read() -> u64 {
     let mut mask = 0u64;
     for cap in 0..64 {
         // SAFETY: PR_CAPBSET_READ takes a capability number; no memory.
@@ -366,7 +342,7 @@ pub fn capbset_read() -> u64 {
 }
 
 /// Empty the ambient set (Linux 4.3).
-pub fn cap_ambient_clear_all() -> io::Result<()> {
+pub(crate) fn cap_ambient_clear_all() -> io::Result<()> {
     // SAFETY: prctl with integer arguments only.
     let r = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) };
     if r != 0 {
@@ -376,7 +352,7 @@ pub fn cap_ambient_clear_all() -> io::Result<()> {
 }
 
 /// The ambient set as a mask.
-pub fn cap_ambient_read() -> u64 {
+pub(crate) fn cap_ambient_read() -> u64 {
     let mut mask = 0u64;
     for cap in 0..64 {
         // SAFETY: prctl with integer arguments only.

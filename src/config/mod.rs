@@ -2,21 +2,24 @@
 //! into a [`Config`] the rest of the program can take at its word.
 #![forbid(unsafe_code)]
 
+pub(crate) mod account;
+pub(crate) mod rollout;
+
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::sandbox::{self, PathTemplate, Policy};
-use crate::secure_file::{self, Untrusted};
+use crate::deliver::sandbox::{self, PathTemplate, Policy};
+use crate::platform::secure_file::{self, Untrusted};
 
-pub const DEFAULT_PATH: &str = "/etc/cagepipe/cagepipe.toml";
+pub(crate) const DEFAULT_PATH: &str = "/etc/cagepipe/cagepipe.toml";
 const MAX_CONFIG_BYTES: usize = 64 * 1024;
 
 /// Exim's pipe-transport variables handed to the command (shared/notes:
 /// "Environment exactly"); USER, LOGNAME, HOME, SHELL and PATH are set by
 /// cagepipe itself from the account and the configuration.
-pub const EXIM_ENV: &[&str] = &[
+pub(crate) const EXIM_ENV: &[&str] = &[
     "LOCAL_PART",
     "LOCAL_PART_PREFIX",
     "LOCAL_PART_SUFFIX",
@@ -110,7 +113,7 @@ struct RawKernel {
 
 /// What to do when the user has no running container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Missing {
+pub(crate) enum Missing {
     /// Exit 75: Exim keeps the message and retries.
     Defer,
     /// Exit 77: Exim bounces.
@@ -122,7 +125,7 @@ pub enum Missing {
 /// cagepipe, so an administrator can switch `force_command` on for the
 /// whole server first and contain accounts step by step.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rollout {
+pub(crate) enum Rollout {
     /// `contain = "all"` (the default): every account.
     All,
     /// `contain = [...]` (`"none"` is the empty list): these user names and
@@ -132,7 +135,7 @@ pub enum Rollout {
 
 impl Rollout {
     /// The setting as written, for check and survey.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Rollout::All => "contain = \"all\"".into(),
             Rollout::Listed { users, groups, .. } if users.is_empty() && groups.is_empty() => {
@@ -149,7 +152,7 @@ impl Rollout {
 
 /// One piece of a pidfile path template.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Piece {
+pub(crate) enum Piece {
     Text(String),
     User,
     Uid,
@@ -158,7 +161,7 @@ pub enum Piece {
 /// Where a user's container is found. Only one backend exists so far; the
 /// enum is where the next (e.g. a container manager's socket) goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     /// `line`: where the template is in the configuration file.
     Pidfile { template: Vec<Piece>, line: usize },
 }
@@ -167,43 +170,43 @@ pub enum Backend {
 /// administrator (or a test) can switch one off to force the fallback that
 /// EL8's 4.18 kernel takes anyway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Features {
+pub(crate) struct Features {
     /// pidfd_open + setns(pidfd) (Linux 5.3 / 5.8).
-    pub pidfd: bool,
+    pub(crate) pidfd: bool,
     /// close_range (Linux 5.9).
-    pub close_range: bool,
+    pub(crate) close_range: bool,
     /// clone3 with CLONE_INTO_CGROUP (Linux 5.7): the command is born in the
     /// container's cgroup v2 without cagepipe migrating itself, which would
     /// wait for an RCU grace period (milliseconds) on an idle server.
-    pub clone_into_cgroup: bool,
+    pub(crate) clone_into_cgroup: bool,
 }
 
 #[derive(Debug, Clone)]
-pub struct Config {
-    pub path: PathBuf,
-    pub min_uid: u32,
-    pub backend: Backend,
-    pub missing: Missing,
+pub(crate) struct Config {
+    pub(crate) path: PathBuf,
+    pub(crate) min_uid: u32,
+    pub(crate) backend: Backend,
+    pub(crate) missing: Missing,
     /// PATH for the command, searched inside the container.
-    pub command_path: String,
+    pub(crate) command_path: String,
     /// Environment variables passed through from Exim.
-    pub pass_env: Vec<String>,
-    pub features: Features,
+    pub(crate) pass_env: Vec<String>,
+    pub(crate) features: Features,
     /// The syslog socket (default /dev/log).
-    pub log_socket: PathBuf,
+    pub(crate) log_socket: PathBuf,
     /// What the command may write and execute (`[sandbox]`).
-    pub sandbox: Policy,
+    pub(crate) sandbox: Policy,
     /// Which accounts are contained (`[rollout]`).
-    pub rollout: Rollout,
+    pub(crate) rollout: Rollout,
 }
 
 impl Features {
-    pub const ALL: Features = Features { pidfd: true, close_range: true, clone_into_cgroup: true };
+    pub(crate) const ALL: Features = Features { pidfd: true, close_range: true, clone_into_cgroup: true };
 }
 
 impl Backend {
     /// The pidfile path for a validated user name and uid.
-    pub fn pidfile_path(&self, user: &str, uid: u32) -> PathBuf {
+    pub(crate) fn pidfile_path(&self, user: &str, uid: u32) -> PathBuf {
         let Backend::Pidfile { template, .. } = self;
         let mut s = String::new();
         for piece in template {
@@ -216,7 +219,7 @@ impl Backend {
         PathBuf::from(s)
     }
 
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let Backend::Pidfile { template, .. } = self;
         let mut s = String::from("pidfile ");
         for piece in template {
@@ -232,7 +235,7 @@ impl Backend {
 
 /// Load and validate the configuration at `path`, refusing a file that an
 /// unprivileged user could have written.
-pub fn load(path: &Path) -> Result<Config> {
+pub(crate) fn load(path: &Path) -> Result<Config> {
     let bad = |problem: String| Error::Config { path: path.to_path_buf(), problem };
     let file = secure_file::read_root_owned(path, MAX_CONFIG_BYTES).map_err(|e| match e {
         Untrusted::Missing(p) if p == path => bad("does not exist; install the example from the package".into()),
@@ -245,7 +248,7 @@ pub fn load(path: &Path) -> Result<Config> {
 }
 
 /// Parse and validate configuration text (separate from I/O for tests).
-pub fn parse(text: &str, path: &Path) -> Result<Config> {
+pub(crate) fn parse(text: &str, path: &Path) -> Result<Config> {
     let bad = |problem: String| Error::Config { path: path.to_path_buf(), problem };
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
@@ -372,7 +375,7 @@ fn validate_rollout(raw: RawRollout, text: &str) -> std::result::Result<Rollout,
             Some(group) => (&mut groups, group),
             None => (&mut users, name.as_str()),
         };
-        crate::account::check_user_name(bare).map_err(|e| at(format!("{name:?}: {e}")))?;
+        crate::config::account::check_user_name(bare).map_err(|e| at(format!("{name:?}: {e}")))?;
         if !list.iter().any(|n: &String| n == bare) {
             list.push(bare.to_string());
         }
@@ -490,7 +493,7 @@ mod tests {
 
     #[test]
     fn the_packaged_example_is_valid_and_says_the_defaults() {
-        let c = ok(include_str!("../packaging/cagepipe.toml"));
+        let c = ok(include_str!("../../packaging/cagepipe.toml"));
         assert_eq!(c.min_uid, 1000);
         assert_eq!(c.missing, Missing::Defer);
         assert_eq!(c.backend.describe(), "pidfile /run/cagepipe/{user}.pid");

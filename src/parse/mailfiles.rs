@@ -1229,7 +1229,7 @@ mod tests {
         }
     }
 
-    use crate::test_rng::XorShift;
+    use crate::parse::test_rng::XorShift;
 
     fn check_invariants(data: &[u8]) {
         let line_count = data.split(|&b| b == b'\n').count();

@@ -410,7 +410,7 @@ mod tests {
         }
     }
 
-    use crate::test_rng::XorShift;
+    use crate::parse::test_rng::XorShift;
 
     #[test]
     fn round_trip_pseudo_random_words() {

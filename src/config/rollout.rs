@@ -8,13 +8,13 @@
 //! lists users and `@groups` until `contain = "all"`.
 #![forbid(unsafe_code)]
 
-use crate::account::{self, Account, Database};
+use crate::config::account::{self, Account, Database};
 use crate::config::Rollout;
 use crate::error::Result;
 
 /// Where an account's deliveries run, and the setting that says so.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Placement {
+pub(crate) enum Placement {
     /// In the account's container. The text says why (for check).
     Contained(String),
     /// On the host, as Exim would have run it. The text says why.
@@ -22,19 +22,19 @@ pub enum Placement {
 }
 
 impl Placement {
-    pub fn is_contained(&self) -> bool {
+    pub(crate) fn is_contained(&self) -> bool {
         matches!(self, Placement::Contained(_))
     }
 
     /// One word or phrase for syslog, check and survey.
-    pub fn state(&self) -> &'static str {
+    pub(crate) fn state(&self) -> &'static str {
         match self {
             Placement::Contained(_) => "contained",
             Placement::Uncontained(_) => "uncontained (rollout)",
         }
     }
 
-    pub fn why(&self) -> &str {
+    pub(crate) fn why(&self) -> &str {
         match self {
             Placement::Contained(w) | Placement::Uncontained(w) => w,
         }
@@ -45,7 +45,7 @@ impl Placement {
 /// account's primary group and every group that lists it as a member, as
 /// for the command's own groups. A listed group that does not exist
 /// contains nobody (check and survey name it).
-pub fn place(rollout: &Rollout, account: &Account, db: &Database) -> Result<Placement> {
+pub(crate) fn place(rollout: &Rollout, account: &Account, db: &Database) -> Result<Placement> {
     let groups = match rollout {
         Rollout::Listed { users, groups, .. } if !users.contains(&account.name) => account::group_gids(db, groups)?,
         _ => Vec::new(),
@@ -55,7 +55,7 @@ pub fn place(rollout: &Rollout, account: &Account, db: &Database) -> Result<Plac
 
 /// [`place`] with the listed groups' gids already looked up (`survey`
 /// decides for thousands of accounts with one read of the group file).
-pub fn place_with(rollout: &Rollout, account: &Account, group_gids: &[(String, u32)]) -> Placement {
+pub(crate) fn place_with(rollout: &Rollout, account: &Account, group_gids: &[(String, u32)]) -> Placement {
     let Rollout::Listed { users, line, .. } = rollout else {
         return Placement::Contained("[rollout] contain = \"all\"".into());
     };
@@ -72,7 +72,7 @@ pub fn place_with(rollout: &Rollout, account: &Account, group_gids: &[(String, u
 
 /// The `@groups` of the setting that do not exist in the group database:
 /// a typo there silently contains nobody, so check reports it.
-pub fn unknown_groups(rollout: &Rollout, db: &Database) -> Result<Vec<String>> {
+pub(crate) fn unknown_groups(rollout: &Rollout, db: &Database) -> Result<Vec<String>> {
     let Rollout::Listed { groups, .. } = rollout else { return Ok(Vec::new()) };
     let known = account::group_gids(db, groups)?;
     Ok(groups.iter().filter(|g| !known.iter().any(|(k, _)| k == *g)).cloned().collect())

@@ -40,7 +40,7 @@ use crate::log::escape;
 
 /// The kernel's limit on symbolic links followed in one lookup
 /// (MAXSYMLINKS, include/linux/namei.h); the 41st gives ELOOP.
-pub const MAX_SYMLINKS: u32 = 40;
+pub(crate) const MAX_SYMLINKS: u32 = 40;
 
 /// The longest path or link target the kernel accepts, its NUL included
 /// (PATH_MAX); longer gives ENAMETOOLONG.
@@ -57,22 +57,22 @@ const MAX_DEPTH: usize = 256;
 /// How much of a file the kernel reads to decide how to run it
 /// (BINPRM_BUF_SIZE, 256 since Linux 5.1); its `#!` line must fit in the
 /// first 255 bytes.
-pub const BINPRM_BUF_SIZE: usize = 256;
+pub(crate) const BINPRM_BUF_SIZE: usize = 256;
 
 /// Who looks: host-side ids. The kernel checks permissions on host ids even
 /// inside a user namespace (inode owners are kuids, the process's ids are
 /// mapped to kuids), and the fds here are the host's view, so fstat shows
 /// host ids too.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Viewer {
-    pub uid: u32,
+pub(crate) struct Viewer {
+    pub(crate) uid: u32,
     /// Primary gid.
-    pub gid: u32,
+    pub(crate) gid: u32,
     /// Supplementary gids.
-    pub groups: Vec<u32>,
+    pub(crate) groups: Vec<u32>,
     /// The account's name, only for the messages ("is not executable by
     /// alice"); when empty, the messages say "uid 1001".
-    pub name: String,
+    pub(crate) name: String,
 }
 
 impl Viewer {
@@ -88,7 +88,7 @@ impl Viewer {
 /// The answer of [`find_command`]. Paths are as seen inside the container,
 /// as bytes (a name need not be UTF-8).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lookup {
+pub(crate) enum Lookup {
     /// Found and executable by the viewer. `path` is where it was found
     /// (inside view, after symlinks); `interpreter` the #! program of a
     /// script (after symlinks; for `#!/usr/bin/env NAME`, the NAME found on
@@ -153,7 +153,7 @@ impl fmt::Display for Lookup {
 /// execve would refuse with ENOENT or EACCES are skipped, like execvp does.
 /// When none is executable: the first problem found, or [`Lookup::NotFound`]
 /// when nothing exists.
-pub fn find_command(root: BorrowedFd<'_>, candidates: &[Vec<u8>], viewer: &Viewer, search_path: &str) -> Lookup {
+pub(crate) fn find_command(root: BorrowedFd<'_>, candidates: &[Vec<u8>], viewer: &Viewer, search_path: &str) -> Lookup {
     let walker = Walker { root, viewer, protected_symlinks: host_protects_symlinks() };
     walker.find(candidates, search_path)
 }
@@ -162,7 +162,7 @@ pub fn find_command(root: BorrowedFd<'_>, candidates: &[Vec<u8>], viewer: &Viewe
 /// `viewer` (every directory on the way searchable); None when nothing is
 /// there or the viewer cannot reach it. For the `[sandbox]` paths, which
 /// Landlock resolves the same way when the command starts.
-pub fn resolve(root: BorrowedFd<'_>, path: &[u8], viewer: &Viewer) -> Option<Vec<u8>> {
+pub(crate) fn resolve(root: BorrowedFd<'_>, path: &[u8], viewer: &Viewer) -> Option<Vec<u8>> {
     let walker = Walker { root, viewer, protected_symlinks: host_protects_symlinks() };
     walker.walk(path).ok().map(|found| found.path)
 }
@@ -848,7 +848,7 @@ mod tests {
         t.file("/usr/bin/prog", ELF, 0o755);
         assert_eq!(t.find(&["/usr/bin/prog"]), executable("/usr/bin/prog", None));
         let candidates: Vec<Vec<u8>> =
-            crate::command::candidates(b"prog", PATH).into_iter().map(|c| c.into_bytes()).collect();
+            crate::deliver::command::candidates(b"prog", PATH).into_iter().map(|c| c.into_bytes()).collect();
         assert_eq!(candidates[0], b"/usr/local/bin/prog");
         let found = find_command(t.open().as_fd(), &candidates, &alice(), PATH);
         assert_eq!(found, executable("/usr/bin/prog", None), "the first candidate is missing, the second used");

@@ -6,11 +6,11 @@
 //!
 //! Nothing is delivered, entered or executed. Containers are resolved by
 //! the same code a delivery uses; the command is looked for through the
-//! container's root directory from the host ([`crate::inroot`]). Every file
+//! container's root directory from the host ([`crate::deliver::inroot`]). Every file
 //! read here is hostile (users write their ~/.forward; a compromised site
 //! writes its own alias file): opened without following a final symbolic
 //! link, without blocking, size-capped, and parsed by code that takes any
-//! bytes ([`crate::mailfiles`]). A file that cannot be surveyed becomes an
+//! bytes ([`crate::parse::mailfiles`]). A file that cannot be surveyed becomes an
 //! entry or a skipped line with the reason, never a failure of the survey.
 #![forbid(unsafe_code)]
 
@@ -26,22 +26,24 @@ use nix::errno::Errno;
 use nix::fcntl::{open, openat, OFlag};
 use nix::sys::stat::{fstat, FileStat, Mode, SFlag};
 
-use crate::account::{self, Account, Database};
+use crate::config::account::{self, Account, Database};
 use crate::cli::{Owners, SurveyOptions};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::inroot::{self, Lookup, Viewer};
+use crate::deliver::inroot::{self, Lookup, Viewer};
 use crate::log::escape;
-use crate::mailfiles::{self, Forward, Listing};
-use crate::{command, pipe_text, resolve, rollout};
+use crate::parse::mailfiles::{self, Forward, Listing};
+use crate::config::rollout;
+use crate::deliver::{command, resolve};
+use crate::parse::pipe_text;
 
 /// Largest file read. A .forward or a domain's alias file is a few hundred
 /// bytes; a bigger one is reported, not read.
-pub const MAX_FILE_BYTES: u64 = 4 << 20;
+pub(crate) const MAX_FILE_BYTES: u64 = 4 << 20;
 
 /// Where a pipe was configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     Forward,
     DirectAdmin,
     Cpanel,
@@ -49,7 +51,7 @@ pub enum Source {
 }
 
 impl Source {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Source::Forward => "forward",
             Source::DirectAdmin => "directadmin",
@@ -101,7 +103,7 @@ struct Found {
 
 /// The verdict on one pipe.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Ready,
     /// `code` is stable for scripts; `reason` is a sentence for people.
     NeedsAttention {
@@ -112,60 +114,60 @@ pub enum Verdict {
 
 /// One pipe, judged.
 #[derive(Debug, Clone)]
-pub struct Entry {
-    pub source: Source,
-    pub file: PathBuf,
+pub(crate) struct Entry {
+    pub(crate) source: Source,
+    pub(crate) file: PathBuf,
     /// 0 when the whole file is meant.
-    pub line: usize,
+    pub(crate) line: usize,
     /// The alias the pipe belongs to (alias files).
-    pub key: Option<Vec<u8>>,
+    pub(crate) key: Option<Vec<u8>>,
     /// The pipe text as Exim passes it (None: the file was unreadable).
-    pub pipe: Option<Vec<u8>>,
-    pub owner: Option<String>,
-    pub uid: Option<u32>,
-    pub argv: Option<Vec<Vec<u8>>>,
+    pub(crate) pipe: Option<Vec<u8>>,
+    pub(crate) owner: Option<String>,
+    pub(crate) uid: Option<u32>,
+    pub(crate) argv: Option<Vec<Vec<u8>>>,
     /// "contained" or "uncontained (rollout)".
-    pub rollout: Option<&'static str>,
+    pub(crate) rollout: Option<&'static str>,
     /// "pidfile /run/cagepipe/alice.pid" and the pid, when it runs.
-    pub container: Option<(String, i32)>,
+    pub(crate) container: Option<(String, i32)>,
     /// Where the program was found inside, and its #! interpreter.
-    pub command: Option<Vec<u8>>,
-    pub interpreter: Option<Vec<u8>>,
-    pub file_safe: bool,
-    pub verdict: Verdict,
+    pub(crate) command: Option<Vec<u8>>,
+    pub(crate) interpreter: Option<Vec<u8>>,
+    pub(crate) file_safe: bool,
+    pub(crate) verdict: Verdict,
 }
 
 /// A file or line that holds no pipe the survey can judge, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Skipped {
-    pub file: PathBuf,
-    pub line: Option<usize>,
-    pub reason: String,
+pub(crate) struct Skipped {
+    pub(crate) file: PathBuf,
+    pub(crate) line: Option<usize>,
+    pub(crate) reason: String,
 }
 
 #[derive(Debug)]
-pub struct Survey {
-    pub entries: Vec<Entry>,
-    pub skipped: Vec<Skipped>,
-    pub accounts: usize,
-    pub files: usize,
-    pub elapsed: Duration,
+pub(crate) struct Survey {
+    pub(crate) entries: Vec<Entry>,
+    pub(crate) skipped: Vec<Skipped>,
+    pub(crate) accounts: usize,
+    pub(crate) files: usize,
+    pub(crate) elapsed: Duration,
     /// `[rollout] contain` as written.
-    pub rollout: String,
+    pub(crate) rollout: String,
 }
 
 impl Survey {
-    pub fn ready(&self) -> impl Iterator<Item = &Entry> {
+    pub(crate) fn ready(&self) -> impl Iterator<Item = &Entry> {
         self.entries.iter().filter(|e| e.verdict == Verdict::Ready)
     }
-    pub fn needing_attention(&self) -> impl Iterator<Item = &Entry> {
+    pub(crate) fn needing_attention(&self) -> impl Iterator<Item = &Entry> {
         self.entries.iter().filter(|e| e.verdict != Verdict::Ready)
     }
 }
 
 /// Survey the server. `progress(done, total)` is called as accounts are
 /// judged (for a terminal's progress line).
-pub fn run(config: &Config, opts: &SurveyOptions, progress: &mut dyn FnMut(usize, usize)) -> Result<Survey> {
+pub(crate) fn run(config: &Config, opts: &SurveyOptions, progress: &mut dyn FnMut(usize, usize)) -> Result<Survey> {
     let started = Instant::now();
     let db = Database { passwd: opts.passwd.clone(), group: opts.group.clone() };
     let (accounts, bad_lines) = account::list(&db)?;
@@ -651,7 +653,7 @@ fn judge_pipe(
 
 /// For the syslog line of an uncontained delivery: `ready`, or the code of
 /// what would keep it from working once the account is contained.
-pub fn if_contained(config: &Config, account: &Account, argv: &[Vec<u8>]) -> &'static str {
+pub(crate) fn if_contained(config: &Config, account: &Account, argv: &[Vec<u8>]) -> &'static str {
     match judge_in_container(config, account, argv, &mut None, &mut Inside::default()) {
         Verdict::Ready => "ready",
         Verdict::NeedsAttention { code, .. } => code,
@@ -660,18 +662,18 @@ pub fn if_contained(config: &Config, account: &Account, argv: &[Vec<u8>]) -> &'s
 
 /// What a look into the container found.
 #[derive(Debug, Default)]
-pub struct Inside {
+pub(crate) struct Inside {
     /// Where the container reference came from, and the pid.
-    pub container: Option<(String, i32)>,
+    pub(crate) container: Option<(String, i32)>,
     /// Where the program is, inside, and its script's interpreter.
-    pub command: Option<Vec<u8>>,
-    pub interpreter: Option<Vec<u8>>,
+    pub(crate) command: Option<Vec<u8>>,
+    pub(crate) interpreter: Option<Vec<u8>>,
 }
 
 /// Whether `argv` would run for `account` once contained: its container
 /// runs and the program exists inside and may be executed by the account.
 /// `target` caches the resolution across an account's pipes.
-pub fn judge_in_container(
+pub(crate) fn judge_in_container(
     config: &Config,
     account: &Account,
     argv: &[Vec<u8>],
@@ -796,7 +798,7 @@ fn sandbox_verdict(
     program: &[u8],
     interpreter: Option<&[u8]>,
 ) -> Verdict {
-    let plan = match crate::sandbox::plan(&config.sandbox, account, &config.path) {
+    let plan = match crate::deliver::sandbox::plan(&config.sandbox, account, &config.path) {
         Ok(Some(plan)) => plan,
         Ok(None) => return Verdict::Ready,
         Err(err) => return attention("sandbox-execute", format!("The [sandbox] paths do not fit the account: {err}.")),
@@ -837,7 +839,7 @@ fn not_running_detail(err: &Error) -> String {
 
 impl Survey {
     /// The summary line: counts and the share that is ready.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let total = self.entries.len();
         let ready = self.ready().count();
         let share = if total == 0 { 100.0 } else { ready as f64 * 100.0 / total as f64 };
@@ -852,7 +854,7 @@ impl Survey {
     }
 
     /// The two lists, the skipped lines and the summary, as text.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let mut out = format!("cagepipe survey ([rollout] {})\n\n", self.rollout);
         let ready: Vec<&Entry> = self.ready().collect();
         out.push_str(&format!("READY ({})\n", ready.len()));
@@ -883,7 +885,7 @@ impl Survey {
     }
 
     /// One JSON object: `summary`, `ready`, `needs_attention`, `skipped`.
-    pub fn json(&self) -> String {
+    pub(crate) fn json(&self) -> String {
         let total = self.entries.len();
         let ready = self.ready().count();
         let share = if total == 0 { 100.0 } else { ready as f64 * 100.0 / total as f64 };
@@ -957,7 +959,7 @@ fn entry_json(e: &Entry) -> String {
 /// A JSON string of bytes: escaped as for the logs first, so non-UTF-8 and
 /// control bytes show as `\xHH`.
 fn json_bytes(bytes: &[u8]) -> String {
-    crate::report::json_string(&escape(bytes))
+    crate::admin::check::json_string(&escape(bytes))
 }
 
 #[cfg(test)]

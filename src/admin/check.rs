@@ -4,21 +4,21 @@
 
 use std::path::Path;
 
-use crate::account::Account;
+use crate::config::account::Account;
 use crate::cli::CommandSpec;
 use crate::config::Config;
 use crate::error::Result;
-use crate::exim;
-use crate::launch::{Launch, Place};
+use crate::admin::exim;
+use crate::deliver::launch::{Launch, Place};
 use crate::log::escape;
-use crate::privileges::{self, Credentials, REQUIRED};
-use crate::resolve::Target;
-use crate::rollout::Placement;
-use crate::sandbox::Mode;
-use crate::sys;
+use crate::deliver::privileges::{self, Credentials, REQUIRED};
+use crate::deliver::resolve::Target;
+use crate::config::rollout::Placement;
+use crate::deliver::sandbox::Mode;
+use crate::platform::sys;
 
 #[derive(Default)]
-pub struct Report {
+pub(crate) struct Report {
     lines: Vec<(String, String)>,
     /// `--format json`: one JSON object instead of lines.
     json: bool,
@@ -37,7 +37,7 @@ const MULTI: &[&str] = &[
 ];
 
 impl Report {
-    pub fn new(json: bool) -> Report {
+    pub(crate) fn new(json: bool) -> Report {
         Report { lines: Vec::new(), json }
     }
 
@@ -45,7 +45,7 @@ impl Report {
         self.lines.push((key.to_string(), value));
     }
 
-    pub fn config(&mut self, c: &Config) {
+    pub(crate) fn config(&mut self, c: &Config) {
         self.add("config", c.path.display().to_string());
         let crate::config::Backend::Pidfile { line, .. } = &c.backend;
         self.add("container source", format!("{} ({} line {line})", c.backend.describe(), c.path.display()));
@@ -74,7 +74,7 @@ impl Report {
 
     /// Where this account's deliveries run. `resolving_anyway`: check goes on
     /// to show what containing an uncontained account would find.
-    pub fn placement(&mut self, p: &Placement, resolving_anyway: bool) {
+    pub(crate) fn placement(&mut self, p: &Placement, resolving_anyway: bool) {
         let mut text = format!("{}: {}", p.state(), p.why());
         if !p.is_contained() {
             text.push_str("; deliveries run on the host as Exim would run them without cagepipe");
@@ -86,23 +86,23 @@ impl Report {
     }
 
     /// `@groups` in `[rollout] contain` that do not exist.
-    pub fn unknown_rollout_groups(&mut self, groups: &[String]) {
+    pub(crate) fn unknown_rollout_groups(&mut self, groups: &[String]) {
         for g in groups {
             self.add("rollout problem", format!("@{g} is not a group in /etc/group: it contains nobody"));
         }
     }
 
-    pub fn account(&mut self, a: &Account) {
+    pub(crate) fn account(&mut self, a: &Account) {
         let groups: Vec<String> = a.groups.iter().map(u32::to_string).collect();
         self.add("user", format!("{} (uid {}, gid {}, groups {})", a.name, a.uid, a.gid, groups.join(",")));
         self.add("home", a.home.display().to_string());
     }
 
-    pub fn pidfile(&mut self, p: &Path) {
+    pub(crate) fn pidfile(&mut self, p: &Path) {
         self.add("pidfile", p.display().to_string());
     }
 
-    pub fn target(&mut self, t: &Target) {
+    pub(crate) fn target(&mut self, t: &Target) {
         self.add("target", format!("pid {} running since {} UTC", t.pid, utc(t.started_epoch)));
         let ns: Vec<String> = t.foreign.iter().map(|n| format!("{}:[{}]", n.kind.name, n.inode)).collect();
         self.add("namespaces to enter", ns.join(" "));
@@ -121,12 +121,12 @@ impl Report {
         }
     }
 
-    pub fn credentials(&mut self, c: &Credentials) {
+    pub(crate) fn credentials(&mut self, c: &Credentials) {
         let groups: Vec<String> = c.groups.iter().map(u32::to_string).collect();
         self.add("runs inside as", format!("uid {} gid {} groups {}", c.uid, c.gid, groups.join(",")));
     }
 
-    pub fn capabilities(&mut self) {
+    pub(crate) fn capabilities(&mut self) {
         let needed: Vec<&str> = REQUIRED.iter().map(|c| c.name).collect();
         let held = sys::capget().map(|c| c.permitted).unwrap_or(0);
         let missing = privileges::missing_names(held, &REQUIRED);
@@ -134,8 +134,8 @@ impl Report {
         self.add("capabilities missing", if missing.is_empty() { "none".into() } else { missing });
     }
 
-    pub fn plan(&mut self, launch: &Launch, spec: &CommandSpec) {
-        let words: Vec<String> = spec.argv().iter().map(|w| escape(&crate::pipe_text::quote_word(w))).collect();
+    pub(crate) fn plan(&mut self, launch: &Launch, spec: &CommandSpec) {
+        let words: Vec<String> = spec.argv().iter().map(|w| escape(&crate::parse::pipe_text::quote_word(w))).collect();
         self.add("command", words.join(" "));
         let tried: Vec<String> = launch.candidates.iter().map(|c| escape(c.as_bytes())).collect();
         self.add("exec tries", tried.join(" "));
@@ -176,7 +176,7 @@ impl Report {
     }
 
     /// Exim's transports that name cagepipe, judged; the number of problems.
-    pub fn exim(&mut self, explicit: Option<&Path>, config: Option<&Path>) -> usize {
+    pub(crate) fn exim(&mut self, explicit: Option<&Path>, config: Option<&Path>) -> usize {
         let Some(bin) = exim::find_exim(explicit) else {
             let looked = exim::EXIM_CANDIDATES.join(", ");
             self.add("exim", format!("not found ({looked}): Exim's side not checked (a Postfix host?)"));
@@ -235,7 +235,7 @@ impl Report {
     }
 
     /// Print everything and the delivery verdict; return the exit code.
-    pub fn finish<T>(self, result: Result<T>) -> i32 {
+    pub(crate) fn finish<T>(self, result: Result<T>) -> i32 {
         if self.json {
             return self.print_json(result.map(|_| ()), "DELIVERABLE", "NOT DELIVERABLE", 0);
         }
@@ -284,7 +284,7 @@ impl Report {
     /// `check`: the verdict on the delivery (or, for root without a user,
     /// on cagepipe's own installation), then Exim's. Exim's problems make
     /// the exit 78 when everything else is fine.
-    pub fn finish_check(self, result: Result<()>, installation_only: bool, exim_problems: usize) -> i32 {
+    pub(crate) fn finish_check(self, result: Result<()>, installation_only: bool, exim_problems: usize) -> i32 {
         let (ok, bad) = if installation_only {
             ("CONFIGURATION OK", "CONFIGURATION NOT OK")
         } else {
@@ -335,7 +335,7 @@ fn verdict<T>(out: &mut String, result: &Result<T>, ok: &str, bad: &str) -> i32 
 }
 
 /// Seconds since the epoch as "YYYY-MM-DD HH:MM:SS" (UTC, no tz database).
-pub fn utc(epoch: i64) -> String {
+pub(crate) fn utc(epoch: i64) -> String {
     let days = epoch.div_euclid(86_400);
     let secs = epoch.rem_euclid(86_400);
     // Civil-from-days (Howard Hinnant's algorithm).

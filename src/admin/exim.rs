@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::secure_file;
+use crate::platform::secure_file;
 
 /// Where Exim usually lives: Debian/Ubuntu, EL/DirectAdmin/cPanel, source builds.
-pub const EXIM_CANDIDATES: &[&str] =
+pub(crate) const EXIM_CANDIDATES: &[&str] =
     &["/usr/sbin/exim4", "/usr/sbin/exim", "/usr/exim/bin/exim", "/usr/local/sbin/exim"];
 
 /// The only environment Exim is started with: its own configuration, not
@@ -29,18 +29,18 @@ const MAX_GROUP_FILE_BYTES: usize = 64 << 20;
 
 /// One transport as `exim -bP transport NAME` prints it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Transport {
-    pub name: String,
+pub(crate) struct Transport {
+    pub(crate) name: String,
     /// `name = value` options (value as printed, possibly empty).
-    pub options: BTreeMap<String, String>,
+    pub(crate) options: BTreeMap<String, String>,
     /// Booleans: `force_command` → true, `no_force_command` → false.
-    pub flags: BTreeMap<String, bool>,
+    pub(crate) flags: BTreeMap<String, bool>,
 }
 
 impl Transport {
     /// Parse the `-bP transport NAME` output: `name = value` lines, and
     /// booleans as a bare `name` or `no_name`.
-    pub fn parse(name: &str, text: &str) -> Transport {
+    pub(crate) fn parse(name: &str, text: &str) -> Transport {
         let mut t = Transport { name: name.to_string(), ..Default::default() };
         for line in text.lines() {
             let line = line.trim_end();
@@ -75,7 +75,7 @@ impl Transport {
 
     /// The cagepipe the command runs, as written (absolute or not), if any
     /// word of the command names it.
-    pub fn cagepipe_word(&self) -> Option<String> {
+    pub(crate) fn cagepipe_word(&self) -> Option<String> {
         self.command_words().into_iter().find(|w| Path::new(w).file_name().is_some_and(|n| n == "cagepipe"))
     }
 
@@ -92,7 +92,7 @@ impl Transport {
 }
 
 /// What `lint` needs from the system, injected so tests need no files.
-pub trait Lookups {
+pub(crate) trait Lookups {
     /// The gid owning `path`, or None if it does not exist.
     fn file_gid(&self, path: &Path) -> Option<u32>;
     /// The gid of group `name`.
@@ -103,12 +103,12 @@ pub trait Lookups {
 
 /// How a cagepipe transport was judged.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    pub transport: String,
+pub(crate) struct Verdict {
+    pub(crate) transport: String,
     /// Each a sentence: what is wrong, why it matters, what to write.
-    pub problems: Vec<String>,
+    pub(crate) problems: Vec<String>,
     /// Facts worth showing that are not problems.
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
 }
 
 /// Where the transport's cagepipe is on this host: an absolute word as is;
@@ -131,7 +131,7 @@ fn locate(word: &str, t: &Transport, sys: &dyn Lookups) -> (PathBuf, Option<u32>
 }
 
 /// Judge one transport; None if it does not name cagepipe.
-pub fn lint(t: &Transport, sys: &dyn Lookups) -> Option<Verdict> {
+pub(crate) fn lint(t: &Transport, sys: &dyn Lookups) -> Option<Verdict> {
     let word = t.cagepipe_word()?;
     let mut problems = Vec::new();
     let mut notes = Vec::new();
@@ -219,7 +219,7 @@ pub fn lint(t: &Transport, sys: &dyn Lookups) -> Option<Verdict> {
 }
 
 /// The Exim binary to ask: `explicit`, or the first that exists.
-pub fn find_exim(explicit: Option<&Path>) -> Option<PathBuf> {
+pub(crate) fn find_exim(explicit: Option<&Path>) -> Option<PathBuf> {
     match explicit {
         Some(p) => Some(p.to_path_buf()),
         None => EXIM_CANDIDATES.iter().map(PathBuf::from).find(|p| p.exists()),
@@ -265,7 +265,7 @@ fn bp(exim: &Path, config: Option<&Path>, args: &[&str]) -> Result<String, Strin
 }
 
 /// Every transport of Exim's effective configuration.
-pub fn read_transports(exim: &Path, config: Option<&Path>) -> Result<Vec<Transport>, String> {
+pub(crate) fn read_transports(exim: &Path, config: Option<&Path>) -> Result<Vec<Transport>, String> {
     let names = bp(exim, config, &["transport_list"])?;
     names
         .lines()
@@ -293,12 +293,12 @@ fn parse_groups(text: &[u8]) -> Vec<(String, u32)> {
 /// The real system: file owners by stat, groups from /etc/group read the
 /// way the account database is (root-owned, not writable by others), not
 /// through NSS.
-pub struct System {
+pub(crate) struct System {
     groups: Vec<(String, u32)>,
 }
 
 impl System {
-    pub fn load() -> System {
+    pub(crate) fn load() -> System {
         let groups = secure_file::read_root_owned(Path::new("/etc/group"), MAX_GROUP_FILE_BYTES)
             .map(|f| parse_groups(&f.contents))
             .unwrap_or_default();

@@ -21,17 +21,17 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::cgroup;
+use crate::deliver::cgroup;
 use crate::error::{exit, Error, Result};
-use crate::namespace::{self, Setns};
-use crate::privileges::{self, Credentials, Kernel, CAP_DAC_OVERRIDE, CAP_SYS_ADMIN, CAP_SYS_CHROOT, CAP_SYS_PTRACE};
-use crate::resolve::{self, Target};
-use crate::sandbox;
-use crate::sys::{self, CapSets, Forked};
+use crate::deliver::namespace::{self, Setns};
+use crate::deliver::privileges::{self, Credentials, Kernel, CAP_DAC_OVERRIDE, CAP_SYS_ADMIN, CAP_SYS_CHROOT, CAP_SYS_PTRACE};
+use crate::deliver::resolve::{self, Target};
+use crate::deliver::sandbox;
+use crate::platform::sys::{self, CapSets, Forked};
 
 /// Where the command runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Place {
+pub(crate) enum Place {
     /// Inside the account's container, with every privilege dropped.
     Container,
     /// On the host, as Exim would have run it without cagepipe
@@ -40,27 +40,27 @@ pub enum Place {
 }
 
 /// Everything the child needs, prepared before the fork.
-pub struct Launch {
-    pub place: Place,
-    pub credentials: Credentials,
-    pub argv: Vec<CString>,
-    pub env: Vec<CString>,
+pub(crate) struct Launch {
+    pub(crate) place: Place,
+    pub(crate) credentials: Credentials,
+    pub(crate) argv: Vec<CString>,
+    pub(crate) env: Vec<CString>,
     /// execve candidates (PATH already searched by name).
-    pub candidates: Vec<CString>,
+    pub(crate) candidates: Vec<CString>,
     /// The directory Exim started cagepipe in (the home for a `.forward`
     /// pipe, `/` for an alias pipe), tried inside the container.
-    pub cwd: CString,
-    pub close_range: bool,
-    pub clone_into_cgroup: bool,
+    pub(crate) cwd: CString,
+    pub(crate) close_range: bool,
+    pub(crate) clone_into_cgroup: bool,
     /// Shown in error messages: the program as the user wrote it.
-    pub program: String,
+    pub(crate) program: String,
     /// The Landlock sandbox, unless `[sandbox] landlock = "off"`.
-    pub sandbox: Option<sandbox::Plan>,
+    pub(crate) sandbox: Option<sandbox::Plan>,
 }
 
 /// How the command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ending {
+pub(crate) enum Ending {
     Exited(i32),
     Signaled(i32),
 }
@@ -75,7 +75,7 @@ impl Setns for RealSetns {
 /// Join, enter, fork, and wait. Returns how the command ended, or the
 /// error that kept it from running; `sandbox_note` receives what the child
 /// said about the sandbox (for the audit line), whatever the outcome.
-pub fn run(target: Target, launch: &Launch, sandbox_note: &mut Option<String>) -> Result<Ending> {
+pub(crate) fn run(target: Target, launch: &Launch, sandbox_note: &mut Option<String>) -> Result<Ending> {
     // Opened on the host now; the child writes itself in.
     let v1 = privileges::with_caps(&[CAP_DAC_OVERRIDE], || cgroup::open_v1(&target.cgroups.join))?;
     let v2 = cgroup::open_v2(&target.cgroups.join)?;
@@ -143,7 +143,7 @@ pub fn run(target: Target, launch: &Launch, sandbox_note: &mut Option<String>) -
 /// without cagepipe: the same fork, session, supervision and status as
 /// inside a container, but nothing entered or joined, the host user's
 /// credentials (see [`privileges::drop_to_host_user`]) and Exim's cwd.
-pub fn run_on_host(launch: &Launch) -> Result<Ending> {
+pub(crate) fn run_on_host(launch: &Launch) -> Result<Ending> {
     debug_assert_eq!(launch.place, Place::Host);
     let (status_r, status_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe", e.into()))?;
     let (alive_r, alive_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe", e.into()))?;
@@ -250,7 +250,7 @@ fn child(launch: &Launch, enter_rest: impl FnOnce() -> Result<()>, status_w: Own
         }
     }
     close_other_fds(launch.close_range, status_w.as_raw_fd());
-    let err = crate::command::exec_first(&launch.candidates, &launch.argv, &launch.env);
+    let err = crate::deliver::command::exec_first(&launch.candidates, &launch.argv, &launch.env);
     fail(Error::Exec { command: launch.program.clone(), source: err }, &status_w)
 }
 

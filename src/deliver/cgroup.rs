@@ -11,14 +11,14 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
 use crate::error::{Error, Result};
-use crate::procfs::{CgroupEntry, MountInfo};
+use crate::parse::procfs::{CgroupEntry, MountInfo};
 
 /// One cgroup directory to join.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CgroupDir {
+pub(crate) struct CgroupDir {
     /// "v2" or the v1 controllers, e.g. "cpu,cpuacct" or "name=systemd".
-    pub hierarchy: String,
-    pub dir: PathBuf,
+    pub(crate) hierarchy: String,
+    pub(crate) dir: PathBuf,
 }
 
 impl fmt::Display for CgroupDir {
@@ -30,13 +30,13 @@ impl fmt::Display for CgroupDir {
 /// The target's cgroups as directories on this host, and the hierarchies
 /// that cannot be joined because they are not mounted here.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct CgroupPlan {
-    pub join: Vec<CgroupDir>,
-    pub unmounted: Vec<String>,
+pub(crate) struct CgroupPlan {
+    pub(crate) join: Vec<CgroupDir>,
+    pub(crate) unmounted: Vec<String>,
 }
 
 /// Map the target's /proc/PID/cgroup entries onto our mount table.
-pub fn plan(entries: &[CgroupEntry], mounts: &[MountInfo]) -> CgroupPlan {
+pub(crate) fn plan(entries: &[CgroupEntry], mounts: &[MountInfo]) -> CgroupPlan {
     let mut plan = CgroupPlan::default();
     for entry in entries {
         let (hierarchy, mount) = if entry.hierarchy_id == 0 {
@@ -68,7 +68,7 @@ pub fn plan(entries: &[CgroupEntry], mounts: &[MountInfo]) -> CgroupPlan {
 }
 
 impl CgroupDir {
-    pub fn is_v2(&self) -> bool {
+    pub(crate) fn is_v2(&self) -> bool {
         self.hierarchy == "v2"
     }
 }
@@ -77,14 +77,14 @@ impl CgroupDir {
 /// on the host before anything is entered, for the command's process to
 /// write itself into.
 #[derive(Debug)]
-pub struct V1Tasks {
-    pub dir: PathBuf,
+pub(crate) struct V1Tasks {
+    pub(crate) dir: PathBuf,
     fd: OwnedFd,
 }
 
 /// Open the planned v1 cgroups' `tasks` files (needs CAP_DAC_OVERRIDE: they
 /// belong to the host's root).
-pub fn open_v1(dirs: &[CgroupDir]) -> Result<Vec<V1Tasks>> {
+pub(crate) fn open_v1(dirs: &[CgroupDir]) -> Result<Vec<V1Tasks>> {
     let flags = OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
     dirs.iter()
         .filter(|d| !d.is_v2())
@@ -101,7 +101,7 @@ pub fn open_v1(dirs: &[CgroupDir]) -> Result<Vec<V1Tasks>> {
 /// process, and (on Linux 6.x) without the global lock whose RCU grace
 /// period makes a `cgroup.procs` move cost milliseconds on an idle server.
 /// "0" means the writer.
-pub fn join_v1(tasks: &[V1Tasks]) -> Result<()> {
+pub(crate) fn join_v1(tasks: &[V1Tasks]) -> Result<()> {
     for t in tasks {
         nix::unistd::write(&t.fd, b"0").map_err(|e| Error::Cgroup { dir: t.dir.clone(), source: e.into() })?;
     }
@@ -112,12 +112,12 @@ pub fn join_v1(tasks: &[V1Tasks]) -> Result<()> {
 /// is entered: clone3 places the command into it, or cagepipe joins it
 /// through the descriptor once the host path is no longer visible.
 #[derive(Debug)]
-pub struct V2Dir {
-    pub path: PathBuf,
-    pub fd: OwnedFd,
+pub(crate) struct V2Dir {
+    pub(crate) path: PathBuf,
+    pub(crate) fd: OwnedFd,
 }
 
-pub fn open_v2(dirs: &[CgroupDir]) -> Result<Option<V2Dir>> {
+pub(crate) fn open_v2(dirs: &[CgroupDir]) -> Result<Option<V2Dir>> {
     let Some(d) = dirs.iter().find(|d| d.is_v2()) else { return Ok(None) };
     nix::fcntl::open(&d.dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())
         .map(|fd| Some(V2Dir { path: d.dir.clone(), fd }))
@@ -126,7 +126,7 @@ pub fn open_v2(dirs: &[CgroupDir]) -> Result<Option<V2Dir>> {
 
 /// Join the cgroup v2 directory through its `cgroup.procs` (for kernels
 /// without clone3 into a cgroup).
-pub fn join_v2(dir: &V2Dir) -> Result<()> {
+pub(crate) fn join_v2(dir: &V2Dir) -> Result<()> {
     let err = |source| Error::Cgroup { dir: dir.path.clone(), source };
     let flags = OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
     let fd = nix::fcntl::openat(&dir.fd, "cgroup.procs", flags, Mode::empty()).map_err(|e| err(e.into()))?;

@@ -17,7 +17,7 @@ use nix::sys::stat::{fstat, FileStat, Mode, SFlag};
 
 /// Why a file was not trusted.
 #[derive(Debug)]
-pub enum Untrusted {
+pub(crate) enum Untrusted {
     /// The file or one of its directories does not exist.
     Missing(PathBuf),
     /// It exists but fails an ownership, mode or type rule.
@@ -38,9 +38,9 @@ impl fmt::Display for Untrusted {
 
 /// Contents and metadata of a trusted file.
 #[derive(Debug)]
-pub struct TrustedFile {
-    pub contents: Vec<u8>,
-    pub stat: FileStat,
+pub(crate) struct TrustedFile {
+    pub(crate) contents: Vec<u8>,
+    pub(crate) stat: FileStat,
 }
 
 /// The ownership and mode rule for every component.
@@ -62,7 +62,7 @@ fn is_type(st: &FileStat, kind: SFlag) -> bool {
 }
 
 /// Read `path` if it is trustworthy, at most `max_len` bytes.
-pub fn read_root_owned(path: &Path, max_len: usize) -> Result<TrustedFile, Untrusted> {
+pub(crate) fn read_root_owned(path: &Path, max_len: usize) -> Result<TrustedFile, Untrusted> {
     let unsafe_path = |why: &str| Untrusted::Unsafe { path: path.into(), why: why.into() };
     if !path.is_absolute() {
         return Err(unsafe_path("is not an absolute path"));

@@ -27,14 +27,14 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::{Mode as FileMode, SFlag};
 
-use crate::account::Account;
+use crate::config::account::Account;
 use crate::error::{Error, Result};
 use crate::log::escape;
 
 /// `[sandbox] landlock`: whether the sandbox is used, and what happens on a
 /// kernel that cannot enforce all of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// No sandbox (the default).
     Off,
     /// Enforce what the kernel supports; say in the audit line what is not.
@@ -44,9 +44,9 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub const NAMES: &'static str = "\"off\", \"best-effort\" or \"required\"";
+    pub(crate) const NAMES: &'static str = "\"off\", \"best-effort\" or \"required\"";
 
-    pub fn from_name(name: &str) -> Option<Mode> {
+    pub(crate) fn from_name(name: &str) -> Option<Mode> {
         match name {
             "off" => Some(Mode::Off),
             "best-effort" => Some(Mode::BestEffort),
@@ -55,7 +55,7 @@ impl Mode {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Mode::Off => "off",
             Mode::BestEffort => "best-effort",
@@ -71,10 +71,10 @@ const USER: &str = "{user}";
 /// container, or one starting with `{home}` (the account's home directory);
 /// `{user}` (the account name) may appear anywhere.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PathTemplate(String);
+pub(crate) struct PathTemplate(String);
 
 impl PathTemplate {
-    pub fn parse(text: &str) -> std::result::Result<PathTemplate, String> {
+    pub(crate) fn parse(text: &str) -> std::result::Result<PathTemplate, String> {
         let rest = text.strip_prefix(HOME).unwrap_or(text);
         if rest.len() == text.len() && !text.starts_with('/') {
             return Err(format!("{text:?} must be an absolute path or start with {HOME}"));
@@ -94,13 +94,13 @@ impl PathTemplate {
         Ok(PathTemplate(text.to_string()))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
     /// The path for `account`, checked again once substituted: a home
     /// directory from /etc/passwd is not this file's to vouch for.
-    pub fn expand(&self, account: &Account) -> std::result::Result<CString, String> {
+    pub(crate) fn expand(&self, account: &Account) -> std::result::Result<CString, String> {
         let mut bytes = Vec::new();
         let rest = match self.0.strip_prefix(HOME) {
             Some(rest) => {
@@ -124,29 +124,30 @@ fn has_dot_component(path: &[u8]) -> bool {
 
 /// The validated `[sandbox]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Policy {
-    pub mode: Mode,
-    pub write: Vec<PathTemplate>,
-    pub execute: Vec<PathTemplate>,
+pub(crate) struct Policy {
+    pub(crate) mode: Mode,
+    pub(crate) write: Vec<PathTemplate>,
+    pub(crate) execute: Vec<PathTemplate>,
 }
 
 impl Policy {
-    pub const OFF: Policy = Policy { mode: Mode::Off, write: Vec::new(), execute: Vec::new() };
+    #[cfg(test)]
+    pub(crate) const OFF: Policy = Policy { mode: Mode::Off, write: Vec::new(), execute: Vec::new() };
 }
 
 /// What the child applies: the policy's paths for one account.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
-    pub required: bool,
-    pub write: Vec<CString>,
-    pub execute: Vec<CString>,
+pub(crate) struct Plan {
+    pub(crate) required: bool,
+    pub(crate) write: Vec<CString>,
+    pub(crate) execute: Vec<CString>,
     /// Named in the message when "required" cannot be met.
-    pub config: PathBuf,
+    pub(crate) config: PathBuf,
 }
 
 /// The plan for `account`, or `None` when the sandbox is off. Built before
 /// the fork, so that a bad path is reported like any configuration error.
-pub fn plan(policy: &Policy, account: &Account, config: &Path) -> Result<Option<Plan>> {
+pub(crate) fn plan(policy: &Policy, account: &Account, config: &Path) -> Result<Option<Plan>> {
     if policy.mode == Mode::Off {
         return Ok(None);
     }
@@ -187,7 +188,7 @@ fn write_rights_file() -> BitFlags<AccessFs> {
 /// audit line, or the error that must stop the exec: in "required" mode
 /// anything less than the whole sandbox, in either mode a ruleset that
 /// could not be built as planned.
-pub fn apply(plan: &Plan) -> Result<String> {
+pub(crate) fn apply(plan: &Plan) -> Result<String> {
     let failed = |what: &str, e: &dyn std::fmt::Display| Error::Sandbox(format!("{what}: {e}"));
     // Without Refer (Landlock ABI 1) the kernel refuses every rename and
     // link between directories, which breaks Maildir delivery: then rather

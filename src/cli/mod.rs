@@ -10,11 +10,11 @@ use std::path::PathBuf;
 use clap::{Arg, ArgAction, ArgGroup, Command};
 
 use crate::error::{Error, Result};
-use crate::pipe_text;
+use crate::parse::pipe_text;
 
 /// What the user's command is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CommandSpec {
+pub(crate) enum CommandSpec {
     /// argv for the command (from `--raw-pipe` text or after `--`).
     Argv(Vec<Vec<u8>>),
     /// `-c STRING`: the container's `/bin/sh -c STRING`.
@@ -23,7 +23,7 @@ pub enum CommandSpec {
 
 impl CommandSpec {
     /// The argv that will be executed.
-    pub fn argv(&self) -> Vec<Vec<u8>> {
+    pub(crate) fn argv(&self) -> Vec<Vec<u8>> {
         match self {
             CommandSpec::Argv(v) => v.clone(),
             CommandSpec::Shell(s) => vec![b"/bin/sh".to_vec(), b"-c".to_vec(), s.clone()],
@@ -32,7 +32,7 @@ impl CommandSpec {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     Deliver(CommandSpec),
     /// Explain how a delivery for this user would run.
     Check {
@@ -50,28 +50,28 @@ pub enum Action {
 
 /// Where `cagepipe survey` looks (defaults: the real system's files).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SurveyOptions {
-    pub passwd: PathBuf,
-    pub group: PathBuf,
+pub(crate) struct SurveyOptions {
+    pub(crate) passwd: PathBuf,
+    pub(crate) group: PathBuf,
     /// DirectAdmin's /etc/virtual: `<domain>/aliases` and `domainowners`.
-    pub directadmin: PathBuf,
+    pub(crate) directadmin: PathBuf,
     /// cPanel's /etc: `valiases/<domain>` and `userdomains`.
-    pub cpanel: PathBuf,
+    pub(crate) cpanel: PathBuf,
     /// `--aliases FILE[:OWNERS]`, in order.
-    pub aliases: Vec<ExtraAliases>,
+    pub(crate) aliases: Vec<ExtraAliases>,
     /// Whether to read users' ~/.forward files.
-    pub forward: bool,
+    pub(crate) forward: bool,
 }
 
 /// An alias file named with `--aliases`, and who owns its pipes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExtraAliases {
-    pub file: PathBuf,
-    pub owners: Owners,
+pub(crate) struct ExtraAliases {
+    pub(crate) file: PathBuf,
+    pub(crate) owners: Owners,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Owners {
+pub(crate) enum Owners {
     /// Nothing given: the file's owner, if it is not a system account.
     FileOwner,
     /// `FILE:USER`: every pipe in the file runs as USER.
@@ -84,7 +84,7 @@ pub enum Owners {
 impl ExtraAliases {
     /// `FILE[:OWNERS]`: split at the last colon when what follows is a user
     /// name or an absolute path, so a FILE with a colon still works alone.
-    pub fn parse(text: &std::ffi::OsStr) -> Result<ExtraAliases> {
+    pub(crate) fn parse(text: &std::ffi::OsStr) -> Result<ExtraAliases> {
         let bytes = text.as_bytes();
         if bytes.is_empty() {
             return Err(Error::Usage("--aliases needs FILE[:OWNERS]".into()));
@@ -97,7 +97,7 @@ impl ExtraAliases {
                 return Ok(ExtraAliases { file, owners: Owners::Domains(owners) });
             }
             if let Ok(user) = std::str::from_utf8(owners) {
-                if crate::account::check_user_name(user).is_ok() {
+                if crate::config::account::check_user_name(user).is_ok() {
                     return Ok(ExtraAliases { file, owners: Owners::User(user.to_string()) });
                 }
             }
@@ -107,17 +107,17 @@ impl ExtraAliases {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    pub action: Action,
+pub(crate) struct Request {
+    pub(crate) action: Action,
     /// `--user NAME` (root only).
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// `--config PATH` (root only).
-    pub config: Option<PathBuf>,
-    pub dry_run: bool,
+    pub(crate) config: Option<PathBuf>,
+    pub(crate) dry_run: bool,
     /// `--env NAME=VALUE`: Exim's variables given by hand, in order.
-    pub env: Vec<(OsString, OsString)>,
+    pub(crate) env: Vec<(OsString, OsString)>,
     /// `--format json` for check and --dry-run.
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 pub fn command() -> Command {
@@ -269,7 +269,7 @@ pub fn command() -> Command {
 
 impl Request {
     /// Parse argv (including argv[0]).
-    pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Request> {
+    pub(crate) fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Request> {
         let m = match command().try_get_matches_from(args) {
             Ok(m) => m,
             Err(e) => {

@@ -15,31 +15,31 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::secure_file;
+use crate::platform::secure_file;
 
 /// Longest user name accepted (useradd's limit is 32).
-pub const MAX_NAME_LEN: usize = 32;
+pub(crate) const MAX_NAME_LEN: usize = 32;
 
 /// Largest user database file read (a server with 100,000 accounts has an
 /// /etc/passwd of about 8 MB).
 const MAX_DB_BYTES: usize = 64 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
+pub(crate) struct Account {
+    pub(crate) name: String,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
     /// Primary and supplementary groups, sorted, without duplicates.
-    pub groups: Vec<u32>,
-    pub home: PathBuf,
-    pub shell: OsString,
+    pub(crate) groups: Vec<u32>,
+    pub(crate) home: PathBuf,
+    pub(crate) shell: OsString,
 }
 
 /// Where the user database lives (tests point elsewhere).
 #[derive(Debug, Clone)]
-pub struct Database {
-    pub passwd: PathBuf,
-    pub group: PathBuf,
+pub(crate) struct Database {
+    pub(crate) passwd: PathBuf,
+    pub(crate) group: PathBuf,
 }
 
 impl Default for Database {
@@ -50,7 +50,7 @@ impl Default for Database {
 
 /// A user name is substituted into paths: allow only what account tools
 /// create, so that it can never carry '/', '..', NUL or a leading '-'.
-pub fn check_user_name(name: &str) -> std::result::Result<(), String> {
+pub(crate) fn check_user_name(name: &str) -> std::result::Result<(), String> {
     let shown: String = name.chars().take(MAX_NAME_LEN).flat_map(char::escape_default).collect();
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return Err(format!("user name \"{shown}\" must be 1 to {MAX_NAME_LEN} characters long"));
@@ -67,7 +67,7 @@ pub fn check_user_name(name: &str) -> std::result::Result<(), String> {
 
 /// Which account to look up.
 #[derive(Debug, Clone, Copy)]
-pub enum Key<'a> {
+pub(crate) enum Key<'a> {
     Uid(u32),
     Name(&'a str),
 }
@@ -98,7 +98,7 @@ fn read_db(path: &Path) -> Result<Vec<u8>> {
 
 /// Look up an account in the database: the first matching passwd line (as
 /// getpwuid does), and every group that lists the name as a member.
-pub fn lookup(db: &Database, key: Key<'_>) -> Result<Account> {
+pub(crate) fn lookup(db: &Database, key: Key<'_>) -> Result<Account> {
     if let Key::Name(name) = key {
         check_user_name(name).map_err(Error::Usage)?;
     }
@@ -168,13 +168,13 @@ fn account_from(entry: &PasswdEntry<'_>, name: String, supplementary: Vec<u32>) 
 }
 
 /// A passwd line `list` skipped: its number and why.
-pub type NotAnAccount = (usize, String);
+pub(crate) type NotAnAccount = (usize, String);
 
 /// Every account in the database, in file order (the first line wins for
 /// a name used twice, as for getpwnam), read in one pass over each file;
 /// lines that are not accounts cagepipe could serve are returned with the
 /// line number and the reason (`cagepipe survey`).
-pub fn list(db: &Database) -> Result<(Vec<Account>, Vec<NotAnAccount>)> {
+pub(crate) fn list(db: &Database) -> Result<(Vec<Account>, Vec<NotAnAccount>)> {
     let passwd = read_db(&db.passwd)?;
     let group = read_db(&db.group)?;
     let mut member_of: std::collections::HashMap<&[u8], Vec<u32>> = std::collections::HashMap::new();
@@ -214,7 +214,7 @@ pub fn list(db: &Database) -> Result<(Vec<Account>, Vec<NotAnAccount>)> {
 
 /// The gid of each named group that exists in the group database, in the
 /// order of `names` (`[rollout] contain = ["@web"]`).
-pub fn group_gids(db: &Database, names: &[String]) -> Result<Vec<(String, u32)>> {
+pub(crate) fn group_gids(db: &Database, names: &[String]) -> Result<Vec<(String, u32)>> {
     if names.is_empty() {
         return Ok(Vec::new());
     }

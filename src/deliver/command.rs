@@ -6,13 +6,13 @@ use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 
-use crate::account::Account;
+use crate::config::account::Account;
 use crate::config::Config;
 
 /// Build the environment from scratch: Exim's variables that are present,
 /// then the account's identity and the configured PATH. Nothing else gets
 /// through (no LD_*, no IFS/BASH_ENV/ENV, no RUST_*).
-pub fn environment(account: &Account, config: &Config, inherited: &[(OsString, OsString)]) -> Vec<Vec<u8>> {
+pub(crate) fn environment(account: &Account, config: &Config, inherited: &[(OsString, OsString)]) -> Vec<Vec<u8>> {
     let mut env = Vec::new();
     for name in &config.pass_env {
         if let Some((_, value)) = inherited.iter().find(|(k, _)| k.as_bytes() == name.as_bytes()) {
@@ -32,7 +32,7 @@ pub fn environment(account: &Account, config: &Config, inherited: &[(OsString, O
     env
 }
 
-pub fn to_cstrings(items: &[Vec<u8>]) -> io::Result<Vec<CString>> {
+pub(crate) fn to_cstrings(items: &[Vec<u8>]) -> io::Result<Vec<CString>> {
     items
         .iter()
         .map(|i| CString::new(i.clone()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte")))
@@ -41,7 +41,7 @@ pub fn to_cstrings(items: &[Vec<u8>]) -> io::Result<Vec<CString>> {
 
 /// The candidates execve is tried with, like execvp: the name itself when it
 /// contains a '/', else each PATH directory joined with it.
-pub fn candidates(program: &[u8], path: &str) -> Vec<CString> {
+pub(crate) fn candidates(program: &[u8], path: &str) -> Vec<CString> {
     if program.contains(&b'/') {
         return CString::new(program).into_iter().collect();
     }
@@ -54,7 +54,7 @@ pub fn candidates(program: &[u8], path: &str) -> Vec<CString> {
 /// Try each candidate; return the error that best explains the failure:
 /// EACCES if some candidate existed but could not be executed, else the
 /// last error. Only returns on failure.
-pub fn exec_first(candidates: &[CString], argv: &[CString], env: &[CString]) -> io::Error {
+pub(crate) fn exec_first(candidates: &[CString], argv: &[CString], env: &[CString]) -> io::Error {
     let mut saw_eacces = false;
     let mut last = io::Error::from_raw_os_error(libc::ENOENT);
     for path in candidates {

@@ -6,13 +6,13 @@
 use std::io;
 
 use crate::error::{Error, Result};
-use crate::privileges::{self, REQUIRED};
-use crate::procfs;
-use crate::sys;
+use crate::deliver::privileges::{self, REQUIRED};
+use crate::parse::procfs;
+use crate::platform::sys;
 
 /// Make sure 0, 1 and 2 are open (on /dev/null if the caller closed them),
 /// so that no file cagepipe opens can become the command's stdin or stdout.
-pub fn ensure_std_fds() -> io::Result<()> {
+pub(crate) fn ensure_std_fds() -> io::Result<()> {
     for fd in 0..=2 {
         if !sys::fd_is_open(fd) {
             sys::open_devnull_at(fd)?;
@@ -24,7 +24,7 @@ pub fn ensure_std_fds() -> io::Result<()> {
 /// Close every descriptor above 2 that the caller left open (a directory
 /// fd to the host's `/`, a socket...): none of them may reach the container
 /// (runc CVE-2024-21626). Listed from the host's /proc, checked to be procfs.
-pub fn close_inherited_fds() -> Result<()> {
+pub(crate) fn close_inherited_fds() -> Result<()> {
     check_proc_is_procfs()?;
     let mut numbers = Vec::new();
     for entry in std::fs::read_dir("/proc/self/fd").map_err(|e| Error::io("listing /proc/self/fd", e))? {
@@ -54,7 +54,7 @@ fn check_proc_is_procfs() -> Result<()> {
 /// result wrong: setuid/setgid, no_new_privs already set (so the file
 /// capabilities were not granted), more than one thread, or capabilities
 /// missing. Root (`--user` by an administrator) holds every capability.
-pub fn self_check(caller_is_root: bool) -> Result<()> {
+pub(crate) fn self_check(caller_is_root: bool) -> Result<()> {
     let u = nix::unistd::getresuid().map_err(|e| Error::io("getresuid", e.into()))?;
     if u.real != u.effective || u.effective != u.saved {
         return Err(Error::SelfCheck(

@@ -8,46 +8,46 @@ use std::io;
 use nix::unistd::{Gid, Uid};
 
 use crate::error::{Error, Result};
-use crate::sys::{self, CapSets};
+use crate::platform::sys::{self, CapSets};
 
 /// A capability cagepipe needs, with the reason it is in the file caps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cap {
-    pub number: u32,
-    pub name: &'static str,
-    pub why: &'static str,
+pub(crate) struct Cap {
+    pub(crate) number: u32,
+    pub(crate) name: &'static str,
+    pub(crate) why: &'static str,
 }
 
-pub const CAP_DAC_OVERRIDE: Cap =
+pub(crate) const CAP_DAC_OVERRIDE: Cap =
     Cap { number: 1, name: "cap_dac_override", why: "write the container's root-owned cgroup.procs files" };
-pub const CAP_SETGID: Cap =
+pub(crate) const CAP_SETGID: Cap =
     Cap { number: 6, name: "cap_setgid", why: "give the command the user's own primary and supplementary groups" };
-pub const CAP_SETPCAP: Cap = Cap { number: 8, name: "cap_setpcap", why: "empty the bounding set before exec" };
-pub const CAP_SYS_CHROOT: Cap =
+pub(crate) const CAP_SETPCAP: Cap = Cap { number: 8, name: "cap_setpcap", why: "empty the bounding set before exec" };
+pub(crate) const CAP_SYS_CHROOT: Cap =
     Cap { number: 18, name: "cap_sys_chroot", why: "setns into a mount namespace and chroot to the container's root" };
-pub const CAP_SYS_PTRACE: Cap = Cap {
+pub(crate) const CAP_SYS_PTRACE: Cap = Cap {
     number: 19,
     name: "cap_sys_ptrace",
     why: "open /proc/PID/ns/* and /proc/PID/root of a process owned by root",
 };
-pub const CAP_SYS_ADMIN: Cap = Cap { number: 21, name: "cap_sys_admin", why: "setns into the container's namespaces" };
+pub(crate) const CAP_SYS_ADMIN: Cap = Cap { number: 21, name: "cap_sys_admin", why: "setns into the container's namespaces" };
 
 /// The file capabilities the binary is installed with (permitted only).
-pub const REQUIRED: [Cap; 6] =
+pub(crate) const REQUIRED: [Cap; 6] =
     [CAP_DAC_OVERRIDE, CAP_SETGID, CAP_SETPCAP, CAP_SYS_CHROOT, CAP_SYS_PTRACE, CAP_SYS_ADMIN];
 
-pub fn mask(caps: &[Cap]) -> u64 {
+pub(crate) fn mask(caps: &[Cap]) -> u64 {
     caps.iter().fold(0, |m, c| m | (1u64 << c.number))
 }
 
 /// The `setcap` argument for installing the binary.
-pub fn setcap_text() -> String {
+pub(crate) fn setcap_text() -> String {
     let names: Vec<&str> = REQUIRED.iter().map(|c| c.name).collect();
     format!("{}=p", names.join(","))
 }
 
 /// Run `f` with `caps` raised into the effective set, then lower them again.
-pub fn with_caps<T>(caps: &[Cap], f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(crate) fn with_caps<T>(caps: &[Cap], f: impl FnOnce() -> Result<T>) -> Result<T> {
     let before = sys::capget().map_err(|e| Error::io("reading capabilities", e))?;
     let wanted = mask(caps) & before.permitted;
     if wanted != mask(caps) {
@@ -72,7 +72,7 @@ pub fn with_caps<T>(caps: &[Cap], f: impl FnOnce() -> Result<T>) -> Result<T> {
     out
 }
 
-pub fn missing_names(permitted: u64, caps: &[Cap]) -> String {
+pub(crate) fn missing_names(permitted: u64, caps: &[Cap]) -> String {
     let names: Vec<&str> = caps.iter().filter(|c| permitted & (1u64 << c.number) == 0).map(|c| c.name).collect();
     names.join(", ")
 }
@@ -80,28 +80,28 @@ pub fn missing_names(permitted: u64, caps: &[Cap]) -> String {
 /// The identity the command runs with, as ids valid where it runs (inside
 /// the container's user namespace when it has one).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub uid: u32,
-    pub gid: u32,
+pub(crate) struct Credentials {
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
     /// Sorted, without duplicates.
-    pub groups: Vec<u32>,
+    pub(crate) groups: Vec<u32>,
 }
 
 /// What the kernel says about the current process, read back after the drop.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Observed {
-    pub uids: [u32; 3],
-    pub gids: [u32; 3],
-    pub groups: Vec<u32>,
-    pub caps: CapSets,
-    pub ambient: u64,
-    pub bounding: u64,
-    pub no_new_privs: bool,
-    pub dumpable: bool,
+pub(crate) struct Observed {
+    pub(crate) uids: [u32; 3],
+    pub(crate) gids: [u32; 3],
+    pub(crate) groups: Vec<u32>,
+    pub(crate) caps: CapSets,
+    pub(crate) ambient: u64,
+    pub(crate) bounding: u64,
+    pub(crate) no_new_privs: bool,
+    pub(crate) dumpable: bool,
 }
 
 /// The kernel operations of the drop, behind a seam for unit tests.
-pub trait DropOps {
+pub(crate) trait DropOps {
     fn reset_signals(&mut self) -> io::Result<()>;
     fn raise_permitted(&mut self) -> io::Result<()>;
     fn setgroups(&mut self, groups: &[u32]) -> io::Result<()>;
@@ -129,7 +129,7 @@ pub trait DropOps {
 /// exec, while it still holds descriptors of the host (CVE-2016-9962).
 /// Dropping capabilities afterwards does not reset it; exec does, for the
 /// command.
-pub fn drop_privileges(k: &mut impl DropOps, want: &Credentials) -> Result<()> {
+pub(crate) fn drop_privileges(k: &mut impl DropOps, want: &Credentials) -> Result<()> {
     let step = |what: &str, r: io::Result<()>| r.map_err(|e| Error::Privileges(format!("{what}: {e}")));
     step("resetting signal dispositions and mask", k.reset_signals())?;
     step("raising the permitted capabilities", k.raise_permitted())?;
@@ -153,7 +153,7 @@ pub fn drop_privileges(k: &mut impl DropOps, want: &Credentials) -> Result<()> {
 /// mails a reply through a set-uid `sendmail` must keep working until its
 /// account is contained. The same order as [`drop_privileges`], then the
 /// same read-back.
-pub fn drop_to_host_user(k: &mut impl DropOps, want: &Credentials) -> Result<()> {
+pub(crate) fn drop_to_host_user(k: &mut impl DropOps, want: &Credentials) -> Result<()> {
     let step = |what: &str, r: io::Result<()>| r.map_err(|e| Error::Privileges(format!("{what}: {e}")));
     step("resetting signal dispositions and mask", k.reset_signals())?;
     step("raising the permitted capabilities", k.raise_permitted())?;
@@ -217,7 +217,7 @@ fn verify(seen: &Observed, want: &Credentials) -> Result<()> {
 }
 
 /// The real kernel.
-pub struct Kernel;
+pub(crate) struct Kernel;
 
 impl DropOps for Kernel {
     fn reset_signals(&mut self) -> io::Result<()> {
@@ -527,7 +527,7 @@ mod packaging_tests {
     /// say exactly what the self-check requires.
     #[test]
     fn packaging_file_caps_match_the_required_set() {
-        let file = include_str!("../packaging/file-caps");
+        let file = include_str!("../../packaging/file-caps");
         assert_eq!(file.trim(), super::setcap_text());
     }
 }

@@ -13,15 +13,15 @@ use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{fstat, stat, Mode};
 use nix::time::{clock_gettime, ClockId};
 
-use crate::account::Account;
-use crate::cgroup::{self, CgroupPlan};
+use crate::config::account::Account;
+use crate::deliver::cgroup::{self, CgroupPlan};
 use crate::config::{Config, Missing};
 use crate::error::{Error, Result};
-use crate::namespace::{ForeignNs, ENTER_ORDER};
-use crate::privileges::{self, Credentials, CAP_SYS_PTRACE};
-use crate::procfs::{self, IdMapRange, PidfileError};
-use crate::secure_file::{self, Untrusted};
-use crate::sys;
+use crate::deliver::namespace::{ForeignNs, ENTER_ORDER};
+use crate::deliver::privileges::{self, Credentials, CAP_SYS_PTRACE};
+use crate::parse::procfs::{self, IdMapRange, PidfileError};
+use crate::platform::secure_file::{self, Untrusted};
+use crate::platform::sys;
 
 /// A pidfile written later than this after its process started is still
 /// believed: file timestamps come from a coarse clock that may lag by a tick.
@@ -29,34 +29,34 @@ const START_SLACK_NS: i128 = 50_000_000;
 
 /// The container's user namespace id maps, read from the host.
 #[derive(Debug, Clone)]
-pub struct IdMaps {
-    pub uid_map: Vec<IdMapRange>,
-    pub gid_map: Vec<IdMapRange>,
-    pub setgroups_allowed: bool,
+pub(crate) struct IdMaps {
+    pub(crate) uid_map: Vec<IdMapRange>,
+    pub(crate) gid_map: Vec<IdMapRange>,
+    pub(crate) setgroups_allowed: bool,
 }
 
 /// A running container, pinned.
 #[derive(Debug)]
-pub struct Target {
-    pub pid: i32,
+pub(crate) struct Target {
+    pub(crate) pid: i32,
     /// Where the reference came from, for messages: "pidfile /run/...".
-    pub source: String,
+    pub(crate) source: String,
     /// Seconds since the epoch when the process started.
-    pub started_epoch: i64,
-    pub pidfd: Option<OwnedFd>,
+    pub(crate) started_epoch: i64,
+    pub(crate) pidfd: Option<OwnedFd>,
     /// Kept open so that the process cannot be swapped under us.
-    pub proc_dir: OwnedFd,
+    pub(crate) proc_dir: OwnedFd,
     /// The container's root directory (/proc/PID/root), for chroot.
-    pub root: OwnedFd,
-    pub foreign: Vec<ForeignNs>,
-    pub cgroups: CgroupPlan,
-    pub id_maps: Option<IdMaps>,
+    pub(crate) root: OwnedFd,
+    pub(crate) foreign: Vec<ForeignNs>,
+    pub(crate) cgroups: CgroupPlan,
+    pub(crate) id_maps: Option<IdMaps>,
     /// Kernel features not used, and why.
-    pub fallbacks: Vec<String>,
+    pub(crate) fallbacks: Vec<String>,
 }
 
 /// Find and pin the container of `account`.
-pub fn resolve(config: &Config, account: &Account) -> Result<Target> {
+pub(crate) fn resolve(config: &Config, account: &Account) -> Result<Target> {
     let not_running = |reason: String| Error::NotRunning {
         user: account.name.clone(),
         reason,
@@ -285,7 +285,7 @@ const PF_EXITING: u32 = 0x4;
 /// Whether the pinned process is exiting, a zombie, or gone; for a
 /// container's init: the container is stopping. Read through the /proc/PID
 /// directory opened on the host, which works from inside the container too.
-pub fn is_ending(proc_dir: &OwnedFd) -> bool {
+pub(crate) fn is_ending(proc_dir: &OwnedFd) -> bool {
     match read_at(proc_dir, "stat", 4096) {
         Err(e) => matches!(e, Errno::ESRCH | Errno::ENOENT),
         Ok(text) => procfs::parse_stat(&text)
@@ -295,7 +295,7 @@ pub fn is_ending(proc_dir: &OwnedFd) -> bool {
 
 /// The command's identity where it runs: the account's ids, translated
 /// through the container's user namespace maps when it has one.
-pub fn credentials(account: &Account, target: &Target) -> Result<Credentials> {
+pub(crate) fn credentials(account: &Account, target: &Target) -> Result<Credentials> {
     let Some(maps) = &target.id_maps else {
         return Ok(Credentials { uid: account.uid, gid: account.gid, groups: account.groups.clone() });
     };
@@ -321,6 +321,6 @@ pub fn credentials(account: &Account, target: &Target) -> Result<Credentials> {
 }
 
 /// The pidfile path of an account (for messages and `check`).
-pub fn pidfile_of(config: &Config, account: &Account) -> PathBuf {
+pub(crate) fn pidfile_of(config: &Config, account: &Account) -> PathBuf {
     config.backend.pidfile_path(&account.name, account.uid)
 }
