@@ -51,8 +51,9 @@ pub enum Error {
     Privileges(String),
     /// The `[sandbox]` could not be planned or applied as configured.
     Sandbox(String),
-    /// The command could not be executed inside the container.
-    Exec { command: String, source: io::Error },
+    /// The command could not be executed (`inside` the container, or on
+    /// the host for an account `[rollout]` does not contain yet).
+    Exec { command: String, inside: bool, source: io::Error },
     /// A failure the forked child reported before exec, already mapped.
     Reported { code: i32, message: String },
     /// Any other system failure, with what we were doing.
@@ -71,10 +72,8 @@ impl Error {
             Error::Reported { code, .. } => *code,
             Error::NotPermitted(_) => exit::NOPERM,
             Error::NotRunning { refuse: true, .. } => exit::NOPERM,
-            Error::Exec { source, .. } => match source.raw_os_error() {
-                Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ELOOP) => exit::NOT_FOUND,
-                _ => exit::NOT_EXECUTABLE,
-            },
+            Error::Exec { source, .. } if is_not_found(source) => exit::NOT_FOUND,
+            Error::Exec { .. } => exit::NOT_EXECUTABLE,
             Error::NotRunning { refuse: false, .. }
             | Error::Config { .. }
             | Error::SelfCheck(_)
@@ -125,12 +124,17 @@ impl fmt::Display for Error {
             Error::Privileges(m) => write!(f, "cannot drop privileges: {m}"),
             // Every message names [sandbox] or Landlock itself.
             Error::Sandbox(m) => f.write_str(m),
-            Error::Exec { command, source } => match source.raw_os_error() {
-                Some(libc::ENOENT) | Some(libc::ENOTDIR) => {
-                    write!(f, "command {command} not found inside the container")
+            Error::Exec { command, inside, source } => {
+                let place = if *inside { "inside the container" } else { "on the host" };
+                match source.raw_os_error() {
+                    Some(ENOENT) => write!(f, "command {command} not found {place}"),
+                    Some(ENOTDIR) => {
+                        write!(f, "command {command} not found {place} (a path component is not a directory)")
+                    }
+                    Some(ELOOP) => write!(f, "command {command} not found {place} (too many levels of symbolic links)"),
+                    _ => write!(f, "cannot execute {command} {place}: {source}"),
                 }
-                _ => write!(f, "cannot execute {command} inside the container: {source}"),
-            },
+            }
             Error::Reported { message, .. } => f.write_str(message),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
         }
@@ -139,11 +143,47 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+use crate::platform::errno::{ELOOP, ENOENT, ENOTDIR};
+
+/// What the shell reports as 127: the program, or a directory or link on
+/// its way, is not there.
+fn is_not_found(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(ENOENT | ENOTDIR | ELOOP)) || e.kind() == io::ErrorKind::NotFound
+}
+
+/// The exits of the administrator's tools that are not failures of
+/// cagepipe: what `check` and `survey` found, decided here and nowhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Finding {
+    /// `check`: the delivery (or installation) is fine, but Exim's
+    /// transports that name cagepipe have this many problems.
+    Check { exim_problems: usize },
+    /// `survey`: whether every pipe found is ready to be contained.
+    Survey { all_ready: bool },
+}
+
+impl Finding {
+    pub(crate) fn exit_code(self) -> i32 {
+        match self {
+            Finding::Check { exim_problems: 0 } => 0,
+            Finding::Check { .. } => exit::CONFIG,
+            Finding::Survey { all_ready: true } => 0,
+            Finding::Survey { all_ready: false } => 1,
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::platform::Errno;
+
+    const EACCES: i32 = Errno::EACCES as i32;
+    const EIO: i32 = Errno::EIO as i32;
+    const ENOEXEC: i32 = Errno::ENOEXEC as i32;
+    const EPERM: i32 = Errno::EPERM as i32;
 
     fn io(code: i32) -> io::Error {
         io::Error::from_raw_os_error(code)
@@ -162,14 +202,15 @@ mod tests {
             (Error::NotRunning { user: "a".into(), reason: "x".into(), refuse: true }, 77),
             (Error::Pidfile { path: p.clone(), problem: "x".into() }, 75),
             (Error::Target { pid: 1, problem: "x".into() }, 75),
-            (Error::Cgroup { dir: p, source: io(libc::ENOENT) }, 75),
-            (Error::Namespace { what: "mnt".into(), pid: 1, source: io(libc::EPERM) }, 75),
+            (Error::Cgroup { dir: p, source: io(ENOENT) }, 75),
+            (Error::Namespace { what: "mnt".into(), pid: 1, source: io(EPERM) }, 75),
             (Error::Privileges("x".into()), 75),
             (Error::Sandbox("x".into()), 75),
-            (Error::Exec { command: "c".into(), source: io(libc::ENOENT) }, 127),
-            (Error::Exec { command: "c".into(), source: io(libc::EACCES) }, 126),
-            (Error::Exec { command: "c".into(), source: io(libc::ENOEXEC) }, 126),
-            (Error::io("reading", io(libc::EIO)), 75),
+            (Error::Exec { command: "c".into(), inside: true, source: io(ENOENT) }, 127),
+            (Error::Exec { command: "c".into(), inside: true, source: io(ELOOP) }, 127),
+            (Error::Exec { command: "c".into(), inside: true, source: io(EACCES) }, 126),
+            (Error::Exec { command: "c".into(), inside: false, source: io(ENOEXEC) }, 126),
+            (Error::io("reading", io(EIO)), 75),
         ];
         for (err, code) in cases {
             assert_eq!(err.exit_code(), code, "{err}");
@@ -177,8 +218,25 @@ mod tests {
     }
 
     #[test]
+    fn exec_messages_agree_with_their_exit_codes() {
+        let exec = |inside, e| Error::Exec { command: "/x".into(), inside, source: io(e) };
+        assert_eq!(
+            exec(true, ELOOP).to_string(),
+            "command /x not found inside the container (too many levels of symbolic links)"
+        );
+        assert_eq!(exec(false, ENOENT).to_string(), "command /x not found on the host");
+        assert_eq!(
+            exec(true, EACCES).to_string(),
+            "cannot execute /x inside the container: Permission denied (os error 13)"
+        );
+        for e in [ENOENT, ENOTDIR, ELOOP] {
+            assert_eq!(exec(true, e).outcome(), "not-found");
+        }
+    }
+
+    #[test]
     fn messages_name_what_to_fix() {
-        let e = Error::Cgroup { dir: PathBuf::from("/sys/fs/cgroup/x"), source: io(libc::ENOENT) };
+        let e = Error::Cgroup { dir: PathBuf::from("/sys/fs/cgroup/x"), source: io(ENOENT) };
         assert_eq!(e.to_string(), "cannot join cgroup /sys/fs/cgroup/x: No such file or directory (os error 2)");
         assert_eq!(e.outcome(), "deferred");
     }

@@ -75,28 +75,11 @@ pub(crate) fn to_stderr(message: &str) {
     let _ = writeln!(std::io::stderr(), "cagepipe: {}", escape(message.as_bytes()));
 }
 
-/// Escape control characters, backslashes and non-UTF-8 bytes; cap the
-/// length so a hostile argument cannot flood the log.
+/// [`escape`](crate::escape::escape)d, and capped so that a hostile
+/// argument cannot flood the log.
 pub(crate) fn escape(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\t' => out.push_str("\\t"),
-                c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-                c => out.push(c),
-            }
-        }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-        if out.len() > MAX_LINE {
-            break;
-        }
-    }
-    cap(out)
+    let cut = &bytes[..bytes.len().min(4 * MAX_LINE)];
+    cap(crate::escape::escape(cut))
 }
 
 /// At most [`MAX_LINE`] bytes, cut at a character boundary and marked "...".
@@ -156,12 +139,6 @@ fn audit_text(line: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn control_characters_and_bad_bytes_are_escaped() {
-        assert_eq!(escape(b"a\nb\tc\x1b[31m\\"), "a\\nb\\tc\\x1b[31m\\\\");
-        assert_eq!(escape(b"caf\xc3\xa9 \xff"), "caf\u{e9} \\xff");
-    }
 
     #[test]
     fn long_lines_are_capped() {

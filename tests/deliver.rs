@@ -594,6 +594,24 @@ fn check_and_dry_run_explain_without_running_anything() {
     assert!(out.contains("dry run               nothing was executed"), "{out}");
     assert!(!out.contains("hostname="), "the probe did not run: {out}");
 
+    // DELIVERABLE means the delivery would start the command: a program the
+    // container does not have (only the host does) is NOT DELIVERABLE with
+    // the delivery's own exit code, as the delivery and survey say.
+    let host_only = std::env::current_exe().unwrap();
+    for (pipe, code, why) in [
+        (format!("|{} -d x", host_only.display()), 127, "not found inside the container"),
+        ("|/etc/hostname".to_string(), 126, "cannot execute /etc/hostname inside the container"),
+    ] {
+        let mut args = vec![OsString::from("--dry-run")];
+        args.extend(raw_pipe(&pipe));
+        let d = run(&s, &args, b"");
+        let out = String::from_utf8_lossy(&d.stdout).into_owned();
+        assert_eq!(d.code(), Some(code), "{pipe}: {d:?}");
+        assert!(out.contains(&format!("NOT DELIVERABLE (exit {code})")) && out.contains(why), "{pipe}: {out}");
+        let real = run(&s, &raw_pipe(&pipe), b"");
+        assert_eq!(real.code(), Some(code), "the delivery agrees: {real:?}");
+    }
+
     // The same as one JSON object, for monitoring.
     let d = run(&s, &[OsString::from("check"), OsString::from("--format=json")], b"");
     assert_eq!(d.code(), Some(0), "{d:?}");
@@ -601,10 +619,14 @@ fn check_and_dry_run_explain_without_running_anything() {
     assert_eq!(j["verdict"], "DELIVERABLE");
     assert_eq!(j["exit"], 0);
     assert!(j["reason"].is_null());
-    assert_eq!(j["user"].as_str().unwrap().split(' ').next(), Some(s.user.name.as_str()));
-    assert!(j["target"].as_str().unwrap().starts_with(&format!("pid {} ", s.container.pid)), "{j}");
-    assert!(j["cgroup_to_join"].as_array().is_some_and(|a| a.len() > 1), "v1 and v2 cgroups: {j}");
-    assert_eq!(j["capabilities_missing"], "none");
+    assert_eq!(j["user"]["name"], s.user.name.as_str());
+    assert_eq!(j["user"]["uid"], s.user.uid, "numbers are numbers: {j}");
+    assert_eq!(j["target"]["pid"], s.container.pid, "{j}");
+    assert!(j["cgroups"]["join"].as_array().is_some_and(|a| a.len() > 1), "v1 and v2 cgroups: {j}");
+    assert!(j["cgroups"]["join"][0]["dir"].as_str().is_some_and(|d| d.starts_with('/')), "{j}");
+    assert!(j["namespaces"].as_array().is_some_and(|n| n.iter().any(|n| n["kind"] == "mnt")), "{j}");
+    assert_eq!(j["credentials"]["where"], "container", "{j}");
+    assert_eq!(j["capabilities"]["missing"], serde_json::json!([]));
 
     std::fs::remove_file(s.container_pidfile()).unwrap();
     let d = run(&s, &[OsString::from("check"), OsString::from("--format=json")], b"");

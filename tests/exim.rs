@@ -767,7 +767,7 @@ fn check_reports_each_broken_variant_of_the_generic_transport() {
     assert_eq!(j["verdict"], "CONFIGURATION OK");
     assert_eq!(j["exit"], 78);
     assert_eq!(j["exim_problems"], 1);
-    assert!(j["exim_problem"][0].as_str().unwrap().contains("Exim configuration error"), "{j}");
+    assert!(j["exim"]["problems"][0].as_str().unwrap().contains("Exim configuration error"), "{j}");
 }
 
 // rollout ------------------------------------------------------------------

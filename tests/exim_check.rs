@@ -381,8 +381,8 @@ fn problems_are_counted_per_transport_in_one_configuration() {
     assert_eq!(j["verdict"], "CONFIGURATION OK", "{j}");
     assert_eq!(j["exit"], 78, "{j}");
     assert_eq!(j["exim_problems"], BROKEN.len(), "{j}");
-    assert_eq!(j["exim_problem"].as_array().map(Vec::len), Some(BROKEN.len()), "{j}");
-    assert_eq!(j["exim_transport"][0], "fine: ok", "{j}");
+    assert_eq!(j["exim"]["problems"].as_array().map(Vec::len), Some(BROKEN.len()), "{j}");
+    assert_eq!(j["exim"]["ok"][0], "fine: ok", "{j}");
 }
 
 #[test]

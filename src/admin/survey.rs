@@ -17,7 +17,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::io::Read;
-use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -26,16 +25,17 @@ use nix::errno::Errno;
 use nix::fcntl::{open, openat, OFlag};
 use nix::sys::stat::{fstat, FileStat, Mode, SFlag};
 
-use crate::config::account::{self, Account, Database};
 use crate::cli::{Owners, SurveyOptions};
-use crate::config::Config;
-use crate::error::{Error, Result};
-use crate::deliver::inroot::{self, Lookup, Viewer};
-use crate::log::escape;
-use crate::parse::mailfiles::{self, Forward, Listing};
+use crate::config::account::{self, Account, Database};
 use crate::config::rollout;
-use crate::deliver::{command, resolve};
+use crate::config::Config;
+use crate::deliver::lookahead::{attention, judge_in_container, Inside, Verdict};
+use crate::deliver::resolve;
+use crate::error::{Finding, Result};
+use crate::escape::escape;
+use crate::parse::mailfiles::{self, Forward, Listing};
 use crate::parse::pipe_text;
+use crate::platform::kernel::Linux;
 
 /// Largest file read. A .forward or a domain's alias file is a few hundred
 /// bytes; a bigger one is reported, not read.
@@ -101,17 +101,6 @@ struct Found {
     alias_file: Option<FileFacts>,
 }
 
-/// The verdict on one pipe.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    Ready,
-    /// `code` is stable for scripts; `reason` is a sentence for people.
-    NeedsAttention {
-        code: &'static str,
-        reason: String,
-    },
-}
-
 /// One pipe, judged.
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
@@ -167,6 +156,35 @@ impl Survey {
 
 /// Survey the server. `progress(done, total)` is called as accounts are
 /// judged (for a terminal's progress line).
+/// `cagepipe survey`: run it with a progress line on a terminal, print it,
+/// and return the exit code. A survey that cannot run is not a delivery:
+/// the reason goes to the administrator, not to the mail log as a deferral.
+pub(crate) fn run_and_print(config_path: &Path, opts: &SurveyOptions, json: bool) -> i32 {
+    use std::io::IsTerminal;
+    let on_terminal = std::io::stderr().is_terminal();
+    let mut shown = Instant::now();
+    let mut progress = |done: usize, total: usize| {
+        if on_terminal && (done == total || shown.elapsed().as_millis() >= 100) {
+            shown = Instant::now();
+            eprint!("\rcagepipe survey: {done}/{total} accounts with pipes judged\x1b[K");
+            if done == total {
+                eprint!("\r\x1b[K");
+            }
+        }
+    };
+    match crate::config::load(config_path).and_then(|config| run(&config, opts, &mut progress)) {
+        Ok(survey) => {
+            print!("{}", if json { survey.json() } else { survey.text() });
+            let all_ready = survey.needing_attention().next().is_none();
+            Finding::Survey { all_ready }.exit_code()
+        }
+        Err(e) => {
+            crate::log::to_stderr(&e.to_string());
+            e.exit_code()
+        }
+    }
+}
+
 pub(crate) fn run(config: &Config, opts: &SurveyOptions, progress: &mut dyn FnMut(usize, usize)) -> Result<Survey> {
     let started = Instant::now();
     let db = Database { passwd: opts.passwd.clone(), group: opts.group.clone() };
@@ -583,10 +601,6 @@ fn judge_owner(
     }
 }
 
-fn attention(code: &'static str, reason: String) -> Verdict {
-    Verdict::NeedsAttention { code, reason }
-}
-
 fn judge_pipe(
     config: &Config,
     account: Option<&Account>,
@@ -646,193 +660,9 @@ fn judge_pipe(
     };
     e.argv = Some(argv.clone());
     let mut inside = Inside::default();
-    let verdict = judge_in_container(config, account, &argv, target, &mut inside);
+    let verdict = judge_in_container(&mut Linux, config, account, &argv, target, &mut inside);
     (e.container, e.command, e.interpreter) = (inside.container, inside.command, inside.interpreter);
     verdict
-}
-
-/// For the syslog line of an uncontained delivery: `ready`, or the code of
-/// what would keep it from working once the account is contained.
-pub(crate) fn if_contained(config: &Config, account: &Account, argv: &[Vec<u8>]) -> &'static str {
-    match judge_in_container(config, account, argv, &mut None, &mut Inside::default()) {
-        Verdict::Ready => "ready",
-        Verdict::NeedsAttention { code, .. } => code,
-    }
-}
-
-/// What a look into the container found.
-#[derive(Debug, Default)]
-pub(crate) struct Inside {
-    /// Where the container reference came from, and the pid.
-    pub(crate) container: Option<(String, i32)>,
-    /// Where the program is, inside, and its script's interpreter.
-    pub(crate) command: Option<Vec<u8>>,
-    pub(crate) interpreter: Option<Vec<u8>>,
-}
-
-/// Whether `argv` would run for `account` once contained: its container
-/// runs and the program exists inside and may be executed by the account.
-/// `target` caches the resolution across an account's pipes.
-pub(crate) fn judge_in_container(
-    config: &Config,
-    account: &Account,
-    argv: &[Vec<u8>],
-    target: &mut Option<Result<resolve::Target>>,
-    e: &mut Inside,
-) -> Verdict {
-    let target = target.get_or_insert_with(|| resolve::resolve(config, account));
-    let target = match target {
-        Ok(t) => t,
-        Err(err @ Error::NotRunning { .. }) => {
-            return attention(
-                "no-container",
-                format!(
-                    "The account's container is not running ({}), so mail for this pipe would wait in the queue until it runs.",
-                    not_running_detail(err)
-                ),
-            )
-        }
-        Err(err) => return attention("container-problem", format!("The account's container cannot be entered: {err}.")),
-    };
-    e.container = Some((target.source.clone(), target.pid));
-    if let Err(err) = resolve::credentials(account, target) {
-        return attention("container-problem", format!("The account cannot run as itself in its container: {err}."));
-    }
-    let candidates: Vec<Vec<u8>> =
-        command::candidates(&argv[0], &config.command_path).into_iter().map(|c| c.into_bytes()).collect();
-    let viewer =
-        Viewer { uid: account.uid, gid: account.gid, groups: account.groups.clone(), name: account.name.clone() };
-    let program = escape(&argv[0]);
-    match inroot::find_command(target.root.as_fd(), &candidates, &viewer, &config.command_path) {
-        Lookup::Executable { path, interpreter } => {
-            let verdict = match sandbox_verdict(config, account, target, &viewer, &path, interpreter.as_deref()) {
-                Verdict::Ready => arguments_verdict(target, &viewer, &argv[1..]),
-                refused => refused,
-            };
-            e.command = Some(path);
-            e.interpreter = interpreter;
-            verdict
-        }
-        Lookup::NotFound => {
-            attention(
-                "not-found",
-                if argv[0].contains(&b'/') {
-                    format!("The program {program} does not exist inside the account's container, so the delivery would fail.")
-                } else {
-                    format!(
-                    "The program {program} is not found inside the account's container (searched {}), so the delivery would fail.",
-                    config.command_path
-                )
-                },
-            )
-        }
-        Lookup::NotExecutable { path, why } => {
-            e.command = Some(path.clone());
-            attention(
-                "not-executable",
-                format!(
-                    "The program {} exists inside the account's container but {why}, so the delivery would fail.",
-                    escape(&path)
-                ),
-            )
-        }
-        Lookup::InterpreterMissing { path, interpreter } => {
-            e.command = Some(path.clone());
-            e.interpreter = Some(interpreter.clone());
-            attention(
-                "interpreter-missing",
-                format!(
-                    "The script {} needs {}, which does not exist inside the account's container.",
-                    escape(&path),
-                    escape(&interpreter)
-                ),
-            )
-        }
-        Lookup::InterpreterNotExecutable { path, interpreter, why } => {
-            e.command = Some(path.clone());
-            e.interpreter = Some(interpreter.clone());
-            attention(
-                "interpreter-not-executable",
-                format!(
-                    "The script {} needs {}, which exists inside the account's container but {why}.",
-                    escape(&path),
-                    escape(&interpreter)
-                ),
-            )
-        }
-    }
-}
-
-/// A command such as `/usr/bin/php -q /home/bob/pipe.php` names its script
-/// as an argument: an absolute path that exists on this host but that the
-/// account cannot reach inside its container is the commonest thing that
-/// breaks when a pipe moves into one. Only paths the host has are judged,
-/// so an argument that merely starts with '/' is left alone.
-fn arguments_verdict(target: &resolve::Target, viewer: &Viewer, args: &[Vec<u8>]) -> Verdict {
-    for arg in args.iter().filter(|a| a.starts_with(b"/")) {
-        let on_host = std::fs::symlink_metadata(std::ffi::OsStr::from_bytes(arg)).is_ok();
-        if on_host && inroot::resolve(target.root.as_fd(), arg, viewer).is_none() {
-            return attention(
-                "argument-missing",
-                format!(
-                    "The file {} named in the command exists on this server but not inside the account's container \
-                     (or the account cannot reach it there), so the program would not find it.",
-                    escape(arg)
-                ),
-            );
-        }
-    }
-    Verdict::Ready
-}
-
-/// With `[sandbox] landlock` on, the program and its interpreter must lie
-/// beneath an `execute` path (each resolved inside, as the account reaches
-/// it; one it cannot reach allows nothing, as in the sandbox itself), or
-/// Landlock stops the exec. "best-effort" counts as on: the survey does not
-/// know the kernel every delivery will run on.
-fn sandbox_verdict(
-    config: &Config,
-    account: &Account,
-    target: &resolve::Target,
-    viewer: &Viewer,
-    program: &[u8],
-    interpreter: Option<&[u8]>,
-) -> Verdict {
-    let plan = match crate::deliver::sandbox::plan(&config.sandbox, account, &config.path) {
-        Ok(Some(plan)) => plan,
-        Ok(None) => return Verdict::Ready,
-        Err(err) => return attention("sandbox-execute", format!("The [sandbox] paths do not fit the account: {err}.")),
-    };
-    let allowed: Vec<Vec<u8>> =
-        plan.execute.iter().filter_map(|dir| inroot::resolve(target.root.as_fd(), dir.as_bytes(), viewer)).collect();
-    let beneath = |file: &[u8]| {
-        allowed.iter().any(|dir| {
-            dir == b"/" || file == &dir[..] || file.strip_prefix(&dir[..]).is_some_and(|r| r.starts_with(b"/"))
-        })
-    };
-    for (what, file) in [("program", Some(program)), ("interpreter", interpreter)] {
-        let Some(file) = file else { continue };
-        if !beneath(file) {
-            let listed: Vec<String> = config.sandbox.execute.iter().map(|t| t.as_str().to_string()).collect();
-            return attention(
-                "sandbox-execute",
-                format!(
-                    "The {what} {} is not beneath any directory [sandbox] execute allows ({}), so the sandbox would stop it and the delivery would fail.",
-                    escape(file),
-                    listed.join(", ")
-                ),
-            );
-        }
-    }
-    Verdict::Ready
-}
-
-/// "no pidfile /run/cagepipe/bob.pid" out of a NotRunning error.
-fn not_running_detail(err: &Error) -> String {
-    match err {
-        Error::NotRunning { reason, .. } => reason.clone(),
-        other => other.to_string(),
-    }
 }
 
 // ---- showing them ------------------------------------------------------------

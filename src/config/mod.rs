@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::error::{Error, Result};
 use crate::deliver::sandbox::{self, PathTemplate, Policy};
+use crate::error::{Error, Result};
 use crate::platform::secure_file::{self, Untrusted};
 
 pub(crate) const DEFAULT_PATH: &str = "/etc/cagepipe/cagepipe.toml";

@@ -3,15 +3,12 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
-use std::io::Write;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-
-use nix::fcntl::OFlag;
-use nix::sys::stat::Mode;
 
 use crate::error::{Error, Result};
 use crate::parse::procfs::{CgroupEntry, MountInfo};
+use crate::platform::kernel::Kernel;
 
 /// One cgroup directory to join.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,64 +70,47 @@ impl CgroupDir {
     }
 }
 
-/// The `tasks` file of the container's cgroup in one v1 hierarchy, opened
-/// on the host before anything is entered, for the command's process to
-/// write itself into.
-#[derive(Debug)]
-pub(crate) struct V1Tasks {
-    pub(crate) dir: PathBuf,
-    fd: OwnedFd,
+/// The container's cgroups, opened on the host before anything is entered:
+/// the `tasks` file in each v1 hierarchy, for the command's process to write
+/// itself into, and the v2 directory, which clone3 places the command into
+/// or whose `cgroup.procs` it writes itself into once the host path is no
+/// longer visible.
+#[derive(Debug, Default)]
+pub(crate) struct Opened {
+    pub(crate) v1: Vec<(PathBuf, OwnedFd)>,
+    pub(crate) v2: Option<(PathBuf, OwnedFd)>,
 }
 
-/// Open the planned v1 cgroups' `tasks` files (needs CAP_DAC_OVERRIDE: they
+/// Open the planned cgroups (the caller holds CAP_DAC_OVERRIDE: the files
 /// belong to the host's root).
-pub(crate) fn open_v1(dirs: &[CgroupDir]) -> Result<Vec<V1Tasks>> {
-    let flags = OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
-    dirs.iter()
-        .filter(|d| !d.is_v2())
-        .map(|d| {
-            nix::fcntl::open(&d.dir.join("tasks"), flags, Mode::empty())
-                .map(|fd| V1Tasks { dir: d.dir.clone(), fd })
-                .map_err(|e| Error::Cgroup { dir: d.dir.clone(), source: e.into() })
-        })
-        .collect()
-}
-
-/// Move the calling process into the opened v1 cgroups. `tasks` moves only
-/// the writing thread, which for a single-threaded process is the whole
-/// process, and (on Linux 6.x) without the global lock whose RCU grace
-/// period makes a `cgroup.procs` move cost milliseconds on an idle server.
-/// "0" means the writer.
-pub(crate) fn join_v1(tasks: &[V1Tasks]) -> Result<()> {
-    for t in tasks {
-        nix::unistd::write(&t.fd, b"0").map_err(|e| Error::Cgroup { dir: t.dir.clone(), source: e.into() })?;
+pub(crate) fn open(k: &mut impl Kernel, dirs: &[CgroupDir]) -> Result<Opened> {
+    let mut opened = Opened::default();
+    for d in dirs {
+        let fd = k.open_cgroup(&d.dir, d.is_v2()).map_err(|source| Error::Cgroup { dir: d.dir.clone(), source })?;
+        if d.is_v2() {
+            opened.v2 = Some((d.dir.clone(), fd));
+        } else {
+            opened.v1.push((d.dir.clone(), fd));
+        }
     }
-    Ok(())
+    Ok(opened)
 }
 
-/// The container's cgroup v2 directory, opened on the host before anything
-/// is entered: clone3 places the command into it, or cagepipe joins it
-/// through the descriptor once the host path is no longer visible.
-#[derive(Debug)]
-pub(crate) struct V2Dir {
-    pub(crate) path: PathBuf,
-    pub(crate) fd: OwnedFd,
-}
-
-pub(crate) fn open_v2(dirs: &[CgroupDir]) -> Result<Option<V2Dir>> {
-    let Some(d) = dirs.iter().find(|d| d.is_v2()) else { return Ok(None) };
-    nix::fcntl::open(&d.dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())
-        .map(|fd| Some(V2Dir { path: d.dir.clone(), fd }))
-        .map_err(|e| Error::Cgroup { dir: d.dir.clone(), source: e.into() })
-}
-
-/// Join the cgroup v2 directory through its `cgroup.procs` (for kernels
-/// without clone3 into a cgroup).
-pub(crate) fn join_v2(dir: &V2Dir) -> Result<()> {
-    let err = |source| Error::Cgroup { dir: dir.path.clone(), source };
-    let flags = OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
-    let fd = nix::fcntl::openat(&dir.fd, "cgroup.procs", flags, Mode::empty()).map_err(|e| err(e.into()))?;
-    std::fs::File::from(fd).write_all(b"0").map_err(err)
+/// Move the calling process into the opened cgroups: every v1 hierarchy,
+/// and v2 unless it was born there. `tasks` moves only the writing thread,
+/// which for a single-threaded process is the whole process, and (on Linux
+/// 6.x) without the global lock whose RCU grace period makes a
+/// `cgroup.procs` move cost milliseconds on an idle server.
+pub(crate) fn join(k: &mut impl Kernel, opened: &Opened, born_in_v2: bool) -> Result<()> {
+    for (dir, fd) in &opened.v1 {
+        k.join_cgroup(fd.as_fd(), false).map_err(|source| Error::Cgroup { dir: dir.clone(), source })?;
+    }
+    match &opened.v2 {
+        Some((dir, fd)) if !born_in_v2 => {
+            k.join_cgroup(fd.as_fd(), true).map_err(|source| Error::Cgroup { dir: dir.clone(), source })
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -195,11 +175,11 @@ mod tests {
     #[test]
     fn joining_a_missing_directory_names_it() {
         let d = CgroupDir { hierarchy: "pids".into(), dir: "/nonexistent/cagepipe-cg".into() };
-        let e = open_v1(&[d]).unwrap_err();
+        let e = open(&mut crate::platform::kernel::Linux, &[d]).unwrap_err();
         assert_eq!(e.exit_code(), 75);
         assert!(e.to_string().contains("/nonexistent/cagepipe-cg"), "{e}");
         let d = CgroupDir { hierarchy: "v2".into(), dir: "/nonexistent/cagepipe-cg".into() };
-        let e = open_v2(&[d]).unwrap_err();
+        let e = open(&mut crate::platform::kernel::Linux, &[d]).unwrap_err();
         assert_eq!(e.exit_code(), 75);
         assert!(e.to_string().contains("/nonexistent/cagepipe-cg"), "{e}");
     }

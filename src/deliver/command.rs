@@ -2,12 +2,14 @@
 //! the program on PATH inside the container.
 #![forbid(unsafe_code)]
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 
 use crate::config::account::Account;
 use crate::config::Config;
+use crate::platform::kernel::Kernel;
+use crate::platform::Errno;
 
 /// Build the environment from scratch: Exim's variables that are present,
 /// then the account's identity and the configured PATH. Nothing else gets
@@ -54,17 +56,16 @@ pub(crate) fn candidates(program: &[u8], path: &str) -> Vec<CString> {
 /// Try each candidate; return the error that best explains the failure:
 /// EACCES if some candidate existed but could not be executed, else the
 /// last error. Only returns on failure.
-pub(crate) fn exec_first(candidates: &[CString], argv: &[CString], env: &[CString]) -> io::Error {
+pub(crate) fn exec_first(k: &mut impl Kernel, candidates: &[CString], argv: &[CString], env: &[CString]) -> io::Error {
+    let argv: Vec<&CStr> = argv.iter().map(CString::as_c_str).collect();
+    let env: Vec<&CStr> = env.iter().map(CString::as_c_str).collect();
     let mut saw_eacces = false;
-    let mut last = io::Error::from_raw_os_error(libc::ENOENT);
+    let mut last = io::Error::from_raw_os_error(Errno::ENOENT as i32);
     for path in candidates {
-        let err: io::Error = match nix::unistd::execve(path, argv, env) {
-            Err(e) => e.into(),
-            Ok(never) => match never {},
-        };
-        match err.raw_os_error() {
-            Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ELOOP) | Some(libc::ENAMETOOLONG) => last = err,
-            Some(libc::EACCES) => {
+        let err = k.execve(path, &argv, &env);
+        match err.raw_os_error().map(Errno::from_raw) {
+            Some(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP | Errno::ENAMETOOLONG) => last = err,
+            Some(Errno::EACCES) => {
                 saw_eacces = true;
                 last = err;
             }
@@ -72,7 +73,7 @@ pub(crate) fn exec_first(candidates: &[CString], argv: &[CString], env: &[CStrin
         }
     }
     if saw_eacces {
-        io::Error::from_raw_os_error(libc::EACCES)
+        io::Error::from_raw_os_error(Errno::EACCES as i32)
     } else {
         last
     }
@@ -144,9 +145,10 @@ mod tests {
     fn exec_failure_explains_itself() {
         let argv = to_cstrings(&[b"x".to_vec()]).unwrap();
         let missing = candidates(b"cagepipe-no-such-program", "/nonexistent:/usr/bin");
-        assert_eq!(exec_first(&missing, &argv, &[]).raw_os_error(), Some(libc::ENOENT));
+        let k = &mut crate::platform::kernel::Linux;
+        assert_eq!(exec_first(k, &missing, &argv, &[]).raw_os_error(), Some(Errno::ENOENT as i32));
         // A directory is found but cannot be executed.
         let dir = candidates(b"/etc", "");
-        assert_eq!(exec_first(&dir, &argv, &[]).raw_os_error(), Some(libc::EACCES));
+        assert_eq!(exec_first(k, &dir, &argv, &[]).raw_os_error(), Some(Errno::EACCES as i32));
     }
 }

@@ -36,7 +36,7 @@ use nix::fcntl::{openat, readlinkat, OFlag};
 use nix::sys::stat::{fstat, FileStat, Mode, SFlag};
 use nix::sys::statvfs::{fstatvfs, FsFlags};
 
-use crate::log::escape;
+use crate::escape::escape;
 
 /// The kernel's limit on symbolic links followed in one lookup
 /// (MAXSYMLINKS, include/linux/namei.h); the 41st gives ELOOP.

@@ -5,11 +5,14 @@
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
+use crate::platform::kernel::Kernel;
+use crate::platform::ns_flag;
+
 /// One kind of namespace: its name under /proc/PID/ns and its clone flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct NsKind {
     pub(crate) name: &'static str,
-    pub(crate) flag: libc::c_int,
+    pub(crate) flag: i32,
 }
 
 /// The order in which namespaces are entered one by one (the fallback for
@@ -20,14 +23,14 @@ pub(crate) struct NsKind {
 /// With a pidfd (5.8+) each stage (see [`CHILD_ENTERS`]) is one atomic
 /// `setns` and the kernel orders it itself.
 pub(crate) const ENTER_ORDER: [NsKind; 8] = [
-    NsKind { name: "ipc", flag: libc::CLONE_NEWIPC },
-    NsKind { name: "uts", flag: libc::CLONE_NEWUTS },
-    NsKind { name: "net", flag: libc::CLONE_NEWNET },
-    NsKind { name: "pid", flag: libc::CLONE_NEWPID },
-    NsKind { name: "time", flag: libc::CLONE_NEWTIME },
-    NsKind { name: "mnt", flag: libc::CLONE_NEWNS },
-    NsKind { name: "cgroup", flag: libc::CLONE_NEWCGROUP },
-    NsKind { name: "user", flag: libc::CLONE_NEWUSER },
+    NsKind { name: "ipc", flag: ns_flag::IPC },
+    NsKind { name: "uts", flag: ns_flag::UTS },
+    NsKind { name: "net", flag: ns_flag::NET },
+    NsKind { name: "pid", flag: ns_flag::PID },
+    NsKind { name: "time", flag: ns_flag::TIME },
+    NsKind { name: "mnt", flag: ns_flag::NS },
+    NsKind { name: "cgroup", flag: ns_flag::CGROUP },
+    NsKind { name: "user", flag: ns_flag::USER },
 ];
 
 /// Namespaces the command's process enters itself, after it was born in the
@@ -54,18 +57,19 @@ pub(crate) fn kind(name: &str) -> Option<NsKind> {
 #[derive(Debug)]
 pub(crate) struct ForeignNs {
     pub(crate) kind: NsKind,
+    /// Its identity: the device and inode of its namespace file.
+    pub(crate) dev: u64,
     pub(crate) inode: u64,
     pub(crate) file: OwnedFd,
 }
 
-/// How namespaces get entered; the kernel operations behind the seam.
-pub(crate) trait Setns {
-    fn setns(&mut self, fd: std::os::fd::BorrowedFd<'_>, flags: libc::c_int) -> io::Result<()>;
-}
-
 /// Enter every namespace in `foreign`: with one `setns(pidfd, flags)` when a
 /// pidfd is given, else one `setns(file)` each in [`ENTER_ORDER`].
-pub(crate) fn enter(k: &mut impl Setns, pidfd: Option<&OwnedFd>, foreign: &[&ForeignNs]) -> Result<(), (String, io::Error)> {
+pub(crate) fn enter(
+    k: &mut impl Kernel,
+    pidfd: Option<&OwnedFd>,
+    foreign: &[&ForeignNs],
+) -> Result<(), (String, io::Error)> {
     if foreign.is_empty() {
         return Ok(());
     }
@@ -87,19 +91,10 @@ mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
 
-    #[derive(Default)]
-    struct Recorder {
-        calls: Vec<(i32, libc::c_int)>,
-        fail_on: Option<libc::c_int>,
-    }
-    impl Setns for Recorder {
-        fn setns(&mut self, fd: std::os::fd::BorrowedFd<'_>, flags: libc::c_int) -> io::Result<()> {
-            self.calls.push((fd.as_raw_fd(), flags));
-            if self.fail_on == Some(flags) {
-                return Err(io::Error::from_raw_os_error(libc::EPERM));
-            }
-            Ok(())
-        }
+    use crate::platform::recording::Recording;
+
+    fn flags_of(k: &Recording) -> Vec<String> {
+        k.calls_of(&["setns"]).iter().map(|c| c.rsplit(' ').next().unwrap().to_string()).collect()
     }
 
     fn file() -> OwnedFd {
@@ -107,7 +102,11 @@ mod tests {
     }
 
     fn foreign(names: &[&str]) -> Vec<ForeignNs> {
-        names.iter().map(|n| ForeignNs { kind: kind(n).unwrap(), inode: 1, file: file() }).collect()
+        names.iter().map(|n| ForeignNs { kind: kind(n).unwrap(), dev: 3, inode: 1, file: file() }).collect()
+    }
+
+    fn ns_file(ns: &[ForeignNs], name: &str) -> i32 {
+        ns.iter().find(|n| n.kind.name == name).unwrap().file.as_raw_fd()
     }
 
     #[test]
@@ -122,17 +121,14 @@ mod tests {
     #[test]
     fn fallback_enters_one_by_one_in_order_whatever_the_input_order() {
         let ns = foreign(&["user", "mnt", "net", "pid", "uts"]);
-        let mut r = Recorder::default();
-        enter(&mut r, None, &ns.iter().collect::<Vec<_>>()).unwrap();
-        let flags: Vec<_> = r.calls.iter().map(|c| c.1).collect();
-        assert_eq!(
-            flags,
-            vec![libc::CLONE_NEWUTS, libc::CLONE_NEWNET, libc::CLONE_NEWPID, libc::CLONE_NEWNS, libc::CLONE_NEWUSER]
-        );
-        // Each call used that namespace's own file.
-        for (fd, flag) in &r.calls {
-            let ns = ns.iter().find(|n| n.kind.flag == *flag).unwrap();
-            assert_eq!(*fd, ns.file.as_raw_fd());
+        let ns_list = &ns;
+        let mut k = Recording::new();
+        enter(&mut k, None, &ns.iter().collect::<Vec<_>>()).unwrap();
+        assert_eq!(flags_of(&k), ["uts", "net", "pid", "mnt", "user"]);
+        // Each call used that namespace's own file (fd numbers in the record).
+        for (call, ns) in k.calls.iter().zip(["uts", "net", "pid", "mnt", "user"]) {
+            let file = ns_file(ns_list, ns);
+            assert_eq!(call, &format!("setns fd{file} {ns}"));
         }
     }
 
@@ -140,9 +136,9 @@ mod tests {
     fn pidfd_enters_all_at_once() {
         let ns = foreign(&["mnt", "pid", "user"]);
         let pidfd = file();
-        let mut r = Recorder::default();
-        enter(&mut r, Some(&pidfd), &ns.iter().collect::<Vec<_>>()).unwrap();
-        assert_eq!(r.calls, vec![(pidfd.as_raw_fd(), libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUSER)]);
+        let mut k = Recording::new();
+        enter(&mut k, Some(&pidfd), &ns.iter().collect::<Vec<_>>()).unwrap();
+        assert_eq!(k.calls, [format!("setns fd{} pid+mnt+user", pidfd.as_raw_fd())]);
     }
 
     #[test]
@@ -152,21 +148,22 @@ mod tests {
         let names = |v: &[&ForeignNs]| v.iter().map(|n| n.kind.name).collect::<Vec<_>>();
         assert_eq!(names(&parent), ["mnt", "pid", "net"]);
         assert_eq!(names(&child), ["user", "cgroup"]);
-        let mut r = Recorder::default();
-        enter(&mut r, None, &child).unwrap();
-        assert_eq!(r.calls.iter().map(|c| c.1).collect::<Vec<_>>(), [libc::CLONE_NEWCGROUP, libc::CLONE_NEWUSER]);
+        let mut k = Recording::new();
+        enter(&mut k, None, &child).unwrap();
+        assert_eq!(flags_of(&k), ["cgroup", "user"]);
     }
 
     #[test]
     fn a_failure_names_the_namespace_and_stops() {
-        let ns = foreign(&["net", "mnt", "user"]);
-        let mut r = Recorder { fail_on: Some(libc::CLONE_NEWNS), ..Default::default() };
-        let (what, e) = enter(&mut r, None, &ns.iter().collect::<Vec<_>>()).unwrap_err();
-        assert_eq!(what, "mnt namespace");
-        assert_eq!(e.raw_os_error(), Some(libc::EPERM));
-        assert_eq!(r.calls.len(), 2, "user namespace not attempted after a failure");
-        let mut r = Recorder::default();
-        enter(&mut r, None, &[]).unwrap();
-        assert!(r.calls.is_empty());
+        let ns = foreign(&["net", "mnt"]);
+        let mut k = Recording::new();
+        k.fail = Some("setns");
+        let (what, e) = enter(&mut k, None, &ns.iter().collect::<Vec<_>>()).unwrap_err();
+        assert_eq!(what, "net namespace");
+        assert_eq!(e.raw_os_error(), Some(crate::platform::Errno::EPERM as i32));
+        assert_eq!(k.calls.len(), 1, "nothing attempted after a failure");
+        let mut k = Recording::new();
+        enter(&mut k, None, &[]).unwrap();
+        assert!(k.calls.is_empty());
     }
 }

@@ -4,24 +4,19 @@
 //! the process entered.
 #![forbid(unsafe_code)]
 
-use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use nix::errno::Errno;
-use nix::fcntl::{openat, OFlag};
-use nix::sys::stat::{fstat, stat, Mode};
-use nix::time::{clock_gettime, ClockId};
-
 use crate::config::account::Account;
-use crate::deliver::cgroup::{self, CgroupPlan};
 use crate::config::{Config, Missing};
-use crate::error::{Error, Result};
+use crate::deliver::cgroup::{self, CgroupPlan};
 use crate::deliver::namespace::{ForeignNs, ENTER_ORDER};
 use crate::deliver::privileges::{self, Credentials, CAP_SYS_PTRACE};
+use crate::error::{Error, Result};
 use crate::parse::procfs::{self, IdMapRange, PidfileError};
-use crate::platform::secure_file::{self, Untrusted};
-use crate::platform::sys;
+use crate::platform::kernel::{Kernel, ProcEntry};
+use crate::platform::secure_file::Untrusted;
+use crate::platform::Errno;
 
 /// A pidfile written later than this after its process started is still
 /// believed: file timestamps come from a coarse clock that may lag by a tick.
@@ -56,7 +51,7 @@ pub(crate) struct Target {
 }
 
 /// Find and pin the container of `account`.
-pub(crate) fn resolve(config: &Config, account: &Account) -> Result<Target> {
+pub(crate) fn resolve(k: &mut impl Kernel, config: &Config, account: &Account) -> Result<Target> {
     let not_running = |reason: String| Error::NotRunning {
         user: account.name.clone(),
         reason,
@@ -64,7 +59,7 @@ pub(crate) fn resolve(config: &Config, account: &Account) -> Result<Target> {
     };
     let path = config.backend.pidfile_path(&account.name, account.uid);
     let pidfile_err = |problem: String| Error::Pidfile { path: path.clone(), problem };
-    let file = match secure_file::read_root_owned(&path, 64) {
+    let file = match k.read_trusted(&path, 64) {
         Ok(f) => f,
         Err(Untrusted::Missing(_)) => return Err(not_running(format!("no pidfile {}", path.display()))),
         Err(Untrusted::Unsafe { path: p, why }) => {
@@ -79,29 +74,14 @@ pub(crate) fn resolve(config: &Config, account: &Account) -> Result<Target> {
         PidfileError::Empty => pidfile_err("is empty (is the container still starting?)".into()),
         other => pidfile_err(other.to_string()),
     })?;
-    let written_ns = i128::from(file.stat.st_mtime) * 1_000_000_000 + i128::from(file.stat.st_mtime_nsec);
     let source = format!("pidfile {}", path.display());
-    pin(pid, written_ns, source, config, &not_running)
-}
-
-fn read_at(dir: &OwnedFd, name: &str, max: usize) -> std::result::Result<Vec<u8>, Errno> {
-    let fd = openat(dir, name, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
-    let mut buf = Vec::new();
-    std::fs::File::from(fd)
-        .take(max as u64)
-        .read_to_end(&mut buf)
-        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
-    Ok(buf)
-}
-
-fn now_ns(clock: ClockId) -> Result<i128> {
-    let t = clock_gettime(clock).map_err(|e| Error::io("reading the clock", e.into()))?;
-    Ok(i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec()))
+    pin(k, pid, file.written_ns, source, config, &not_running)
 }
 
 /// Open the process behind `pid` and everything needed from its /proc
 /// entry, then re-check that it is still the same, live process.
 fn pin(
+    k: &mut impl Kernel,
     pid: i32,
     written_ns: i128,
     source: String,
@@ -114,12 +94,12 @@ fn pin(
     // A pidfd first: while it reports the process alive, the number cannot
     // have been reused, so /proc/PID opened after it is the same process.
     let pidfd = if config.features.pidfd {
-        match sys::pidfd_open(pid) {
+        match k.pidfd_open(pid) {
             Ok(fd) => Some(fd),
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+            Err(e) if e.raw_os_error() == Some(Errno::ESRCH as i32) => {
                 return Err(not_running(format!("process {pid} from {source} does not exist")))
             }
-            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            Err(e) if e.raw_os_error() == Some(Errno::ENOSYS as i32) => {
                 fallbacks.push("pidfd_open: not in this kernel; /proc/PID/ns files instead".to_string());
                 None
             }
@@ -129,21 +109,16 @@ fn pin(
         fallbacks.push("pidfd: disabled in the configuration; /proc/PID/ns files instead".to_string());
         None
     };
-    let proc_dir = match nix::fcntl::open(
-        Path::new("/proc").join(pid.to_string()).as_path(),
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    ) {
+    let proc_dir = match k.open_proc(pid) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Err(not_running(format!("process {pid} from {source} does not exist"))),
         Err(e) => return Err(target_err(format!("opening /proc/{pid}: {}", e.desc()))),
     };
-    let first = read_stat(&proc_dir, pid, not_running)?;
+    let first = read_stat(k, &proc_dir, pid, not_running)?;
 
     // The pidfile must have been written after the process started;
     // otherwise the number now belongs to some later process.
-    let boot_offset = now_ns(ClockId::CLOCK_REALTIME)? - now_ns(ClockId::CLOCK_BOOTTIME)?;
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100).max(1) as i128;
+    let (boot_offset, hz) = k.boot_clock().map_err(|e| Error::io("reading the clock", e))?;
     let started_ns = boot_offset + i128::from(first.start_ticks) * 1_000_000_000 / hz;
     if started_ns > written_ns + START_SLACK_NS {
         return Err(not_running(format!(
@@ -154,31 +129,24 @@ fn pin(
 
     // Another user's /proc/PID/ns/* and /proc/PID/root need CAP_SYS_PTRACE
     // (ptrace read access); nothing else here needs a capability.
-    let (foreign, root) = privileges::with_caps(&[CAP_SYS_PTRACE], || {
+    let (foreign, root) = privileges::with_caps(k, &[CAP_SYS_PTRACE], |k| {
         // Namespaces: compare with ours, keep the differing ones open.
-        let self_ns = Path::new("/proc/self/ns");
         let mut foreign = Vec::new();
         for kind in ENTER_ORDER {
-            let ours = match nix::sys::stat::stat(&self_ns.join(kind.name)) {
-                Ok(st) => st,
+            let ours = match k.identity(&Path::new("/proc/self/ns").join(kind.name)) {
+                Ok(id) => id,
                 Err(Errno::ENOENT) => continue, // the kernel has no such namespace
                 Err(e) => return Err(Error::io(format!("reading our {} namespace", kind.name), e.into())),
             };
-            let file = openat(
-                &proc_dir,
-                format!("ns/{}", kind.name).as_str(),
-                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| {
+            let (file, theirs) = k.open_proc_entry(proc_dir.as_fd(), ProcEntry::Namespace(kind.name)).map_err(|e| {
                 gone_or(e, pid, not_running, |e| target_err(format!("opening ns/{}: {}", kind.name, e.desc())))
             })?;
-            let theirs = fstat(&file).map_err(|e| target_err(format!("ns/{}: {}", kind.name, e.desc())))?;
-            if (theirs.st_dev, theirs.st_ino) != (ours.st_dev, ours.st_ino) {
-                foreign.push(ForeignNs { kind, inode: theirs.st_ino, file });
+            if theirs != ours {
+                foreign.push(ForeignNs { kind, dev: theirs.0, inode: theirs.1, file });
             }
         }
-        let root = openat(&proc_dir, "root", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        let (root, root_id) = k
+            .open_proc_entry(proc_dir.as_fd(), ProcEntry::Root)
             .map_err(|e| gone_or(e, pid, not_running, |e| target_err(format!("opening root: {}", e.desc()))))?;
 
         // Not a container: it shares our mount namespace, or the host's (that
@@ -187,13 +155,13 @@ fn pin(
         // sandboxes hide them even from root), a target whose root directory
         // is ours is not one either: the command would see our files. Any
         // doubt counts as the host.
-        let dev_ino = |st: nix::sys::stat::FileStat| (st.st_dev, st.st_ino);
-        let shares_host = match (foreign.iter().find(|ns| ns.kind.name == "mnt"), stat("/proc/1/ns/mnt")) {
+        let mnt = foreign.iter().find(|ns| ns.kind.name == "mnt").map(|ns| (ns.dev, ns.inode));
+        let shares_host = match (mnt, k.identity(Path::new("/proc/1/ns/mnt"))) {
             (None, _) => true,
-            (Some(mnt), Ok(host)) => fstat(&mnt.file).map(dev_ino) == Ok(dev_ino(host)),
-            (Some(_), Err(_)) => match (fstat(&root), stat("/")) {
-                (Ok(theirs), Ok(ours)) => dev_ino(theirs) == dev_ino(ours),
-                _ => true,
+            (Some(theirs), Ok(host)) => theirs == host,
+            (Some(_), Err(_)) => match k.identity(Path::new("/")) {
+                Ok(ours) => root_id == ours,
+                Err(_) => true,
             },
         };
         if shares_host {
@@ -204,10 +172,11 @@ fn pin(
         Ok((foreign, root))
     })?;
 
-    let cgroup_text = read_at(&proc_dir, "cgroup", 64 * 1024)
+    let cgroup_text = k
+        .read_proc(proc_dir.as_fd(), "cgroup", 64 * 1024)
         .map_err(|e| gone_or(e, pid, not_running, |e| target_err(format!("reading cgroup: {}", e.desc()))))?;
     let entries = procfs::parse_cgroup(&cgroup_text).map_err(|e| target_err(e.to_string()))?;
-    let mountinfo = std::fs::read("/proc/self/mountinfo").map_err(|e| Error::io("reading /proc/self/mountinfo", e))?;
+    let mountinfo = k.mountinfo().map_err(|e| Error::io("reading /proc/self/mountinfo", e))?;
     let mounts =
         procfs::parse_mountinfo(&mountinfo).map_err(|e| Error::io("/proc/self/mountinfo", std::io::Error::other(e)))?;
     let cgroups = cgroup::plan(&entries, &mounts);
@@ -220,35 +189,34 @@ fn pin(
         // Nor can the pidfile vouch for it: when such a process takes over
         // the number of a container that died just after its pidfile was
         // written, the start times are too coarse to tell.
-        let owner = sys::ns_owner_uid(userns.file.as_fd()).map_err(|e| target_err(format!("ns/user: owner: {e}")))?;
+        let owner = k.ns_owner_uid(userns.file.as_fd()).map_err(|e| target_err(format!("ns/user: owner: {e}")))?;
         if owner != 0 {
             return Err(not_running(format!(
                 "process {pid} from {source} is in a user namespace that uid {owner} created, not root, so it is not a container"
             )));
         }
-        let read_map = |name: &str| -> Result<Vec<IdMapRange>> {
-            let text = read_at(&proc_dir, name, 16 * 1024)
+        let mut read_map = |name: &str| -> Result<Vec<IdMapRange>> {
+            let text = k
+                .read_proc(proc_dir.as_fd(), name, 16 * 1024)
                 .map_err(|e| gone_or(e, pid, not_running, |e| target_err(format!("reading {name}: {}", e.desc()))))?;
             procfs::parse_id_map(&text).map_err(|e| target_err(e.to_string()))
         };
-        let setgroups = read_at(&proc_dir, "setgroups", 64).unwrap_or_default();
-        Some(IdMaps {
-            uid_map: read_map("uid_map")?,
-            gid_map: read_map("gid_map")?,
-            setgroups_allowed: setgroups.trim_ascii() != b"deny",
-        })
+        let uid_map = read_map("uid_map")?;
+        let gid_map = read_map("gid_map")?;
+        let setgroups = k.read_proc(proc_dir.as_fd(), "setgroups", 64).unwrap_or_default();
+        Some(IdMaps { uid_map, gid_map, setgroups_allowed: setgroups.trim_ascii() != b"deny" })
     } else {
         None
     };
 
     // Re-check on the handles we will use: same process, still alive.
-    let again = read_stat(&proc_dir, pid, not_running)?;
+    let again = read_stat(k, &proc_dir, pid, not_running)?;
     if again.start_ticks != first.start_ticks {
         return Err(not_running(format!("process {pid} changed while it was being opened")));
     }
     if let Some(fd) = &pidfd {
-        if let Err(e) = sys::pidfd_probe(fd.as_fd()) {
-            if e.raw_os_error() != Some(libc::EPERM) {
+        if let Err(e) = k.pidfd_alive(fd.as_fd()) {
+            if e.raw_os_error() != Some(Errno::EPERM as i32) {
                 return Err(not_running(format!("process {pid} exited while it was being opened")));
             }
         }
@@ -265,8 +233,13 @@ fn gone_or(e: Errno, pid: i32, not_running: &dyn Fn(String) -> Error, other: imp
     }
 }
 
-fn read_stat(proc_dir: &OwnedFd, pid: i32, not_running: &dyn Fn(String) -> Error) -> Result<procfs::Stat> {
-    let text = read_at(proc_dir, "stat", 4096).map_err(|e| {
+fn read_stat(
+    k: &mut impl Kernel,
+    proc_dir: &OwnedFd,
+    pid: i32,
+    not_running: &dyn Fn(String) -> Error,
+) -> Result<procfs::Stat> {
+    let text = k.read_proc(proc_dir.as_fd(), "stat", 4096).map_err(|e| {
         gone_or(e, pid, not_running, |e| Error::Target { pid, problem: format!("reading stat: {}", e.desc()) })
     })?;
     let stat = procfs::parse_stat(&text).map_err(|e| Error::Target { pid, problem: e.to_string() })?;
@@ -285,8 +258,8 @@ const PF_EXITING: u32 = 0x4;
 /// Whether the pinned process is exiting, a zombie, or gone; for a
 /// container's init: the container is stopping. Read through the /proc/PID
 /// directory opened on the host, which works from inside the container too.
-pub(crate) fn is_ending(proc_dir: &OwnedFd) -> bool {
-    match read_at(proc_dir, "stat", 4096) {
+pub(crate) fn is_ending(k: &mut impl Kernel, proc_dir: &OwnedFd) -> bool {
+    match k.read_proc(proc_dir.as_fd(), "stat", 4096) {
         Err(e) => matches!(e, Errno::ESRCH | Errno::ENOENT),
         Ok(text) => procfs::parse_stat(&text)
             .is_ok_and(|st| st.flags & PF_EXITING != 0 || matches!(st.state, b'Z' | b'X' | b'x')),

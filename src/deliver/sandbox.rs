@@ -29,7 +29,7 @@ use nix::sys::stat::{Mode as FileMode, SFlag};
 
 use crate::config::account::Account;
 use crate::error::{Error, Result};
-use crate::log::escape;
+use crate::escape::escape;
 
 /// `[sandbox] landlock`: whether the sandbox is used, and what happens on a
 /// kernel that cannot enforce all of it.

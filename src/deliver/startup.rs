@@ -5,8 +5,8 @@
 
 use std::io;
 
-use crate::error::{Error, Result};
 use crate::deliver::privileges::{self, REQUIRED};
+use crate::error::{Error, Result};
 use crate::parse::procfs;
 use crate::platform::sys;
 

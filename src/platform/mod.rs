@@ -2,6 +2,66 @@
 //! calls the C library or `nix` directly. Everything above it uses the safe,
 //! documented functions here.
 
+pub(crate) mod kernel;
+#[cfg(test)]
+pub(crate) mod recording;
+pub(crate) mod secure_file;
 #[allow(unsafe_code)]
 pub(crate) mod sys;
-pub(crate) mod secure_file;
+
+/// Error numbers, as the kernel reports them.
+pub(crate) use nix::errno::Errno;
+
+/// The clone flag of each kind of namespace, for `setns`.
+pub(crate) mod ns_flag {
+    pub(crate) const IPC: i32 = libc::CLONE_NEWIPC;
+    pub(crate) const UTS: i32 = libc::CLONE_NEWUTS;
+    pub(crate) const NET: i32 = libc::CLONE_NEWNET;
+    pub(crate) const PID: i32 = libc::CLONE_NEWPID;
+    pub(crate) const TIME: i32 = libc::CLONE_NEWTIME;
+    pub(crate) const NS: i32 = libc::CLONE_NEWNS;
+    pub(crate) const CGROUP: i32 = libc::CLONE_NEWCGROUP;
+    pub(crate) const USER: i32 = libc::CLONE_NEWUSER;
+}
+
+/// Error numbers as plain integers, for matching `raw_os_error()`.
+pub(crate) mod errno {
+    pub(crate) const ELOOP: i32 = libc::ELOOP;
+    pub(crate) const ENOENT: i32 = libc::ENOENT;
+    pub(crate) const ENOTDIR: i32 = libc::ENOTDIR;
+}
+
+/// The calling process, as cagepipe finds it at start-up.
+pub(crate) mod process {
+    use std::io;
+
+    pub(crate) fn real_uid() -> u32 {
+        nix::unistd::getuid().as_raw()
+    }
+
+    pub(crate) fn effective_gid() -> u32 {
+        nix::unistd::getegid().as_raw()
+    }
+
+    pub(crate) fn supplementary_groups() -> io::Result<Vec<u32>> {
+        Ok(nix::unistd::getgroups()?.into_iter().map(|g| g.as_raw()).collect())
+    }
+
+    /// SIGCHLD to its default and unblocked: an ignored SIGCHLD (a caller
+    /// can hand it over so) would make waitpid fail.
+    pub(crate) fn default_sigchld() {
+        super::sys::default_and_unblock(libc::SIGCHLD);
+    }
+
+    /// Die from `sig` as the command did, so that Exim logs what it would
+    /// have logged without cagepipe; exit 128+sig if the signal does not
+    /// kill. No core dump of ours.
+    pub(crate) fn die_from_signal(sig: i32) -> ! {
+        let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
+        super::sys::default_and_unblock(sig);
+        if let Ok(s) = nix::sys::signal::Signal::try_from(sig) {
+            let _ = nix::sys::signal::raise(s);
+        }
+        std::process::exit(128 + sig)
+    }
+}

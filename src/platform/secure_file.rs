@@ -40,7 +40,8 @@ impl fmt::Display for Untrusted {
 #[derive(Debug)]
 pub(crate) struct TrustedFile {
     pub(crate) contents: Vec<u8>,
-    pub(crate) stat: FileStat,
+    /// When it was last written (st_mtime), in ns since the epoch.
+    pub(crate) written_ns: i128,
 }
 
 /// The ownership and mode rule for every component.
@@ -124,7 +125,8 @@ pub(crate) fn read_root_owned(path: &Path, max_len: usize) -> Result<TrustedFile
     if contents.len() > max_len {
         return Err(Untrusted::Unsafe { path: walked, why: format!("is larger than {max_len} bytes") });
     }
-    Ok(TrustedFile { contents, stat })
+    let written_ns = i128::from(stat.st_mtime) * 1_000_000_000 + i128::from(stat.st_mtime_nsec);
+    Ok(TrustedFile { contents, written_ns })
 }
 
 fn check_dir(path: &Path, fd: &OwnedFd) -> Result<(), Untrusted> {

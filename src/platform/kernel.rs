@@ -1,0 +1,365 @@
+//! The kernel as the delivery pipeline sees it: the operations it performs,
+//! in one narrow trait, so that a unit test can run the whole pipeline
+//! against a recording double (`platform::recording`) and assert the exact
+//! sequence. [`Linux`] is the real implementation.
+//!
+//! Each method is one kernel operation (or a fixed pair, like `fchdir` +
+//! `chroot(".")`); no method decides anything.
+
+use std::ffi::CStr;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::{fstat, stat, Mode};
+
+use super::secure_file::{self, TrustedFile, Untrusted};
+use super::sys::{self, CapSets};
+
+/// A file's identity: (device, inode).
+pub(crate) type FileId = (u64, u64);
+
+/// What `fork` returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Forked {
+    Parent(i32),
+    Child,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// Which file to open below a /proc/PID directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProcEntry<'a> {
+    /// `ns/<kind>`, to enter or compare.
+    Namespace(&'a str),
+    /// `root`, the process's root directory (an `O_PATH` directory).
+    Root,
+}
+
+/// What the credential read-back after the drop sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Observed {
+    pub(crate) uids: [u32; 3],
+    pub(crate) gids: [u32; 3],
+    pub(crate) groups: Vec<u32>,
+    pub(crate) caps: CapSets,
+    pub(crate) ambient: u64,
+    pub(crate) bounding: u64,
+    pub(crate) no_new_privs: bool,
+    pub(crate) dumpable: bool,
+}
+
+/// The operations of a delivery, in the order they usually happen.
+pub(crate) trait Kernel {
+    // ---- finding and pinning the container, on the host ----
+    /// A root-owned file not writable by others, opened securely (pidfiles).
+    fn read_trusted(&mut self, path: &Path, max: usize) -> Result<TrustedFile, Untrusted>;
+    /// `pidfd_open(2)`.
+    fn pidfd_open(&mut self, pid: i32) -> io::Result<OwnedFd>;
+    /// `pidfd_send_signal(pidfd, 0)`: Ok or EPERM while the process exists.
+    fn pidfd_alive(&mut self, pidfd: BorrowedFd<'_>) -> io::Result<()>;
+    /// Open `/proc/PID` as a directory.
+    fn open_proc(&mut self, pid: i32) -> Result<OwnedFd, Errno>;
+    /// Read a file below an open /proc/PID directory, at most `max` bytes.
+    fn read_proc(&mut self, dir: BorrowedFd<'_>, name: &str, max: usize) -> Result<Vec<u8>, Errno>;
+    /// Open a namespace file or the root below /proc/PID, and its identity.
+    fn open_proc_entry(&mut self, dir: BorrowedFd<'_>, entry: ProcEntry<'_>) -> Result<(OwnedFd, FileId), Errno>;
+    /// The identity of a path of our own (`/proc/self/ns/mnt`, `/`).
+    fn identity(&mut self, path: &Path) -> Result<FileId, Errno>;
+    /// The uid that created a user namespace (`NS_GET_OWNER_UID`).
+    fn ns_owner_uid(&mut self, ns: BorrowedFd<'_>) -> io::Result<u32>;
+    /// Our mount table, `/proc/self/mountinfo`.
+    fn mountinfo(&mut self) -> io::Result<Vec<u8>>;
+    /// Wall-clock time at boot in ns (CLOCK_REALTIME − CLOCK_BOOTTIME), and
+    /// clock ticks per second (start times in /proc are in ticks).
+    fn boot_clock(&mut self) -> io::Result<(i128, i128)>;
+
+    // ---- capabilities, raised only around the call that needs them ----
+    fn capget(&mut self) -> io::Result<CapSets>;
+    fn capset(&mut self, sets: CapSets) -> io::Result<()>;
+
+    // ---- entering, on the host side of the fork ----
+    /// Open a cgroup for joining: a v1 `tasks` file for writing, or a v2
+    /// directory (`O_PATH`).
+    fn open_cgroup(&mut self, dir: &Path, v2: bool) -> io::Result<OwnedFd>;
+    /// `setns(2)` on a namespace file or a pidfd.
+    fn setns(&mut self, fd: BorrowedFd<'_>, flags: i32) -> io::Result<()>;
+    /// `fchdir(root)` then `chroot(".")`.
+    fn chroot(&mut self, root: BorrowedFd<'_>) -> io::Result<()>;
+    /// A close-on-exec pipe: (read end, write end).
+    fn pipe(&mut self) -> io::Result<(OwnedFd, OwnedFd)>;
+    /// `clone3(CLONE_INTO_CGROUP)` into a v2 directory, or a plain fork.
+    fn fork(&mut self, into_cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked>;
+
+    // ---- the child, before exec ----
+    /// Write "0" to a v1 `tasks` file, or to `cgroup.procs` below a v2
+    /// directory: move the calling process there.
+    fn join_cgroup(&mut self, fd: BorrowedFd<'_>, v2: bool) -> io::Result<()>;
+    /// `setsid()` if a terminal is on 0, 1 or 2; whether it did.
+    fn leave_terminal_session(&mut self) -> io::Result<bool>;
+    /// Every signal to SIG_DFL, the mask emptied.
+    fn reset_signals(&mut self) -> io::Result<()>;
+    fn setgroups(&mut self, groups: &[u32]) -> io::Result<()>;
+    fn setresgid(&mut self, gid: u32) -> io::Result<()>;
+    fn setresuid(&mut self, uid: u32) -> io::Result<()>;
+    fn clear_ambient(&mut self) -> io::Result<()>;
+    /// Drop every capability from the bounding set.
+    fn drop_bounding(&mut self) -> io::Result<()>;
+    fn set_non_dumpable(&mut self) -> io::Result<()>;
+    fn set_no_new_privs(&mut self) -> io::Result<()>;
+    /// Read back everything the drop set.
+    fn observe(&mut self) -> io::Result<Observed>;
+    /// `PR_SET_PDEATHSIG` SIGKILL.
+    fn set_parent_death_signal(&mut self) -> io::Result<()>;
+    /// Whether the parent still holds the write end of the `alive` pipe.
+    fn parent_alive(&mut self, alive_r: BorrowedFd<'_>) -> bool;
+    fn chdir(&mut self, dir: &CStr) -> io::Result<()>;
+    /// Apply the Landlock ruleset; the note for the audit line.
+    fn restrict_self(&mut self, plan: &crate::deliver::sandbox::Plan) -> crate::error::Result<String>;
+    /// `close_range(first, last)`.
+    fn close_range(&mut self, first: u32, last: u32) -> io::Result<()>;
+    /// `close(fd)`, for the walk on kernels without close_range.
+    fn close(&mut self, fd: RawFd);
+    /// `execve`; returns only on failure.
+    fn execve(&mut self, path: &CStr, argv: &[&CStr], env: &[&CStr]) -> io::Error;
+    /// Write to the status pipe (best effort).
+    fn write(&mut self, fd: BorrowedFd<'_>, bytes: &[u8]);
+    /// `_exit(code)`.
+    fn exit(&mut self, code: i32) -> !;
+
+    // ---- the parent, supervising ----
+    /// Read a pipe to its end, at most `max` bytes.
+    fn read_to_end(&mut self, fd: OwnedFd, max: usize) -> Vec<u8>;
+    /// `waitpid` until the child ends.
+    fn wait(&mut self, pid: i32) -> io::Result<Ending>;
+    /// Sleep a little (waiting for a stopping container to show it).
+    fn pause(&mut self, ms: u64);
+}
+
+/// The running kernel.
+pub(crate) struct Linux;
+
+fn errno_of(e: io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+fn dev_ino(st: nix::sys::stat::FileStat) -> FileId {
+    (st.st_dev, st.st_ino)
+}
+
+impl Kernel for Linux {
+    fn read_trusted(&mut self, path: &Path, max: usize) -> Result<TrustedFile, Untrusted> {
+        secure_file::read_root_owned(path, max)
+    }
+    fn pidfd_open(&mut self, pid: i32) -> io::Result<OwnedFd> {
+        sys::pidfd_open(pid)
+    }
+    fn pidfd_alive(&mut self, pidfd: BorrowedFd<'_>) -> io::Result<()> {
+        sys::pidfd_probe(pidfd)
+    }
+    fn open_proc(&mut self, pid: i32) -> Result<OwnedFd, Errno> {
+        nix::fcntl::open(
+            Path::new("/proc").join(pid.to_string()).as_path(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+    }
+    fn read_proc(&mut self, dir: BorrowedFd<'_>, name: &str, max: usize) -> Result<Vec<u8>, Errno> {
+        let fd = openat(dir, name, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+        let mut buf = Vec::new();
+        std::fs::File::from(fd).take(max as u64).read_to_end(&mut buf).map_err(errno_of)?;
+        Ok(buf)
+    }
+    fn open_proc_entry(&mut self, dir: BorrowedFd<'_>, entry: ProcEntry<'_>) -> Result<(OwnedFd, FileId), Errno> {
+        let fd = match entry {
+            ProcEntry::Namespace(kind) => {
+                openat(dir, format!("ns/{kind}").as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?
+            }
+            ProcEntry::Root => {
+                openat(dir, "root", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?
+            }
+        };
+        let id = dev_ino(fstat(&fd)?);
+        Ok((fd, id))
+    }
+    fn identity(&mut self, path: &Path) -> Result<FileId, Errno> {
+        stat(path).map(dev_ino)
+    }
+    fn ns_owner_uid(&mut self, ns: BorrowedFd<'_>) -> io::Result<u32> {
+        sys::ns_owner_uid(ns)
+    }
+    fn mountinfo(&mut self) -> io::Result<Vec<u8>> {
+        std::fs::read("/proc/self/mountinfo")
+    }
+    fn boot_clock(&mut self) -> io::Result<(i128, i128)> {
+        use nix::time::{clock_gettime, ClockId};
+        let ns = |clock| -> io::Result<i128> {
+            let t = clock_gettime(clock)?;
+            Ok(i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec()))
+        };
+        let offset = ns(ClockId::CLOCK_REALTIME)? - ns(ClockId::CLOCK_BOOTTIME)?;
+        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100).max(1);
+        Ok((offset, i128::from(hz)))
+    }
+    fn capget(&mut self) -> io::Result<CapSets> {
+        sys::capget()
+    }
+    fn capset(&mut self, sets: CapSets) -> io::Result<()> {
+        sys::capset(sets)
+    }
+    fn open_cgroup(&mut self, dir: &Path, v2: bool) -> io::Result<OwnedFd> {
+        let opened = if v2 {
+            nix::fcntl::open(
+                dir,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+                Mode::empty(),
+            )
+        } else {
+            nix::fcntl::open(&dir.join("tasks"), OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())
+        };
+        opened.map_err(io::Error::from)
+    }
+    fn setns(&mut self, fd: BorrowedFd<'_>, flags: i32) -> io::Result<()> {
+        sys::setns(fd, flags)
+    }
+    fn chroot(&mut self, root: BorrowedFd<'_>) -> io::Result<()> {
+        nix::unistd::fchdir(root)?;
+        nix::unistd::chroot(".").map_err(io::Error::from)
+    }
+    fn pipe(&mut self) -> io::Result<(OwnedFd, OwnedFd)> {
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)
+    }
+    fn fork(&mut self, into_cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked> {
+        let forked = match into_cgroup {
+            Some(dir) => sys::fork_into_cgroup(dir)?,
+            None => sys::fork_single_threaded()?,
+        };
+        Ok(match forked {
+            sys::Forked::Parent(pid) => Forked::Parent(pid),
+            sys::Forked::Child => Forked::Child,
+        })
+    }
+    fn join_cgroup(&mut self, fd: BorrowedFd<'_>, v2: bool) -> io::Result<()> {
+        if v2 {
+            let flags = OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+            let procs = openat(fd, "cgroup.procs", flags, Mode::empty())?;
+            nix::unistd::write(&procs, b"0").map(drop).map_err(io::Error::from)
+        } else {
+            nix::unistd::write(fd, b"0").map(drop).map_err(io::Error::from)
+        }
+    }
+    fn leave_terminal_session(&mut self) -> io::Result<bool> {
+        use std::io::IsTerminal;
+        if io::stdin().is_terminal() || io::stdout().is_terminal() || io::stderr().is_terminal() {
+            nix::unistd::setsid()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+    fn reset_signals(&mut self) -> io::Result<()> {
+        sys::reset_all_signals()
+    }
+    fn setgroups(&mut self, groups: &[u32]) -> io::Result<()> {
+        let gids: Vec<nix::unistd::Gid> = groups.iter().copied().map(nix::unistd::Gid::from_raw).collect();
+        nix::unistd::setgroups(&gids).map_err(io::Error::from)
+    }
+    fn setresgid(&mut self, gid: u32) -> io::Result<()> {
+        let g = nix::unistd::Gid::from_raw(gid);
+        nix::unistd::setresgid(g, g, g).map_err(io::Error::from)
+    }
+    fn setresuid(&mut self, uid: u32) -> io::Result<()> {
+        let u = nix::unistd::Uid::from_raw(uid);
+        nix::unistd::setresuid(u, u, u).map_err(io::Error::from)
+    }
+    fn clear_ambient(&mut self) -> io::Result<()> {
+        sys::cap_ambient_clear_all()
+    }
+    fn drop_bounding(&mut self) -> io::Result<()> {
+        sys::capbset_drop_all()
+    }
+    fn set_non_dumpable(&mut self) -> io::Result<()> {
+        nix::sys::prctl::set_dumpable(false).map_err(io::Error::from)
+    }
+    fn set_no_new_privs(&mut self) -> io::Result<()> {
+        nix::sys::prctl::set_no_new_privs().map_err(io::Error::from)
+    }
+    fn observe(&mut self) -> io::Result<Observed> {
+        let u = nix::unistd::getresuid()?;
+        let g = nix::unistd::getresgid()?;
+        Ok(Observed {
+            uids: [u.real.as_raw(), u.effective.as_raw(), u.saved.as_raw()],
+            gids: [g.real.as_raw(), g.effective.as_raw(), g.saved.as_raw()],
+            groups: nix::unistd::getgroups()?.into_iter().map(nix::unistd::Gid::as_raw).collect(),
+            caps: sys::capget()?,
+            ambient: sys::cap_ambient_read(),
+            bounding: sys::capbset_read(),
+            no_new_privs: nix::sys::prctl::get_no_new_privs()?,
+            dumpable: nix::sys::prctl::get_dumpable()?,
+        })
+    }
+    fn set_parent_death_signal(&mut self) -> io::Result<()> {
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(io::Error::from)
+    }
+    fn parent_alive(&mut self, alive_r: BorrowedFd<'_>) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        // Readable (EOF) once the parent, the only writer, is gone.
+        let mut fds = [PollFd::new(alive_r, PollFlags::POLLIN)];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
+    }
+    fn chdir(&mut self, dir: &CStr) -> io::Result<()> {
+        nix::unistd::chdir(dir).map_err(io::Error::from)
+    }
+    fn restrict_self(&mut self, plan: &crate::deliver::sandbox::Plan) -> crate::error::Result<String> {
+        crate::deliver::sandbox::apply(plan)
+    }
+    fn close_range(&mut self, first: u32, last: u32) -> io::Result<()> {
+        sys::close_range(first, last)
+    }
+    fn close(&mut self, fd: RawFd) {
+        sys::close_fd_number(fd)
+    }
+    fn execve(&mut self, path: &CStr, argv: &[&CStr], env: &[&CStr]) -> io::Error {
+        match nix::unistd::execve(path, argv, env) {
+            Err(e) => e.into(),
+            Ok(never) => match never {},
+        }
+    }
+    fn write(&mut self, fd: BorrowedFd<'_>, bytes: &[u8]) {
+        let _ = nix::unistd::write(fd, bytes);
+    }
+    fn exit(&mut self, code: i32) -> ! {
+        sys::exit_now(code)
+    }
+    fn read_to_end(&mut self, fd: OwnedFd, max: usize) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let _ = std::fs::File::from(fd).take(max as u64).read_to_end(&mut buf);
+        buf
+    }
+    fn wait(&mut self, pid: i32) -> io::Result<Ending> {
+        use nix::sys::wait::{waitpid, WaitStatus};
+        loop {
+            match waitpid(nix::unistd::Pid::from_raw(pid), None) {
+                Ok(WaitStatus::Exited(_, code)) => return Ok(Ending::Exited(code)),
+                Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(Ending::Signaled(sig as i32)),
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    fn pause(&mut self, ms: u64) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
+/// For the status pipe's raw number (kept open across the descriptor walk).
+pub(crate) fn raw(fd: &impl AsFd) -> RawFd {
+    fd.as_fd().as_raw_fd()
+}
