@@ -282,3 +282,87 @@ fn caller(uid: u32, request: &Request) -> Result<Caller> {
         cwd,
     })
 }
+
+/// The layers, as ARCHITECTURE.md states them, checked on the source: what
+/// the compiler's visibility rules cannot say.
+#[cfg(test)]
+mod layers {
+    use std::path::{Path, PathBuf};
+
+    /// Every source file below `dir`, with its production code (unit
+    /// tests, which may use the kernel directly, cut off).
+    fn sources(dir: &str) -> Vec<(PathBuf, String)> {
+        let mut out = Vec::new();
+        if dir.is_empty() {
+            return root_files();
+        }
+        let mut todo = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(dir)];
+        while let Some(d) = todo.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    todo.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    let code = text.split("\n#[cfg(test)]\nmod ").next().unwrap().to_string();
+                    out.push((path, code));
+                }
+            }
+        }
+        assert!(!out.is_empty(), "no sources below src/{dir}");
+        out
+    }
+
+    /// Lines that use a path starting with one of `words` (`nix::` but not
+    /// `unix::`), comments aside.
+    fn offenders(dir: &str, words: &[&str]) -> Vec<String> {
+        let mut found = Vec::new();
+        for (path, code) in sources(dir) {
+            for (n, line) in code.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                for w in words {
+                    let hit = code
+                        .match_indices(w)
+                        .any(|(i, _)| !code[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':'));
+                    if hit {
+                        found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    fn root_files() -> Vec<(PathBuf, String)> {
+        ["lib.rs", "error.rs", "escape.rs", "log.rs", "main.rs"]
+            .iter()
+            .map(|f| {
+                let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(f);
+                let text = std::fs::read_to_string(&path).unwrap();
+                (path, text.split("\n#[cfg(test)]\nmod ").next().unwrap().to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_the_platform_layer_calls_the_kernel_directly() {
+        for dir in ["", "admin", "cli", "config", "deliver", "parse"] {
+            let found = offenders(dir, &["nix::", "libc::"]);
+            assert!(found.is_empty(), "nix or libc outside src/platform:\n{}", found.join("\n"));
+        }
+    }
+
+    #[test]
+    fn nothing_on_the_delivery_path_depends_on_the_admin_tools() {
+        for dir in ["deliver", "platform", "config", "parse"] {
+            let found = offenders(dir, &["crate::admin", "admin::"]);
+            assert!(found.is_empty(), "src/{dir} uses the admin tools:\n{}", found.join("\n"));
+        }
+    }
+
+    #[test]
+    fn the_parsers_do_no_io() {
+        let found = offenders("parse", &["std::fs", "std::io::Read", "std::net", "crate::platform", "crate::deliver"]);
+        assert!(found.is_empty(), "src/parse must stay pure:\n{}", found.join("\n"));
+    }
+}

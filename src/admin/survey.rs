@@ -21,9 +21,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
-use nix::fcntl::{open, openat, OFlag};
-use nix::sys::stat::{fstat, FileStat, Mode, SFlag};
+use crate::platform::fs::{fstat, open, openat, FileStat, Mode, OFlag, SFlag};
+use crate::platform::Errno;
 
 use crate::cli::{Owners, SurveyOptions};
 use crate::config::account::{self, Account, Database};

@@ -257,7 +257,7 @@ mod tests {
 
     #[test]
     fn groups_come_from_membership_lists_and_odd_lines_are_skipped() {
-        if !nix::unistd::geteuid().is_root() {
+        if !crate::platform::process::is_root() {
             eprintln!(
                 "SKIP groups_come_from_membership_lists_and_odd_lines_are_skipped: needs root-owned fixture files"
             );

@@ -125,7 +125,7 @@ mod tests {
 
     #[test]
     fn groups_are_matched_through_the_group_database() {
-        if !nix::unistd::geteuid().is_root() {
+        if !crate::platform::process::is_root() {
             eprintln!("SKIP groups_are_matched_through_the_group_database: needs a root-owned fixture file");
             return;
         }

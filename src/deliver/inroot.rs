@@ -31,10 +31,8 @@ use std::fmt;
 use std::io::Read;
 use std::os::fd::{BorrowedFd, OwnedFd};
 
-use nix::errno::Errno;
-use nix::fcntl::{openat, readlinkat, OFlag};
-use nix::sys::stat::{fstat, FileStat, Mode, SFlag};
-use nix::sys::statvfs::{fstatvfs, FsFlags};
+use crate::platform::fs::{fstat, fstatvfs, openat, readlinkat, FileStat, FsFlags, Mode, OFlag, SFlag, S_ISVTX};
+use crate::platform::Errno;
 
 use crate::escape::escape;
 
@@ -310,7 +308,7 @@ impl Walker<'_> {
         let root = self
             .root
             .try_clone_to_owned()
-            .map_err(|e| io(&[], Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+            .map_err(|e| io(&[], Errno::from_raw(e.raw_os_error().unwrap_or(Errno::EIO as i32))))?;
         let root_stat = fstat(&root).map_err(|e| io(&[], e))?;
         // The directories from the root down to the current one, and their
         // names: ".." pops one, and at the root stays there, so nothing
@@ -366,7 +364,7 @@ impl Walker<'_> {
                     // (/tmp) a link is followed only by its owner, or when
                     // the directory's owner owns the link too.
                     if self.protected_symlinks
-                        && dir_stat.st_mode & libc::S_ISVTX != 0
+                        && dir_stat.st_mode & S_ISVTX != 0
                         && dir_stat.st_mode & 0o002 != 0
                         && stat.st_uid != self.viewer.uid
                         && stat.st_uid != dir_stat.st_uid
@@ -747,7 +745,7 @@ mod tests {
     }
 
     fn is_root() -> bool {
-        nix::unistd::geteuid().is_root()
+        crate::platform::process::is_root()
     }
 
     /// False, after a SKIP line, when not root.

@@ -19,13 +19,12 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use crate::platform::fs::{fstat, open, Mode as FileMode, OFlag, SFlag};
+use crate::platform::Errno;
 use landlock::{
     AccessFs, BitFlags, CompatLevel, Compatible, LandlockStatus, PathBeneath, Ruleset, RulesetAttr, RulesetCreated,
     RulesetCreatedAttr, RulesetStatus, ABI,
 };
-use nix::errno::Errno;
-use nix::fcntl::OFlag;
-use nix::sys::stat::{Mode as FileMode, SFlag};
 
 use crate::config::account::Account;
 use crate::error::{Error, Result};
@@ -235,7 +234,7 @@ fn add_rules(
             }
             Err(e) => return Err(Error::Sandbox(format!("cannot open {shown} for a Landlock rule: {e}"))),
         };
-        let is_dir = nix::sys::stat::fstat(&fd)
+        let is_dir = fstat(&fd)
             .map(|st| SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR)
             .map_err(|e| Error::Sandbox(format!("cannot stat {shown} for a Landlock rule: {e}")))?;
         let rights = match grant {
@@ -254,7 +253,7 @@ fn add_rules(
 /// (`/bin` → `usr/bin`): the rule then covers what the command reaches
 /// through the link, and permissions still decide what it may do there.
 fn open_path(path: &CStr) -> std::result::Result<OwnedFd, Errno> {
-    nix::fcntl::open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, FileMode::empty())
+    open(path, OFlag::O_PATH | OFlag::O_CLOEXEC, FileMode::empty())
 }
 
 /// How much of the ruleset the kernel enforces.

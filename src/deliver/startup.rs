@@ -8,7 +8,7 @@ use std::io;
 use crate::deliver::privileges::{self, REQUIRED};
 use crate::error::{Error, Result};
 use crate::parse::procfs;
-use crate::platform::sys;
+use crate::platform::{process, sys};
 
 /// Make sure 0, 1 and 2 are open (on /dev/null if the caller closed them),
 /// so that no file cagepipe opens can become the command's stdin or stdout.
@@ -43,8 +43,7 @@ pub(crate) fn close_inherited_fds() -> Result<()> {
 }
 
 fn check_proc_is_procfs() -> Result<()> {
-    let st = nix::sys::statfs::statfs("/proc").map_err(|e| Error::io("statfs /proc", e.into()))?;
-    if st.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
+    if !process::proc_is_procfs().map_err(|e| Error::io("statfs /proc", e))? {
         return Err(Error::SelfCheck("/proc is not the proc file system".into()));
     }
     Ok(())
@@ -55,19 +54,19 @@ fn check_proc_is_procfs() -> Result<()> {
 /// capabilities were not granted), more than one thread, or capabilities
 /// missing. Root (`--user` by an administrator) holds every capability.
 pub(crate) fn self_check(caller_is_root: bool) -> Result<()> {
-    let u = nix::unistd::getresuid().map_err(|e| Error::io("getresuid", e.into()))?;
-    if u.real != u.effective || u.effective != u.saved {
+    let [real, effective, saved] = process::uids().map_err(|e| Error::io("getresuid", e))?;
+    if real != effective || effective != saved {
         return Err(Error::SelfCheck(
             "cagepipe is running setuid; remove the setuid bit and install it with file capabilities".into(),
         ));
     }
-    let g = nix::unistd::getresgid().map_err(|e| Error::io("getresgid", e.into()))?;
-    if g.real != g.effective || g.effective != g.saved {
+    let [real, effective, saved] = process::gids().map_err(|e| Error::io("getresgid", e))?;
+    if real != effective || effective != saved {
         return Err(Error::SelfCheck(
             "cagepipe is running setgid; remove the setgid bit and install it with file capabilities".into(),
         ));
     }
-    if nix::sys::prctl::get_no_new_privs().unwrap_or(true) {
+    if process::no_new_privs().unwrap_or(true) {
         return Err(Error::SelfCheck(
             "no_new_privs is already set, so the file capabilities were not granted (is the caller sandboxed, or cagepipe started from inside a container?)".into(),
         ));
@@ -102,7 +101,7 @@ mod tests {
     /// child could inherit a lock held by a thread that does not exist there.
     #[test]
     fn a_second_thread_is_refused() {
-        if nix::sys::prctl::get_no_new_privs().unwrap_or(true) {
+        if crate::platform::process::no_new_privs().unwrap_or(true) {
             use std::io::Write;
             // Straight to fd 2: the harness captures eprintln! of passing tests.
             let _ = writeln!(

@@ -39,6 +39,32 @@ pub(crate) mod process {
         nix::unistd::getuid().as_raw()
     }
 
+    pub(crate) fn uids() -> io::Result<[u32; 3]> {
+        let u = nix::unistd::getresuid()?;
+        Ok([u.real.as_raw(), u.effective.as_raw(), u.saved.as_raw()])
+    }
+
+    pub(crate) fn gids() -> io::Result<[u32; 3]> {
+        let g = nix::unistd::getresgid()?;
+        Ok([g.real.as_raw(), g.effective.as_raw(), g.saved.as_raw()])
+    }
+
+    pub(crate) fn no_new_privs() -> io::Result<bool> {
+        Ok(nix::sys::prctl::get_no_new_privs()?)
+    }
+
+    /// Whether /proc is the proc file system (and not something mounted
+    /// over it).
+    pub(crate) fn proc_is_procfs() -> io::Result<bool> {
+        let st = nix::sys::statfs::statfs("/proc")?;
+        Ok(st.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_root() -> bool {
+        nix::unistd::geteuid().is_root()
+    }
+
     pub(crate) fn effective_gid() -> u32 {
         nix::unistd::getegid().as_raw()
     }
@@ -64,4 +90,16 @@ pub(crate) mod process {
         }
         std::process::exit(128 + sig)
     }
+}
+
+/// File-system primitives for the code that walks untrusted trees from the
+/// host (`inroot`, `survey`) or opens the sandbox's paths: descriptor-based
+/// (`openat`, `fstat`, `readlinkat`), so that no path is ever re-resolved.
+pub(crate) mod fs {
+    pub(crate) use nix::fcntl::{open, openat, readlinkat, OFlag};
+    pub(crate) use nix::sys::stat::{fstat, FileStat, Mode, SFlag};
+    pub(crate) use nix::sys::statvfs::{fstatvfs, FsFlags};
+
+    /// The sticky bit of a mode.
+    pub(crate) const S_ISVTX: u32 = libc::S_ISVTX;
 }
