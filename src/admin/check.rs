@@ -174,7 +174,7 @@ impl Report {
             }
         };
         let system = exim::System::load();
-        let verdicts: Vec<exim::Verdict> = transports.iter().filter_map(|t| exim::lint(t, &system)).collect();
+        let verdicts: Vec<exim::TransportLint> = transports.iter().filter_map(|t| exim::lint(t, &system)).collect();
         self.add("exim transports", format!("{} read, {} run cagepipe", transports.len(), verdicts.len()));
         if verdicts.is_empty() {
             self.add(

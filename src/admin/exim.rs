@@ -103,7 +103,7 @@ pub(crate) trait Lookups {
 
 /// How a cagepipe transport was judged.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Verdict {
+pub(crate) struct TransportLint {
     pub(crate) transport: String,
     /// Each a sentence: what is wrong, why it matters, what to write.
     pub(crate) problems: Vec<String>,
@@ -131,7 +131,7 @@ fn locate(word: &str, t: &Transport, sys: &dyn Lookups) -> (PathBuf, Option<u32>
 }
 
 /// Judge one transport; None if it does not name cagepipe.
-pub(crate) fn lint(t: &Transport, sys: &dyn Lookups) -> Option<Verdict> {
+pub(crate) fn lint(t: &Transport, sys: &dyn Lookups) -> Option<TransportLint> {
     let word = t.cagepipe_word()?;
     let mut problems = Vec::new();
     let mut notes = Vec::new();
@@ -215,7 +215,7 @@ pub(crate) fn lint(t: &Transport, sys: &dyn Lookups) -> Option<Verdict> {
             if temp.is_empty() { "empty" } else { temp }
         ));
     }
-    Some(Verdict { transport: t.name.clone(), problems, notes })
+    Some(TransportLint { transport: t.name.clone(), problems, notes })
 }
 
 /// The Exim binary to ask: `explicit`, or the first that exists.
@@ -359,7 +359,7 @@ mod tests {
         Transport::parse("t", &text.replace(from, to))
     }
 
-    fn verdict(t: &Transport) -> Verdict {
+    fn verdict(t: &Transport) -> TransportLint {
         lint(t, &Fake).expect("names cagepipe")
     }
 

@@ -160,7 +160,7 @@ pub(crate) fn find_command(root: BorrowedFd<'_>, candidates: &[Vec<u8>], viewer:
 /// `viewer` (every directory on the way searchable); None when nothing is
 /// there or the viewer cannot reach it. For the `[sandbox]` paths, which
 /// Landlock resolves the same way when the command starts.
-pub(crate) fn resolve(root: BorrowedFd<'_>, path: &[u8], viewer: &Viewer) -> Option<Vec<u8>> {
+pub(crate) fn where_inside(root: BorrowedFd<'_>, path: &[u8], viewer: &Viewer) -> Option<Vec<u8>> {
     let walker = Walker { root, viewer, protected_symlinks: host_protects_symlinks() };
     walker.walk(path).ok().map(|found| found.path)
 }

@@ -154,7 +154,7 @@ pub(crate) fn judge_in_container(
 fn arguments_verdict(target: &resolve::Target, viewer: &Viewer, args: &[Vec<u8>]) -> Verdict {
     for arg in args.iter().filter(|a| a.starts_with(b"/")) {
         let on_host = std::fs::symlink_metadata(OsStr::from_bytes(arg)).is_ok();
-        if on_host && inroot::resolve(target.root.as_fd(), arg, viewer).is_none() {
+        if on_host && inroot::where_inside(target.root.as_fd(), arg, viewer).is_none() {
             return attention(
                 "argument-missing",
                 format!(
@@ -186,8 +186,11 @@ fn sandbox_verdict(
         Ok(None) => return Verdict::Ready,
         Err(err) => return attention("sandbox-execute", format!("The [sandbox] paths do not fit the account: {err}.")),
     };
-    let allowed: Vec<Vec<u8>> =
-        plan.execute.iter().filter_map(|dir| inroot::resolve(target.root.as_fd(), dir.as_bytes(), viewer)).collect();
+    let allowed: Vec<Vec<u8>> = plan
+        .execute
+        .iter()
+        .filter_map(|dir| inroot::where_inside(target.root.as_fd(), dir.as_bytes(), viewer))
+        .collect();
     let beneath = |file: &[u8]| {
         allowed.iter().any(|dir| {
             dir == b"/" || file == &dir[..] || file.strip_prefix(&dir[..]).is_some_and(|r| r.starts_with(b"/"))

@@ -1,7 +1,7 @@
-//! The one place for raw syscalls that neither `nix` nor `caps` wrap safely.
-//!
+//! The one place for the raw system calls that `nix` does not wrap safely
+//! (pidfd, clone3, close_range, capget/capset with 64-bit masks, ns ioctls).
 //! Everything here is a thin, documented wrapper: no policy, no parsing.
-//! Callers live in modules that `#![forbid(unsafe_code)]`.
+//! The crate denies `unsafe` everywhere else; callers stay safe Rust.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
