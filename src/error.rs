@@ -72,6 +72,7 @@ impl Error {
             Error::Reported { code, .. } => *code,
             Error::NotPermitted(_) => exit::NOPERM,
             Error::NotRunning { refuse: true, .. } => exit::NOPERM,
+            Error::Exec { source, .. } if is_transient(source) => exit::TEMPFAIL,
             Error::Exec { source, .. } if is_not_found(source) => exit::NOT_FOUND,
             Error::Exec { .. } => exit::NOT_EXECUTABLE,
             Error::NotRunning { refuse: false, .. }
@@ -132,6 +133,9 @@ impl fmt::Display for Error {
                         write!(f, "command {command} not found {place} (a path component is not a directory)")
                     }
                     Some(ELOOP) => write!(f, "command {command} not found {place} (too many levels of symbolic links)"),
+                    _ if is_transient(source) => {
+                        write!(f, "cannot execute {command} {place} for now: {source}; the delivery is deferred")
+                    }
                     _ => write!(f, "cannot execute {command} {place}: {source}"),
                 }
             }
@@ -143,7 +147,13 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-use crate::platform::errno::{ELOOP, ENOENT, ENOTDIR};
+use crate::platform::errno::{EAGAIN, ELOOP, EMFILE, ENFILE, ENOENT, ENOMEM, ENOTDIR, ETXTBSY};
+
+/// Exec failures that pass: out of memory, processes, descriptors, or the
+/// program being written right now. Exim retries; the message is kept.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(EAGAIN | ENOMEM | ENFILE | EMFILE | ETXTBSY))
+}
 
 /// What the shell reports as 127: the program, or a directory or link on
 /// its way, is not there.
@@ -231,6 +241,11 @@ mod tests {
         );
         for e in [ENOENT, ENOTDIR, ELOOP] {
             assert_eq!(exec(true, e).outcome(), "not-found");
+        }
+        for e in [Errno::EAGAIN, Errno::ENOMEM, Errno::ENFILE, Errno::EMFILE, Errno::ETXTBSY] {
+            let err = exec(true, e as i32);
+            assert_eq!((err.exit_code(), err.outcome()), (75, "deferred"), "{err}");
+            assert!(err.to_string().ends_with("the delivery is deferred"), "{err}");
         }
     }
 

@@ -40,10 +40,16 @@ pub(crate) fn plan(entries: &[CgroupEntry], mounts: &[MountInfo]) -> CgroupPlan 
             ("v2".to_string(), mounts.iter().find(|m| m.fs_type == "cgroup2"))
         } else {
             let controllers = entry.controllers.join(",");
+            // The line's names, matched as a set against the mount's real
+            // controllers only: a name chosen inside a container ("rw") must
+            // not match a mount option.
+            let mut wanted: Vec<&str> = entry.controllers.iter().map(String::as_str).collect();
+            wanted.sort_unstable();
             let mount = mounts.iter().find(|m| {
-                m.fs_type == "cgroup"
-                    && !entry.controllers.is_empty()
-                    && entry.controllers.iter().all(|c| m.super_options.iter().any(|o| o == c))
+                let mut has: Vec<&str> =
+                    m.super_options.iter().map(String::as_str).filter(|o| is_v1_controller(o)).collect();
+                has.sort_unstable();
+                m.fs_type == "cgroup" && !wanted.is_empty() && has == wanted
             });
             (controllers, mount)
         };
@@ -62,6 +68,29 @@ pub(crate) fn plan(entries: &[CgroupEntry], mounts: &[MountInfo]) -> CgroupPlan 
     // limits the container by.
     plan.join.sort_by_key(|d| d.hierarchy != "v2");
     plan
+}
+
+/// The controllers of cgroup v1 (and named hierarchies): what may appear in
+/// a v1 mount's super options besides mount flags such as `rw` or `xattr`.
+const V1_CONTROLLERS: &[&str] = &[
+    "blkio",
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "devices",
+    "freezer",
+    "hugetlb",
+    "memory",
+    "misc",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+    "pids",
+    "rdma",
+];
+
+fn is_v1_controller(option: &str) -> bool {
+    V1_CONTROLLERS.contains(&option) || option.strip_prefix("name=").is_some_and(|n| !n.is_empty())
 }
 
 impl CgroupDir {
@@ -160,6 +189,22 @@ mod tests {
             ]
         );
         assert_eq!(p.unmounted, ["memory"]);
+    }
+
+    #[test]
+    fn only_real_controller_names_match_a_v1_mount() {
+        let mounts = vec![
+            mount("cgroup", "/", "/sys/fs/cgroup/cpu,cpuacct", &["rw", "cpu", "cpuacct"]),
+            mount("cgroup", "/", "/sys/fs/cgroup/systemd", &["rw", "xattr", "name=systemd"]),
+        ];
+        // Mount flags are not controllers; a subset of a mount's controllers
+        // is not that hierarchy either.
+        for ctl in [&["rw"][..], &["xattr"], &["cpu"], &["rw", "cpu", "cpuacct"], &["name="]] {
+            let p = plan(&[entry(9, ctl, "/")], &mounts);
+            assert!(p.join.is_empty(), "{ctl:?} matched {:?}", p.join);
+        }
+        let p = plan(&[entry(2, &["cpuacct", "cpu"], "/c")], &mounts);
+        assert_eq!(p.join, [CgroupDir { hierarchy: "cpuacct,cpu".into(), dir: "/sys/fs/cgroup/cpu,cpuacct/c".into() }]);
     }
 
     #[test]

@@ -26,7 +26,12 @@ pub(crate) mod ns_flag {
 
 /// Error numbers as plain integers, for matching `raw_os_error()`.
 pub(crate) mod errno {
+    pub(crate) const EAGAIN: i32 = libc::EAGAIN;
     pub(crate) const ELOOP: i32 = libc::ELOOP;
+    pub(crate) const EMFILE: i32 = libc::EMFILE;
+    pub(crate) const ENFILE: i32 = libc::ENFILE;
+    pub(crate) const ENOMEM: i32 = libc::ENOMEM;
+    pub(crate) const ETXTBSY: i32 = libc::ETXTBSY;
     pub(crate) const ENOENT: i32 = libc::ENOENT;
     pub(crate) const ENOTDIR: i32 = libc::ENOTDIR;
 }
