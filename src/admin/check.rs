@@ -364,8 +364,9 @@ impl Witness for Report {
         for h in &t.cgroups.unmounted {
             self.add("cgroup not joined", format!("{} (hierarchy not mounted on this host)", escape(h.as_bytes())));
         }
-        let enter_with = if t.pidfd.is_some() { "pidfd (one atomic setns)" } else { "namespace files, one setns each" };
-        self.add("enter with", enter_with.into());
+        let pinned = if t.pidfd.is_some() { "pinned by a pidfd" } else { "pinned by its /proc directory" };
+        let enter_with = format!("the namespace files checked above, one setns each; {pinned}");
+        self.add("enter with", enter_with);
         for f in &t.fallbacks {
             self.add("fallback", f.clone());
         }
@@ -382,7 +383,7 @@ impl Witness for Report {
                 ("source", Json::str(escape(t.source.as_bytes()))),
                 ("started", Json::str(format!("{} UTC", utc(t.started_epoch)))),
                 ("started_epoch", Json::Num(t.started_epoch)),
-                ("enter_with", Json::str(if t.pidfd.is_some() { "pidfd" } else { "namespace files" })),
+                ("pinned_by", Json::str(if t.pidfd.is_some() { "pidfd" } else { "proc directory" })),
                 ("fallbacks", Json::strs(&t.fallbacks)),
             ]),
         );

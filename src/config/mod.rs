@@ -171,7 +171,7 @@ pub(crate) enum Backend {
 /// EL8's 4.18 kernel takes anyway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Features {
-    /// pidfd_open + setns(pidfd) (Linux 5.3 / 5.8).
+    /// pidfd_open (Linux 5.3): the container pinned by a pidfd.
     pub(crate) pidfd: bool,
     /// close_range (Linux 5.9).
     pub(crate) close_range: bool,

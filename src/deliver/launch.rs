@@ -49,7 +49,7 @@ pub(crate) fn launch(k: &mut impl Kernel, plan: &Plan) -> Result<Supervised> {
     };
     if let Some(t) = plan.target() {
         privileges::with_caps(k, &[CAP_SYS_ADMIN, CAP_SYS_CHROOT, CAP_SYS_PTRACE], |k| {
-            enter(k, t.pid, t.pidfd.as_ref(), &before_fork)?;
+            enter(k, t.pid, &before_fork)?;
             // The namespace root is not always the container's root (a
             // chroot-style container); /proc/PID/root, opened on the host, is.
             k.chroot(t.root.as_fd()).map_err(|e| Error::io("entering the container's root", e))
@@ -78,8 +78,8 @@ pub(crate) fn launch(k: &mut impl Kernel, plan: &Plan) -> Result<Supervised> {
     }
 }
 
-fn enter(k: &mut impl Kernel, pid: i32, pidfd: Option<&OwnedFd>, which: &[&ForeignNs]) -> Result<()> {
-    namespace::enter(k, pidfd, which).map_err(|(what, source)| Error::Namespace { what, pid, source })
+fn enter(k: &mut impl Kernel, pid: i32, which: &[&ForeignNs]) -> Result<()> {
+    namespace::enter(k, which).map_err(|(what, source)| Error::Namespace { what, pid, source })
 }
 
 /// Fork the command's process, born in the container's cgroup v2 by clone3
@@ -135,9 +135,7 @@ fn child_steps(
             // the cgroup files belong to the host's root; moving itself
             // needs no other right.
             privileges::with_caps(k, &[CAP_DAC_OVERRIDE], |k| cgroup::join(k, cgroups, born_in_v2))?;
-            privileges::with_caps(k, &[CAP_SYS_ADMIN, CAP_SYS_PTRACE], |k| {
-                enter(k, t.pid, t.pidfd.as_ref(), in_child)
-            })?;
+            privileges::with_caps(k, &[CAP_SYS_ADMIN, CAP_SYS_PTRACE], |k| enter(k, t.pid, in_child))?;
         }
         leave_a_terminal_session(k)?;
         privileges::drop_privileges(k, &plan.credentials, plan.confinement())?;

@@ -242,6 +242,9 @@ mod tests {
             [
                 "open_proc_entry 4711/root",
                 "identity /proc/1/ns/mnt",
+                "identity /proc/1/ns/pid",
+                "identity /proc/1/root",
+                "identity /",
                 NONE,
                 "read_proc 4711/cgroup",
                 "mountinfo",
@@ -258,6 +261,25 @@ mod tests {
     }
 
     #[test]
+    fn a_host_daemon_with_a_private_mount_namespace_is_not_a_container() {
+        let mut k = Recording::new();
+        // Its own mount namespace only: same pid namespace and root as the host.
+        k.process.as_mut().unwrap().foreign = vec![("mnt", 95)];
+        k.process.as_mut().unwrap().root = (8, 1);
+        let e = resolve::resolve(&mut k, &config(""), &alice()).unwrap_err();
+        assert_eq!(e.exit_code(), 75);
+        assert!(e.to_string().contains("a host daemon"), "{e}");
+        // A pid namespace of its own, or a root of its own, makes it one.
+        let mut k = Recording::new();
+        k.process.as_mut().unwrap().foreign = vec![("mnt", 95), ("pid", 94)];
+        k.process.as_mut().unwrap().root = (8, 1);
+        assert!(resolve::resolve(&mut k, &config(""), &alice()).is_ok());
+        let mut k = Recording::new();
+        k.process.as_mut().unwrap().foreign = vec![("mnt", 95)];
+        assert!(resolve::resolve(&mut k, &config(""), &alice()).is_ok(), "a chroot-style container");
+    }
+
+    #[test]
     fn a_contained_delivery_enters_forks_and_waits_in_the_parent() {
         let mut k = Recording::new();
         let (calls, exited) = run(&mut k, &config(""), true);
@@ -270,7 +292,11 @@ mod tests {
                 "open_cgroup /sys/fs/cgroup/cpu,cpuacct/ct/alice/tasks",
                 NONE,
                 "capset effective=18,19,21",
-                "setns pidfd ipc+uts+net+pid+mnt",
+                "setns ns/ipc ipc",
+                "setns ns/uts uts",
+                "setns ns/net net",
+                "setns ns/pid pid",
+                "setns ns/mnt mnt",
                 "chroot root",
                 NONE,
                 "pipe",
@@ -299,7 +325,7 @@ mod tests {
                 "join_cgroup /sys/fs/cgroup/cpu,cpuacct/ct/alice/tasks",
                 NONE,
                 "capset effective=19,21",
-                "setns pidfd user",
+                "setns ns/user user",
                 NONE,
                 "reset_signals",
                 "capset effective=1,6,8,18,19,21",
@@ -364,7 +390,7 @@ mod tests {
     }
 
     #[test]
-    fn without_pidfd_each_namespace_is_entered_through_its_own_file() {
+    fn without_pidfd_the_process_is_pinned_by_its_proc_directory_alone() {
         let mut k = Recording::new();
         k.missing = vec!["pidfd"];
         let (calls, _) = run(&mut k, &config(""), true);

@@ -20,8 +20,6 @@ pub(crate) struct NsKind {
 /// capabilities in the initial user namespace, which make it capable in every
 /// descendant namespace too; the user namespace comes last because entering
 /// it trades those capabilities for capabilities inside the container only.
-/// With a pidfd (5.8+) each stage (see [`CHILD_ENTERS`]) is one atomic
-/// `setns` and the kernel orders it itself.
 pub(crate) const ENTER_ORDER: [NsKind; 8] = [
     NsKind { name: "ipc", flag: ns_flag::IPC },
     NsKind { name: "uts", flag: ns_flag::UTS },
@@ -63,21 +61,13 @@ pub(crate) struct ForeignNs {
     pub(crate) file: OwnedFd,
 }
 
-/// Enter every namespace in `foreign`: with one `setns(pidfd, flags)` when a
-/// pidfd is given, else one `setns(file)` each in [`ENTER_ORDER`].
-pub(crate) fn enter(
-    k: &mut impl Kernel,
-    pidfd: Option<&OwnedFd>,
-    foreign: &[&ForeignNs],
-) -> Result<(), (String, io::Error)> {
-    if foreign.is_empty() {
-        return Ok(());
-    }
-    if let Some(pidfd) = pidfd {
-        let flags = foreign.iter().fold(0, |acc, ns| acc | ns.kind.flag);
-        let names: Vec<&str> = foreign.iter().map(|ns| ns.kind.name).collect();
-        return k.setns(pidfd.as_fd(), flags).map_err(|e| (format!("namespaces {} (via pidfd)", names.join(",")), e));
-    }
+/// Enter every namespace in `foreign`, one `setns(file)` each in
+/// [`ENTER_ORDER`], through the files opened and checked when the container
+/// was resolved: exactly what was verified. (`setns(pidfd, flags)` would
+/// enter the namespaces the process has at that moment; an init that
+/// unshared a new user namespace in between would hand the command one
+/// nobody checked.)
+pub(crate) fn enter(k: &mut impl Kernel, foreign: &[&ForeignNs]) -> Result<(), (String, io::Error)> {
     for kind in ENTER_ORDER {
         if let Some(ns) = foreign.iter().find(|ns| ns.kind == kind) {
             k.setns(ns.file.as_fd(), kind.flag).map_err(|e| (format!("{} namespace", kind.name), e))?;
@@ -123,22 +113,13 @@ mod tests {
         let ns = foreign(&["user", "mnt", "net", "pid", "uts"]);
         let ns_list = &ns;
         let mut k = Recording::new();
-        enter(&mut k, None, &ns.iter().collect::<Vec<_>>()).unwrap();
+        enter(&mut k, &ns.iter().collect::<Vec<_>>()).unwrap();
         assert_eq!(flags_of(&k), ["uts", "net", "pid", "mnt", "user"]);
         // Each call used that namespace's own file (fd numbers in the record).
         for (call, ns) in k.calls.iter().zip(["uts", "net", "pid", "mnt", "user"]) {
             let file = ns_file(ns_list, ns);
             assert_eq!(call, &format!("setns fd{file} {ns}"));
         }
-    }
-
-    #[test]
-    fn pidfd_enters_all_at_once() {
-        let ns = foreign(&["mnt", "pid", "user"]);
-        let pidfd = file();
-        let mut k = Recording::new();
-        enter(&mut k, Some(&pidfd), &ns.iter().collect::<Vec<_>>()).unwrap();
-        assert_eq!(k.calls, [format!("setns fd{} pid+mnt+user", pidfd.as_raw_fd())]);
     }
 
     #[test]
@@ -149,7 +130,7 @@ mod tests {
         assert_eq!(names(&parent), ["mnt", "pid", "net"]);
         assert_eq!(names(&child), ["user", "cgroup"]);
         let mut k = Recording::new();
-        enter(&mut k, None, &child).unwrap();
+        enter(&mut k, &child).unwrap();
         assert_eq!(flags_of(&k), ["cgroup", "user"]);
     }
 
@@ -158,12 +139,12 @@ mod tests {
         let ns = foreign(&["net", "mnt"]);
         let mut k = Recording::new();
         k.fail = Some("setns");
-        let (what, e) = enter(&mut k, None, &ns.iter().collect::<Vec<_>>()).unwrap_err();
+        let (what, e) = enter(&mut k, &ns.iter().collect::<Vec<_>>()).unwrap_err();
         assert_eq!(what, "net namespace");
         assert_eq!(e.raw_os_error(), Some(crate::platform::Errno::EPERM as i32));
         assert_eq!(k.calls.len(), 1, "nothing attempted after a failure");
         let mut k = Recording::new();
-        enter(&mut k, None, &[]).unwrap();
+        enter(&mut k, &[]).unwrap();
         assert!(k.calls.is_empty());
     }
 }

@@ -155,7 +155,8 @@ fn pin(
         // sandboxes hide them even from root), a target whose root directory
         // is ours is not one either: the command would see our files. Any
         // doubt counts as the host.
-        let mnt = foreign.iter().find(|ns| ns.kind.name == "mnt").map(|ns| (ns.dev, ns.inode));
+        let id_of = |name: &str| foreign.iter().find(|ns| ns.kind.name == name).map(|ns| (ns.dev, ns.inode));
+        let (mnt, pid_ns) = (id_of("mnt"), id_of("pid"));
         let shares_host = match (mnt, k.identity(Path::new("/proc/1/ns/mnt"))) {
             (None, _) => true,
             (Some(theirs), Ok(host)) => theirs == host,
@@ -167,6 +168,18 @@ fn pin(
         if shares_host {
             return Err(not_running(format!(
                 "process {pid} from {source} shares the host's mount namespace or root directory, or cagepipe's own, so it is not a container (or cagepipe already runs inside it)"
+            )));
+        }
+        // A mount namespace of its own is not enough: any host daemon with
+        // a private /tmp (systemd's PrivateTmp=) has one. A container also
+        // has a pid namespace or a root directory of its own.
+        let host_pid_ns = k.identity(Path::new("/proc/1/ns/pid")).ok();
+        let own_pid_ns = pid_ns.is_some() && pid_ns != host_pid_ns;
+        let host_roots = [k.identity(Path::new("/proc/1/root")).ok(), k.identity(Path::new("/")).ok()];
+        let own_root = !host_roots.contains(&Some(root_id));
+        if !own_pid_ns && !own_root {
+            return Err(not_running(format!(
+                "process {pid} from {source} has a mount namespace of its own but shares the host's pid namespace and root directory: a host daemon (with a private /tmp, say), not a container"
             )));
         }
         Ok((foreign, root))

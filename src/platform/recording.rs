@@ -34,6 +34,8 @@ pub(crate) struct FakeProcess {
     pub(crate) userns_owner: u32,
     pub(crate) uid_map: String,
     pub(crate) gid_map: String,
+    /// The identity of its root directory (the host's is (8, 1)).
+    pub(crate) root: FileId,
 }
 
 impl FakeProcess {
@@ -48,6 +50,7 @@ impl FakeProcess {
             userns_owner: 0,
             uid_map: "0 100000 65536\n".into(),
             gid_map: "0 100000 65536\n".into(),
+            root: (8, 2),
         }
     }
 }
@@ -225,7 +228,7 @@ impl Kernel for Recording {
             }
             ProcEntry::Root => {
                 let _ = self.record(format!("open_proc_entry {pid}/root"));
-                Ok((self.fd("root".into()), (8, 2)))
+                Ok((self.fd("root".into()), p.root))
             }
         }
     }
@@ -235,6 +238,7 @@ impl Kernel for Recording {
         match text.strip_prefix("/proc/self/ns/").or_else(|| text.strip_prefix("/proc/1/ns/")) {
             Some("time") if self.missing("timens") => Err(Errno::ENOENT),
             Some(kind) => Ok((3, own_ns(kind))),
+            // "/" and /proc/1/root: the host's root directory.
             None => Ok((8, 1)),
         }
     }
