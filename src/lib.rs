@@ -37,6 +37,10 @@ use error::{Error, Result};
 use platform::kernel::{Ending, Linux};
 use platform::process;
 
+/// Running out of memory defers (75) rather than aborting.
+#[global_allocator]
+static ALLOCATOR: platform::alloc::DeferOnExhaustion = platform::alloc::DeferOnExhaustion;
+
 /// How the process should end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

@@ -261,6 +261,21 @@ mod tests {
     }
 
     #[test]
+    fn a_pidfile_written_before_its_process_started_is_stale_beyond_the_timestamp_lag_only() {
+        // The double's process started at boot + 5 s; its coarse clock lags
+        // by at most 4 ms.
+        for (written_after_start_ms, believed) in [(1000, true), (0, true), (-3, true), (-5, false), (-50, false)] {
+            let mut k = Recording::new();
+            k.pidfile.as_mut().unwrap().1 = 1_000_000_000_000 + 5_000_000_000 + written_after_start_ms * 1_000_000;
+            let r = resolve::resolve(&mut k, &config(""), &alice());
+            assert_eq!(r.is_ok(), believed, "written {written_after_start_ms} ms after the start: {r:?}");
+            if let Err(e) = r {
+                assert!(e.to_string().contains("is stale"), "{e}");
+            }
+        }
+    }
+
+    #[test]
     fn a_host_daemon_with_a_private_mount_namespace_is_not_a_container() {
         let mut k = Recording::new();
         // Its own mount namespace only: same pid namespace and root as the host.

@@ -18,10 +18,6 @@ use crate::platform::kernel::{Kernel, ProcEntry};
 use crate::platform::secure_file::Untrusted;
 use crate::platform::Errno;
 
-/// A pidfile written later than this after its process started is still
-/// believed: file timestamps come from a coarse clock that may lag by a tick.
-const START_SLACK_NS: i128 = 50_000_000;
-
 /// The container's user namespace id maps, read from the host.
 #[derive(Debug, Clone)]
 pub(crate) struct IdMaps {
@@ -118,9 +114,14 @@ fn pin(
 
     // The pidfile must have been written after the process started;
     // otherwise the number now belongs to some later process.
-    let (boot_offset, hz) = k.boot_clock().map_err(|e| Error::io("reading the clock", e))?;
-    let started_ns = boot_offset + i128::from(first.start_ticks) * 1_000_000_000 / hz;
-    if started_ns > written_ns + START_SLACK_NS {
+    // A start time in ticks is cut down to its tick, a file's timestamp to
+    // the coarse clock's: a process that started before the write can look
+    // later by at most the timestamp's lag (`slack_ns`), never by more.
+    // What remains: a wall clock stepped back by D after the write (not a
+    // slew) widens the window by D; see SECURITY.md.
+    let clock = k.boot_clock().map_err(|e| Error::io("reading the clock", e))?;
+    let started_ns = clock.offset_ns + i128::from(first.start_ticks) * 1_000_000_000 / clock.ticks_per_s;
+    if started_ns > written_ns + clock.slack_ns {
         return Err(not_running(format!(
             "{source} is stale: process {pid} started {:.3} s after the pidfile was written",
             (started_ns - written_ns) as f64 / 1e9
@@ -157,13 +158,11 @@ fn pin(
         // doubt counts as the host.
         let id_of = |name: &str| foreign.iter().find(|ns| ns.kind.name == name).map(|ns| (ns.dev, ns.inode));
         let (mnt, pid_ns) = (id_of("mnt"), id_of("pid"));
-        let shares_host = match (mnt, k.identity(Path::new("/proc/1/ns/mnt"))) {
+        let host_mnt = k.identity(Path::new("/proc/1/ns/mnt")).ok();
+        let shares_host = match (mnt, host_mnt) {
             (None, _) => true,
-            (Some(theirs), Ok(host)) => theirs == host,
-            (Some(_), Err(_)) => match k.identity(Path::new("/")) {
-                Ok(ours) => root_id == ours,
-                Err(_) => true,
-            },
+            (Some(theirs), Some(host)) => theirs == host,
+            (Some(_), None) => false, // decided by its root below
         };
         if shares_host {
             return Err(not_running(format!(
@@ -172,11 +171,12 @@ fn pin(
         }
         // A mount namespace of its own is not enough: any host daemon with
         // a private /tmp (systemd's PrivateTmp=) has one. A container also
-        // has a pid namespace or a root directory of its own.
+        // has a pid namespace or a root directory of its own; where pid 1
+        // cannot be read, only a root of its own tells.
         let host_pid_ns = k.identity(Path::new("/proc/1/ns/pid")).ok();
-        let own_pid_ns = pid_ns.is_some() && pid_ns != host_pid_ns;
+        let own_pid_ns = host_mnt.is_some() && pid_ns.is_some() && pid_ns != host_pid_ns;
         let host_roots = [k.identity(Path::new("/proc/1/root")).ok(), k.identity(Path::new("/")).ok()];
-        let own_root = !host_roots.contains(&Some(root_id));
+        let own_root = !host_roots.contains(&Some(root_id)) && host_roots[1].is_some();
         if !own_pid_ns && !own_root {
             return Err(not_running(format!(
                 "process {pid} from {source} has a mount namespace of its own but shares the host's pid namespace and root directory: a host daemon (with a private /tmp, say), not a container"
@@ -234,7 +234,7 @@ fn pin(
             }
         }
     }
-    let started_epoch = ((boot_offset + i128::from(first.start_ticks) * 1_000_000_000 / hz) / 1_000_000_000) as i64;
+    let started_epoch = (started_ns / 1_000_000_000) as i64;
     Ok(Target { pid, source, started_epoch, pidfd, proc_dir, root, foreign, cgroups, id_maps, fallbacks })
 }
 

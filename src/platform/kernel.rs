@@ -44,6 +44,19 @@ pub(crate) enum ProcEntry<'a> {
     Root,
 }
 
+/// The clocks behind start times and file timestamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BootClock {
+    /// Wall-clock time at boot, ns: CLOCK_REALTIME − CLOCK_BOOTTIME now.
+    pub(crate) offset_ns: i128,
+    /// Clock ticks per second (start times in /proc are in ticks).
+    pub(crate) ticks_per_s: i128,
+    /// How far a file's timestamp may lag the moment it was written: the
+    /// resolution of the coarse clock the kernel stamps files with, plus the
+    /// time between the two clock reads behind `offset_ns`.
+    pub(crate) slack_ns: i128,
+}
+
 /// What the credential read-back after the drop sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Observed {
@@ -78,9 +91,8 @@ pub(crate) trait Kernel {
     fn ns_owner_uid(&mut self, ns: BorrowedFd<'_>) -> io::Result<u32>;
     /// Our mount table, `/proc/self/mountinfo`.
     fn mountinfo(&mut self) -> io::Result<Vec<u8>>;
-    /// Wall-clock time at boot in ns (CLOCK_REALTIME − CLOCK_BOOTTIME), and
-    /// clock ticks per second (start times in /proc are in ticks).
-    fn boot_clock(&mut self) -> io::Result<(i128, i128)>;
+    /// How to compare a process's start time with a file's timestamp.
+    fn boot_clock(&mut self) -> io::Result<BootClock>;
 
     // ---- capabilities, raised only around the call that needs them ----
     fn capget(&mut self) -> io::Result<CapSets>;
@@ -199,15 +211,19 @@ impl Kernel for Linux {
     fn mountinfo(&mut self) -> io::Result<Vec<u8>> {
         std::fs::read("/proc/self/mountinfo")
     }
-    fn boot_clock(&mut self) -> io::Result<(i128, i128)> {
-        use nix::time::{clock_gettime, ClockId};
-        let ns = |clock| -> io::Result<i128> {
-            let t = clock_gettime(clock)?;
-            Ok(i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec()))
-        };
-        let offset = ns(ClockId::CLOCK_REALTIME)? - ns(ClockId::CLOCK_BOOTTIME)?;
+    fn boot_clock(&mut self) -> io::Result<BootClock> {
+        use nix::time::{clock_getres, clock_gettime, ClockId};
+        let ns = |t: nix::sys::time::TimeSpec| i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec());
+        let before = ns(clock_gettime(ClockId::CLOCK_REALTIME)?);
+        let boot = ns(clock_gettime(ClockId::CLOCK_BOOTTIME)?);
+        let after = ns(clock_gettime(ClockId::CLOCK_REALTIME)?);
+        let granularity = ns(clock_getres(ClockId::CLOCK_REALTIME_COARSE)?);
         let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100).max(1);
-        Ok((offset, i128::from(hz)))
+        Ok(BootClock {
+            offset_ns: before - boot,
+            ticks_per_s: i128::from(hz),
+            slack_ns: granularity + (after - before),
+        })
     }
     fn capget(&mut self) -> io::Result<CapSets> {
         sys::capget()

@@ -2,6 +2,8 @@
 //! calls the C library or `nix` directly. Everything above it uses the safe,
 //! documented functions here.
 
+#[allow(unsafe_code)]
+pub(crate) mod alloc;
 pub(crate) mod kernel;
 #[cfg(test)]
 pub(crate) mod recording;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 
-use super::kernel::{Ending, FileId, Forked, Kernel, Observed, ProcEntry};
+use super::kernel::{BootClock, Ending, FileId, Forked, Kernel, Observed, ProcEntry};
 use super::secure_file::{TrustedFile, Untrusted};
 use super::sys::CapSets;
 
@@ -251,9 +251,9 @@ impl Kernel for Recording {
         self.record("mountinfo".into())?;
         Ok(self.mountinfo.clone().into_bytes())
     }
-    fn boot_clock(&mut self) -> io::Result<(i128, i128)> {
+    fn boot_clock(&mut self) -> io::Result<BootClock> {
         self.record("boot_clock".into())?;
-        Ok(self.boot)
+        Ok(BootClock { offset_ns: self.boot.0, ticks_per_s: self.boot.1, slack_ns: 4_000_000 })
     }
     fn capget(&mut self) -> io::Result<CapSets> {
         Ok(self.state.caps)

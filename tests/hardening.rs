@@ -1,0 +1,121 @@
+//! Hardening, second round (the delivery path): a host daemon with a
+//! private mount namespace is not a container, an exec that fails for a
+//! passing reason defers, and running out of memory defers. The real
+//! binary, with file capabilities, run as the user the way Exim runs it.
+
+mod common;
+mod rig;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use common::{Container, ContainerOpts};
+use rig::{raw_pipe, write_pidfile, Caller, ConfigDir};
+
+fn env_of(user: &common::User) -> Vec<(&'static str, String)> {
+    vec![
+        ("HOME", user.home.display().to_string()),
+        ("USER", user.name.clone()),
+        ("LOCAL_PART", user.name.clone()),
+        ("DOMAIN", "example.test".into()),
+        ("PATH", "/bin:/usr/bin".into()),
+    ]
+}
+
+fn deliver(config: &ConfigDir, user: &common::User, pipe: &str) -> rig::Delivery {
+    let env = env_of(user);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let caller = Caller { uid: user.uid, gid: rig::cagepipe_gid() };
+    rig::deliver(config, caller, &raw_pipe(pipe), &env, b"")
+}
+
+/// A root daemon with a private mount namespace (as systemd's
+/// `PrivateTmp=` gives one) but the host's pid namespace and root: a
+/// pidfile naming it must not make it the user's container.
+#[test]
+fn a_host_daemon_with_a_private_mount_namespace_is_not_a_container() {
+    if !common::require_root("a_host_daemon_with_a_private_mount_namespace_is_not_a_container") {
+        return;
+    }
+    let user = common::test_user("cptest-hd-daemon");
+    let (config, piddir) = ConfigDir::with_pidfile_dir("");
+    let marker = user.home.join("cagepipe-hd-ran");
+    let _ = std::fs::remove_file(&marker);
+    let mut daemon = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sleep", "600"])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("unshare --mount");
+    // The pid of `sleep` itself: unshare execs it in place.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let pid = daemon.id() as i32;
+    assert_ne!(common::ns_inode_of(pid, "mnt"), common::host_ns_inode("mnt"), "the daemon has its own mount namespace");
+    write_pidfile(&piddir.join(format!("{}.pid", user.name)), &format!("{pid}\n"));
+
+    let d = deliver(&config, &user, &format!("|/bin/sh -c 'touch {}'", marker.display()));
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert_eq!(d.code(), Some(75), "{d:?}");
+    assert!(d.stderr.contains("a host daemon"), "the reason names it: {}", d.stderr);
+    assert!(!marker.exists(), "nothing ran in the daemon's namespace");
+}
+
+/// A program that is being written (another process holds it open for
+/// writing) cannot be executed right now: ETXTBSY passes, so the message
+/// waits in the queue instead of bouncing with 126.
+#[test]
+fn an_exec_that_fails_for_a_passing_reason_defers() {
+    if !common::require_root("an_exec_that_fails_for_a_passing_reason_defers") {
+        return;
+    }
+    let user = common::test_user("cptest-hd-txtbsy");
+    let (config, piddir) = ConfigDir::with_pidfile_dir("");
+    let pidfile = piddir.join(format!("{}.pid", user.name));
+    let program = rig::scratch().join(format!("busy-{}", std::process::id()));
+    std::fs::copy("/bin/true", &program).unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let opts = ContainerOpts {
+        users: vec![user.name.clone()],
+        pidfile: Some(pidfile),
+        bind_ro: vec![(program.clone(), "/opt/busy".into())],
+        ..Default::default()
+    };
+    let _container = Container::start(&common::unique_name("hd-txtbsy"), &opts);
+
+    let ok = deliver(&config, &user, "|/opt/busy");
+    assert_eq!(ok.code(), Some(0), "the program runs when nobody writes it: {ok:?}");
+    let writer = std::fs::OpenOptions::new().write(true).open(&program).unwrap();
+    let d = deliver(&config, &user, "|/opt/busy");
+    drop(writer);
+    let _ = std::fs::remove_file(&program);
+    assert_eq!(d.code(), Some(75), "{d:?}");
+    assert!(d.stderr.contains("for now") && d.stderr.contains("deferred"), "{}", d.stderr);
+}
+
+/// Out of memory at any point: cagepipe's own process ends with 75, never
+/// by a signal (the standard library would abort, which Exim reads as the
+/// command crashing and bounces). The address-space limit is swept across
+/// the range where start-up succeeds but the work does not fit.
+#[test]
+fn running_out_of_memory_defers_and_never_aborts() {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_cagepipe"));
+    let big = "a".repeat(120_000);
+    let mut saw_out_of_memory = 0;
+    for mb in 6..40u64 {
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--as={}", mb << 20)).arg(&bin).args(["--user", "nobody", "--dry-run", "--", "/bin/true"]);
+        for _ in 0..8 {
+            cmd.arg(&big);
+        }
+        let out = cmd.stdin(Stdio::null()).output().expect("prlimit (util-linux)");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.signal(), None, "{mb} MiB: killed by a signal: {stderr}");
+        if stderr.contains("out of memory; the delivery is deferred") {
+            assert_eq!(out.status.code(), Some(75), "{mb} MiB: {stderr}");
+            saw_out_of_memory += 1;
+        }
+    }
+    assert!(saw_out_of_memory > 0, "no limit in the sweep made an allocation fail: the test proves nothing");
+}
