@@ -412,7 +412,7 @@ fn write_file(dir: &Path, account: &str, file: &Path, bytes: &[u8]) -> Result<()
         }
     }
     let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&target).map_err(fail)?;
-    f.write_all(bytes).and_then(|()| f.sync_data()).map_err(fail)?;
+    f.write_all(bytes).map_err(fail)?;
     if replace {
         std::fs::rename(&target, file).map_err(fail)?;
     }
