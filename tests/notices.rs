@@ -98,6 +98,14 @@ impl Server {
     }
 }
 
+/// The fixture tree (homes, notices, 10,000 of them in the big test) goes
+/// with the test.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 fn os(args: &[&str]) -> Vec<OsString> {
     args.iter().map(OsString::from).collect()
 }
@@ -415,6 +423,7 @@ fn a_notice_sent_through_exim_arrives_intact() {
     };
     assert_eq!(body_of(&delivered), body_of(&notice));
     assert!(matches!(arrived.header("Received"), Some(HeaderValue::Received(_))), "through Exim");
+    let _ = std::fs::remove_dir_all(&exim.dir);
 }
 
 #[test]
