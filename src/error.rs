@@ -58,6 +58,9 @@ pub enum Error {
     Reported { code: i32, message: String },
     /// Any other system failure, with what we were doing.
     Io { context: String, source: io::Error },
+    /// A file the administrator gave `survey --notices` (the template, the
+    /// contacts) is not what it must be; `problem` names line and column.
+    Template { path: PathBuf, problem: String },
 }
 
 impl Error {
@@ -68,7 +71,7 @@ impl Error {
     /// The one mapping from failure to exit status.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) => exit::USAGE,
+            Error::Usage(_) | Error::Template { .. } => exit::USAGE,
             Error::Reported { code, .. } => *code,
             Error::NotPermitted(_) => exit::NOPERM,
             Error::NotRunning { refuse: true, .. } => exit::NOPERM,
@@ -141,6 +144,7 @@ impl fmt::Display for Error {
             }
             Error::Reported { message, .. } => f.write_str(message),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
+            Error::Template { path, problem } => write!(f, "{}: {problem}", path.display()),
         }
     }
 }
@@ -221,6 +225,7 @@ mod tests {
             (Error::Exec { command: "c".into(), inside: true, source: io(EACCES) }, 126),
             (Error::Exec { command: "c".into(), inside: false, source: io(ENOEXEC) }, 126),
             (Error::io("reading", io(EIO)), 75),
+            (Error::Template { path: PathBuf::from("/t"), problem: "line 1, column 2: x".into() }, 64),
         ];
         for (err, code) in cases {
             assert_eq!(err.exit_code(), code, "{err}");

@@ -169,7 +169,7 @@ _cagepipe() {
             return 0
             ;;
         cagepipe__subcmd__survey)
-            opts="-h --aliases --no-forward --passwd --group --directadmin --cpanel --user --config --format --dry-run --help"
+            opts="-h --aliases --no-forward --passwd --group --directadmin --cpanel --notices --template --force --mail-domain --contacts --user --config --format --dry-run --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -192,6 +192,22 @@ _cagepipe() {
                     return 0
                     ;;
                 --cpanel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --notices)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --template)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mail-domain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --contacts)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

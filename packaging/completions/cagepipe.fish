@@ -50,11 +50,16 @@ complete -c cagepipe -n "__fish_cagepipe_using_subcommand survey" -l passwd -d '
 complete -c cagepipe -n "__fish_cagepipe_using_subcommand survey" -l group -d 'The groups of those accounts' -r -F
 complete -c cagepipe -n "__fish_cagepipe_using_subcommand survey" -l directadmin -d 'DirectAdmin\'s DIR/<domain>/aliases, owners in DIR/domainowners' -r -F
 complete -c cagepipe -n "__fish_cagepipe_using_subcommand survey" -l cpanel -d 'cPanel\'s DIR/valiases/<domain>, owners in DIR/userdomains' -r -F
+complete -c cagepipe -n "__fish_cagepipe_using_subcommand survey" -l notices -d 'Also write one message (DIR/USER.eml, ready for sendmail -t) to each account with pipes that need attention: what was found, why, what to do; DIR is created mode 0700 (an existing one must be root\'s and writable by nobody else)' -r -F
+complete -c cagepipe -n "__fish_cagepipe_using_subcommand survey" -l template -d 'Write the notices from this template instead of the built-in English one (see TEMPLATES)' -r -F
+complete -c cagepipe -n "__fish_cagepipe_using_subcommand survey" -l mail-domain -d 'Notices go to USER@DOMAIN (default: the first line of /etc/mailname, else the host\'s fully qualified name, as hostname -f gives it)' -r
+complete -c cagepipe -n "__fish_cagepipe_using_subcommand survey" -l contacts -d '"user: address" lines: where to send each account\'s notice instead of USER@DOMAIN' -r -F
 complete -c cagepipe -n "__fish_cagepipe_using_subcommand survey" -l user -d 'Act for NAME instead of the calling user (root only)' -r
 complete -c cagepipe -n "__fish_cagepipe_using_subcommand survey" -l config -d 'Read PATH instead of /etc/cagepipe/cagepipe.toml (root only)' -r -F
 complete -c cagepipe -n "__fish_cagepipe_using_subcommand survey" -l format -d 'check, survey and --dry-run: plain lines (text) or one JSON object (json)' -r -f -a "text\t''
 json\t''"
 complete -c cagepipe -n "__fish_cagepipe_using_subcommand survey" -l no-forward -d 'Do not read users\' ~/.forward files'
+complete -c cagepipe -n "__fish_cagepipe_using_subcommand survey" -l force -d 'Replace notices already in DIR (without it, an existing one stops the run before anything is written)'
 complete -c cagepipe -n "__fish_cagepipe_using_subcommand survey" -l dry-run -d 'Resolve and check everything, print the plan, run nothing'
 complete -c cagepipe -n "__fish_cagepipe_using_subcommand survey" -s h -l help -d 'Print help'
 complete -c cagepipe -n "__fish_cagepipe_using_subcommand help; and not __fish_seen_subcommand_from check survey help" -f -a "check" -d 'Explain how a delivery for USER (default: the caller) would run; exit 0 if it can'

@@ -4,4 +4,5 @@
 
 pub(crate) mod check;
 pub(crate) mod exim;
+pub(crate) mod notices;
 pub(crate) mod survey;

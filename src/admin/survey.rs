@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use crate::platform::fs::{fstat, open, openat, FileStat, Mode, OFlag, SFlag};
 use crate::platform::Errno;
 
+use crate::admin::notices;
 use crate::cli::{Owners, SurveyOptions};
 use crate::config::account::{self, Account, Database};
 use crate::config::rollout;
@@ -171,9 +172,29 @@ pub(crate) fn run_and_print(config_path: &Path, opts: &SurveyOptions, json: bool
             }
         }
     };
-    match crate::config::load(config_path).and_then(|config| run(&config, opts, &mut progress)) {
-        Ok(survey) => {
-            print!("{}", if json { survey.json() } else { survey.text() });
+    let result = crate::config::load(config_path).and_then(|config| {
+        // A broken template or contacts file shows before the survey runs.
+        let notices = opts.notices.as_ref().map(notices::prepare).transpose()?;
+        let survey = run(&config, opts, &mut progress)?;
+        let written = match &notices {
+            Some(setup) => {
+                let db = Database { passwd: opts.passwd.clone(), group: opts.group.clone() };
+                Some(setup.write(&survey, &account::real_names(&db)?)?)
+            }
+            None => None,
+        };
+        Ok((survey, written))
+    });
+    match result {
+        Ok((survey, written)) => {
+            if json {
+                print!("{}", survey.json(written.as_ref()));
+            } else {
+                print!("{}", survey.text());
+                if let Some(w) = &written {
+                    println!("{}", w.summary());
+                }
+            }
             let all_ready = survey.needing_attention().next().is_none();
             Finding::Survey { all_ready }.exit_code()
         }
@@ -713,8 +734,9 @@ impl Survey {
         out
     }
 
-    /// One JSON object: `summary`, `ready`, `needs_attention`, `skipped`.
-    pub(crate) fn json(&self) -> String {
+    /// One JSON object: `summary`, `ready`, `needs_attention`, `skipped`,
+    /// and with `--notices` what was written (`notices`).
+    pub(crate) fn json(&self, notices: Option<&notices::Report>) -> String {
         let total = self.entries.len();
         let ready = self.ready().count();
         let share = if total == 0 { 100.0 } else { ready as f64 * 100.0 / total as f64 };
@@ -732,7 +754,7 @@ impl Survey {
             })
             .collect();
         format!(
-            "{{\"summary\":{{\"pipes\":{total},\"ready\":{ready},\"needs_attention\":{},\"skipped\":{},\"ready_percent\":{share:.1},\"accounts\":{},\"files\":{},\"seconds\":{:.3},\"rollout\":{}}},\"ready\":[{}],\"needs_attention\":[{}],\"skipped\":[{}]}}\n",
+            "{{\"summary\":{{\"pipes\":{total},\"ready\":{ready},\"needs_attention\":{},\"skipped\":{},\"ready_percent\":{share:.1},\"accounts\":{},\"files\":{},\"seconds\":{:.3},\"rollout\":{}}},\"ready\":[{}],\"needs_attention\":[{}],\"skipped\":[{}]{}}}\n",
             total - ready,
             self.skipped.len(),
             self.accounts,
@@ -741,9 +763,38 @@ impl Survey {
             json_bytes(self.rollout.as_bytes()),
             list(self.ready().collect()),
             list(self.needing_attention().collect()),
-            skipped.join(",")
+            skipped.join(","),
+            notices.map(notices_json).unwrap_or_default()
         )
     }
+}
+
+/// `,"notices":{...}`: where they went, their counts, and per account its
+/// notice's file, address and number of pipes.
+fn notices_json(r: &notices::Report) -> String {
+    let accounts: Vec<String> = r
+        .written
+        .iter()
+        .map(|w| {
+            format!(
+                "{{\"account\":{},\"contact\":{},\"file\":{},\"pipes\":{}}}",
+                json_bytes(w.account.as_bytes()),
+                json_bytes(w.contact.as_bytes()),
+                json_bytes(w.file.as_os_str().as_bytes()),
+                w.pipes
+            )
+        })
+        .collect();
+    format!(
+        ",\"notices\":{{\"dir\":{},\"written\":{},\"pipes\":{},\"unaddressed\":{},\"domain\":{},\"domain_from\":{},\"accounts\":[{}]}}",
+        json_bytes(r.dir.as_os_str().as_bytes()),
+        r.written.len(),
+        r.pipes(),
+        r.unaddressed,
+        json_bytes(r.domain.as_bytes()),
+        json_bytes(r.domain_from.as_bytes()),
+        accounts.join(",")
+    )
 }
 
 fn entry_line(e: &Entry) -> String {

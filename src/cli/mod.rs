@@ -61,6 +61,24 @@ pub(crate) struct SurveyOptions {
     pub(crate) aliases: Vec<ExtraAliases>,
     /// Whether to read users' ~/.forward files.
     pub(crate) forward: bool,
+    /// `--notices DIR`: write a message for each account with pipes that
+    /// need attention.
+    pub(crate) notices: Option<NoticeOptions>,
+}
+
+/// How `survey --notices` writes its messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NoticeOptions {
+    pub(crate) dir: PathBuf,
+    /// `--template FILE` instead of the built-in English one.
+    pub(crate) template: Option<PathBuf>,
+    /// Replace notices already in DIR.
+    pub(crate) force: bool,
+    /// `--mail-domain`: the domain of `USER@DOMAIN` (default: /etc/mailname,
+    /// then the host's fully qualified name).
+    pub(crate) domain: Option<String>,
+    /// `--contacts FILE`: `user: address` lines that override USER@DOMAIN.
+    pub(crate) contacts: Option<PathBuf>,
 }
 
 /// An alias file named with `--aliases`, and who owns its pipes.
@@ -125,7 +143,7 @@ pub fn command() -> Command {
         .version(env!("CARGO_PKG_VERSION"))
         .about("Run a mail pipe delivery inside its owner's running container")
         .override_usage(
-            "cagepipe [OPTIONS] --raw-pipe=TEXT\n       cagepipe [OPTIONS] -- COMMAND [ARG]...\n       cagepipe [OPTIONS] -c STRING\n       cagepipe [OPTIONS] check [USER]\n       cagepipe [OPTIONS] survey [--aliases FILE[:OWNERS]]...",
+            "cagepipe [OPTIONS] --raw-pipe=TEXT\n       cagepipe [OPTIONS] -- COMMAND [ARG]...\n       cagepipe [OPTIONS] -c STRING\n       cagepipe [OPTIONS] check [USER]\n       cagepipe [OPTIONS] survey [--aliases FILE[:OWNERS]]... [--notices DIR [--template FILE]]",
         )
         .arg(
             Arg::new("raw-pipe")
@@ -263,6 +281,43 @@ pub fn command() -> Command {
                         .value_parser(clap::value_parser!(PathBuf))
                         .default_value("/etc")
                         .help("cPanel's DIR/valiases/<domain>, owners in DIR/userdomains"),
+                )
+                .arg(
+                    Arg::new("notices")
+                        .long("notices")
+                        .value_name("DIR")
+                        .value_parser(clap::value_parser!(PathBuf))
+                        .help("Also write one message (DIR/USER.eml, ready for sendmail -t) to each account with pipes that need attention: what was found, why, what to do; DIR is created mode 0700 (an existing one must be root's and writable by nobody else)")
+                )
+                .arg(
+                    Arg::new("template")
+                        .long("template")
+                        .value_name("FILE")
+                        .requires("notices")
+                        .value_parser(clap::value_parser!(PathBuf))
+                        .help("Write the notices from this template instead of the built-in English one (see TEMPLATES)"),
+                )
+                .arg(
+                    Arg::new("force")
+                        .long("force")
+                        .requires("notices")
+                        .action(ArgAction::SetTrue)
+                        .help("Replace notices already in DIR (without it, an existing one stops the run before anything is written)"),
+                )
+                .arg(
+                    Arg::new("mail-domain")
+                        .long("mail-domain")
+                        .value_name("DOMAIN")
+                        .requires("notices")
+                        .help("Notices go to USER@DOMAIN (default: the first line of /etc/mailname, else the host's fully qualified name, as hostname -f gives it)"),
+                )
+                .arg(
+                    Arg::new("contacts")
+                        .long("contacts")
+                        .value_name("FILE")
+                        .requires("notices")
+                        .value_parser(clap::value_parser!(PathBuf))
+                        .help("\"user: address\" lines: where to send each account's notice instead of USER@DOMAIN"),
                 ),
         )
 }
@@ -324,6 +379,13 @@ impl Request {
                 cpanel: path("cpanel"),
                 aliases,
                 forward: !sub.get_flag("no-forward"),
+                notices: sub.get_one::<PathBuf>("notices").map(|dir| NoticeOptions {
+                    dir: dir.clone(),
+                    template: sub.get_one::<PathBuf>("template").cloned(),
+                    force: sub.get_flag("force"),
+                    domain: sub.get_one::<String>("mail-domain").cloned(),
+                    contacts: sub.get_one::<PathBuf>("contacts").cloned(),
+                }),
             })
         } else if let Some(sub) = m.subcommand_matches("check") {
             if m.contains_id("deliver") {
@@ -489,6 +551,26 @@ mod tests {
         };
         assert!(!o.forward);
         assert_eq!(o.passwd, PathBuf::from("/t/p"));
+        assert_eq!(o.notices, None);
+    }
+
+    #[test]
+    fn survey_writes_notices_only_when_asked_and_their_options_need_it() {
+        let r = parse(&["survey", "--notices", "/root/n", "--template", "/t", "--force", "--mail-domain", "x.test"]);
+        let Action::Survey(o) = r.unwrap().action else { panic!("not a survey") };
+        assert_eq!(
+            o.notices,
+            Some(NoticeOptions {
+                dir: "/root/n".into(),
+                template: Some("/t".into()),
+                force: true,
+                domain: Some("x.test".into()),
+                contacts: None
+            })
+        );
+        for bad in [&["survey", "--template", "/t"][..], &["survey", "--force"], &["survey", "--contacts", "/c"]] {
+            assert_eq!(parse(bad).unwrap_err().exit_code(), 64, "{bad:?} without --notices");
+        }
     }
 
     #[test]

@@ -225,6 +225,26 @@ pub(crate) fn group_gids(db: &Database, names: &[String]) -> Result<Vec<(String,
         .collect())
 }
 
+/// The real name of each account (the first comma-separated part of the
+/// passwd GECOS field, as `finger` shows it), where it has one: the notices
+/// of `survey` greet people by it. Raw bytes; a user may have set it
+/// (chfn), so it is hostile.
+pub(crate) fn real_names(db: &Database) -> Result<std::collections::HashMap<String, Vec<u8>>> {
+    let passwd = read_db(&db.passwd)?;
+    let mut names = std::collections::HashMap::new();
+    for line in passwd.split(|&b| b == b'\n') {
+        let f: Vec<&[u8]> = line.split(|&b| b == b':').collect();
+        if f.len() != 7 {
+            continue;
+        }
+        let real = f[4].split(|&b| b == b',').next().unwrap_or_default();
+        if let (Ok(name), false) = (std::str::from_utf8(f[0]), real.is_empty()) {
+            names.entry(name.to_string()).or_insert_with(|| real.to_vec());
+        }
+    }
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

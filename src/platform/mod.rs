@@ -99,6 +99,19 @@ pub(crate) mod process {
     }
 }
 
+/// This machine's names, for the notices `survey` writes.
+pub(crate) mod host {
+    /// The kernel's host name (`uname -n`).
+    pub(crate) fn name() -> Option<String> {
+        nix::unistd::gethostname().ok().and_then(|n| n.into_string().ok())
+    }
+
+    /// The fully qualified name the resolver gives `host` (`hostname -f`).
+    pub(crate) fn canonical_name(host: &str) -> Option<String> {
+        super::sys::canonical_host_name(host)
+    }
+}
+
 /// File-system primitives for the code that walks untrusted trees from the
 /// host (`inroot`, `survey`) or opens the sandbox's paths: descriptor-based
 /// (`openat`, `fstat`, `readlinkat`), so that no path is ever re-resolved.

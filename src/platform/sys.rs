@@ -368,3 +368,29 @@ pub(crate) fn cap_ambient_read() -> u64 {
     }
     mask
 }
+
+/// The canonical name of `host` as the resolver (nsswitch: /etc/hosts, DNS)
+/// gives it, as `hostname -f` prints it: `getaddrinfo` with `AI_CANONNAME`.
+pub(crate) fn canonical_host_name(host: &str) -> Option<String> {
+    let host = std::ffi::CString::new(host).ok()?;
+    // SAFETY: an all-zero addrinfo is the documented "no hints" value; only
+    // the flags field is then set.
+    let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
+    hints.ai_flags = libc::AI_CANONNAME;
+    let mut list: *mut libc::addrinfo = std::ptr::null_mut();
+    // SAFETY: host is NUL-terminated, hints lives across the call, and on
+    // success `list` receives a list we free below.
+    let ret = unsafe { libc::getaddrinfo(host.as_ptr(), std::ptr::null(), &hints, &mut list) };
+    if ret != 0 || list.is_null() {
+        return None;
+    }
+    // SAFETY: getaddrinfo succeeded, so `list` points to a valid addrinfo
+    // whose ai_canonname is null or a NUL-terminated string it owns.
+    let name = unsafe {
+        let canon = (*list).ai_canonname;
+        (!canon.is_null()).then(|| std::ffi::CStr::from_ptr(canon).to_string_lossy().into_owned())
+    };
+    // SAFETY: `list` came from getaddrinfo and is freed once; `name` is a copy.
+    unsafe { libc::freeaddrinfo(list) };
+    name
+}

@@ -19,6 +19,8 @@ use std::process::ExitCode;
 /// The date the pages carry: fixed, so that generation is reproducible.
 const DATE: &str = "2026-11-23";
 const EXAMPLE_CONFIG: &str = include_str!("../../packaging/cagepipe.toml");
+/// The notice `survey --notices` writes without --template.
+const DEFAULT_NOTICE: &str = include_str!("../../src/admin/notices/default.txt");
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -167,6 +169,53 @@ fn cagepipe_8() -> Vec<u8> {
         text.push_str(".RE\n");
     }
 
+    section(&mut text, "NOTICES");
+    para(
+        &mut text,
+        "survey --notices DIR writes DIR/USER.eml for each account with pipes that need attention: a complete \
+         message (From, To, Subject, Date, Message-ID, MIME-Version, Content-Type text/plain; charset=utf-8, \
+         Content-Transfer-Encoding) ready for sendmail -t. It goes to the address --contacts FILE gives for USER \
+         (lines \"user: address\", # comments), else to USER@DOMAIN, DOMAIN from --mail-domain, else the first \
+         line of /etc/mailname, else the host's fully qualified name. An alias pipe counts as the domain owner's. \
+         Pipes without an owner and pipes of system accounts are in no notice; the summary line counts them. \
+         Text from customers' files (paths, pipe texts, real names) is escaped: control and Unicode format \
+         characters as \\xHH and \\u{...}; headers are folded and RFC 2047-encoded where not ASCII; the body is \
+         quoted-printable when a line is too long or starts with . or From. Existing notices are kept unless \
+         --force; DIR is created mode 0700.",
+    );
+    section(&mut text, "TEMPLATES");
+    para(
+        &mut text,
+        "--template FILE replaces the built-in notice. A template is header lines, an empty line, and the body. \
+         It may set Subject (required; may hold placeholders), From and Reply-To (plain ASCII addresses, no \
+         placeholders); cagepipe writes To, Date, Message-ID and the MIME headers itself, and any other header is \
+         an error. In the body, {{field}} is replaced by a value; {{#pipes}} ... {{/pipes}} repeats its text for \
+         each pipe of the account; {{?field}} ... {{/field}} shows its text only when the field is not empty; \
+         {{open}} is a literal {{. A line holding only a {{#...}}, {{?...}} or {{/...}} tag disappears whole. \
+         There is nothing else: no expressions, no file inclusion, no commands. An unknown placeholder, a pipe \
+         field outside the loop, or an unclosed section is an error naming the line and column (exit 64), found \
+         before the survey runs.",
+    );
+    for (field, meaning) in [
+        ("user", "the account name"),
+        ("name", "the real name from the passwd GECOS field, else the account name"),
+        ("contact", "the address the notice goes to"),
+        ("domain", "the mail domain"),
+        ("count, s", "how many pipes the notice lists; s is \"s\" unless there is one"),
+        ("number", "in the loop: 1, 2, 3..."),
+        ("file, line", "in the loop: the file the pipe is in, and its line (empty when the whole file is meant)"),
+        ("where", "in the loop: \"FILE, line N\" or \"FILE (the whole file)\""),
+        ("alias", "in the loop: the alias the pipe belongs to (alias files), else empty"),
+        ("pipe", "in the loop: the pipe text, escaped"),
+        ("code", "in the loop: the survey's code (not-found, no-container, ...)"),
+        ("reason, advice", "in the loop: why it will not work, and what to do, as sentences; wrapped at 72 columns under the column they start in"),
+    ] {
+        let term: Vec<String> = field.split(", ").map(|f| format!("{{{{{f}}}}}")).collect();
+        item(&mut text, &term.join(", "), meaning);
+    }
+    para(&mut text, "The built-in template:");
+    example(&mut text, &DEFAULT_NOTICE.lines().collect::<Vec<_>>());
+
     section(&mut text, "EXIT STATUS");
     para(&mut text, "Exim acts on the status: 0 delivers, the temp_errors list (75:73) defers, anything else bounces.");
     for (code, meaning) in [
@@ -211,6 +260,14 @@ fn cagepipe_8() -> Vec<u8> {
          the accounts that are READY:",
     );
     example(&mut text, &["cagepipe survey", "cagepipe survey --format json --aliases /etc/aliases:mailman"]);
+    para(&mut text, "Then write to every customer whose pipes need attention, and send what you have read:");
+    example(
+        &mut text,
+        &[
+            "cagepipe survey --notices /root/notices --contacts /root/contacts",
+            "for f in /root/notices/*.eml; do /usr/sbin/sendmail -t -oi < \"$f\"; done",
+        ],
+    );
     para(&mut text, "Postfix main.cf:");
     example(&mut text, &["local_command_shell = /usr/sbin/cagepipe -c"]);
     section(&mut text, "SEE ALSO");
