@@ -327,7 +327,24 @@ fn lxc_backend_delivers_into_the_init_never_into_a_process_that_unshared() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // liblxc puts attached processes in `.lxc` below the container's cgroup2.
+    let cgroup = PathBuf::from(format!("/sys/fs/cgroup/unified/lxc.payload.{}", user.name));
+    let procs = cgroup.join(".lxc/cgroup.procs");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let unshared = loop {
+        let members = std::fs::read_to_string(&procs).unwrap_or_default()
+            + &std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap_or_default();
+        let other = members
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+            .find(|&p| common::ns_inode_of(p, "user") != common::ns_inode_of(first, "user"));
+        if let Some(p) = other {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "the unsharing process did not appear in {}", procs.display());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_ne!(common::ns_inode_of(unshared, "mnt"), common::ns_inode_of(first, "mnt"));
     let r = assert_inside(&probe(&config, caller), first, &user.name, &user);
     assert_eq!(r["ns_user"], common::ns_inode_of(first, "user").to_string());
     let _ = inside.kill();

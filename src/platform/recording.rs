@@ -193,9 +193,10 @@ impl Kernel for Recording {
             None => Err(Untrusted::Missing(PathBuf::from(path))),
         }
     }
-    fn list_trusted(&mut self, dir: &Path, _max: usize) -> Result<Vec<String>, Untrusted> {
+    fn list_trusted(&mut self, dir: &Path, _max: usize) -> Result<Vec<(String, bool)>, Untrusted> {
         let _ = self.record(format!("list_trusted {}", dir.display()));
-        self.dirs.get(dir).cloned().ok_or_else(|| Untrusted::Missing(PathBuf::from(dir)))
+        let names = self.dirs.get(dir).cloned().ok_or_else(|| Untrusted::Missing(PathBuf::from(dir)))?;
+        Ok(names.into_iter().map(|n| (n, true)).collect())
     }
     fn pidfd_open(&mut self, pid: i32) -> io::Result<OwnedFd> {
         self.record(format!("pidfd_open {pid}"))?;

@@ -129,10 +129,11 @@ pub(crate) fn read_root_owned(path: &Path, max_len: usize) -> Result<TrustedFile
     Ok(TrustedFile { contents, written_ns })
 }
 
-/// The names in directory `path` if it and every directory above it is
+/// The names in directory `path` (and whether each is a directory) if it
+/// and every directory above it is
 /// trustworthy (engines' state directories), at most `max` of them; `.`
 /// and `..` left out.
-pub(crate) fn list_root_owned(path: &Path, max: usize) -> Result<Vec<String>, Untrusted> {
+pub(crate) fn list_root_owned(path: &Path, max: usize) -> Result<Vec<(String, bool)>, Untrusted> {
     let unsafe_path = |why: &str| Untrusted::Unsafe { path: path.into(), why: why.into() };
     if !path.is_absolute() {
         return Err(unsafe_path("is not an absolute path"));
@@ -174,7 +175,8 @@ pub(crate) fn list_root_owned(path: &Path, max: usize) -> Result<Vec<String>, Un
         }
         // Engines name their entries in ASCII; anything else is no entry of theirs.
         if let Ok(name) = std::str::from_utf8(name) {
-            names.push(name.to_string());
+            let is_dir = entry.file_type() == Some(nix::dir::Type::Directory);
+            names.push((name.to_string(), is_dir));
         }
     }
     names.sort();

@@ -26,7 +26,7 @@ pub(crate) fn find(
     let absent = || Lookup::Absent(format!("docker has no container named {name:?} (looked in {})", dir.display()));
     let Some(ids) = list_state(k, "docker", &dir, MAX_CONTAINERS)? else { return Ok(absent()) };
     let mut id = None;
-    for candidate in ids.iter().filter(|i| engine_state::is_plain_id(i)) {
+    for (candidate, _) in ids.iter().filter(|(i, is_dir)| *is_dir && engine_state::is_plain_id(i)) {
         let config = dir.join(candidate).join("config.v2.json");
         let Some(file) = read_state(k, "docker", &config, oci::MAX_STATE)? else { continue };
         if engine_state::parse_docker_config(&file.contents).map_err(|e| bad_state("docker", &config, e))? == name {

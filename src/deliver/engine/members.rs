@@ -10,7 +10,7 @@
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use super::{bad_state, read_state, Found, Lookup};
+use super::{bad_state, list_state, read_state, Found, Lookup};
 use crate::deliver::privileges::{self, CAP_SYS_PTRACE};
 use crate::error::{Error, Result};
 use crate::parse::{engine_state, procfs};
@@ -18,6 +18,9 @@ use crate::platform::kernel::{FileId, Kernel, ProcEntry};
 
 /// A cgroup with more members than this is not a container's.
 const MAX_MEMBERS_BYTES: usize = 1 << 20;
+/// How many processes and how deep below the cgroup are looked at.
+const MAX_MEMBERS: usize = 4096;
+const MAX_DEPTH: usize = 4;
 
 /// What one member's /proc entry says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,12 +89,35 @@ pub(crate) fn find(
             source.split_once(' ').map_or(source, |(_, n)| n)
         )));
     };
+    // The members of the cgroup and of every cgroup below it: on cgroup2
+    // managers keep processes in leaves (liblxc's `.lxc` for attached
+    // processes, a systemd inside in `init.scope`).
     let mut pids = Vec::new();
-    for word in procs.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()) {
-        let pid = std::str::from_utf8(word).ok().and_then(|w| w.parse::<i32>().ok()).filter(|p| *p > 0);
-        pids.push(
-            pid.ok_or_else(|| bad_state(engine, &dir.join("cgroup.procs"), "holds a word that is not a pid".into()))?,
-        );
+    let mut pending = vec![(dir.clone(), procs, 0)];
+    while let Some((at, procs, depth)) = pending.pop() {
+        for word in procs.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()) {
+            let pid = std::str::from_utf8(word).ok().and_then(|w| w.parse::<i32>().ok()).filter(|p| *p > 0);
+            pids.push(
+                pid.ok_or_else(|| {
+                    bad_state(engine, &at.join("cgroup.procs"), "holds a word that is not a pid".into())
+                })?,
+            );
+        }
+        if depth == MAX_DEPTH || pids.len() > MAX_MEMBERS {
+            continue;
+        }
+        for (name, _) in list_state(k, engine, &at, 4096)?.unwrap_or_default().into_iter().filter(|(_, d)| *d) {
+            if let Some(f) = read_state(k, engine, &at.join(&name).join("cgroup.procs"), MAX_MEMBERS_BYTES)? {
+                pending.push((at.join(name), f.contents, depth + 1));
+            }
+        }
+    }
+    if pids.len() > MAX_MEMBERS {
+        return Err(bad_state(
+            engine,
+            &dir,
+            format!("has more than {MAX_MEMBERS} processes; not a container's cgroup"),
+        ));
     }
     if pids.is_empty() {
         return Err(not_running(format!(

@@ -139,7 +139,7 @@ pub(crate) fn list_state(
     engine: &'static str,
     dir: &Path,
     max: usize,
-) -> Result<Option<Vec<String>>> {
+) -> Result<Option<Vec<(String, bool)>>> {
     let listed = privileges::with_caps(k, &[CAP_DAC_OVERRIDE], |k| Ok(k.list_trusted(dir, max)))?;
     match listed {
         Ok(names) => Ok(Some(names)),
