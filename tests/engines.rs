@@ -409,6 +409,10 @@ fn stop_dockerd() {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.child.id() as i32), nix::sys::signal::SIGTERM);
         let _ = d.child.wait();
     }
+    // dockerd leaves an empty `docker` cgroup in every hierarchy.
+    for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        let _ = std::fs::remove_dir(h.path().join("docker"));
+    }
 }
 
 #[test]
@@ -420,13 +424,15 @@ fn docker_backend_delivers_by_container_name() {
     start_dockerd();
     let result = std::panic::catch_unwind(|| {
         let image = "cagepipe-engines-test";
-        let tar = Command::new("tar").arg("-C").arg(rootfs()).args(["-c", "."]).stdout(Stdio::piped()).spawn().unwrap();
+        let mut tar =
+            Command::new("tar").arg("-C").arg(rootfs()).args(["-c", "."]).stdout(Stdio::piped()).spawn().unwrap();
         let host = DOCKERD.lock().unwrap().as_ref().unwrap().host.clone();
         let out = Command::new("/usr/bin/docker")
             .args(["-H", &host, "import", "-", image])
-            .stdin(tar.stdout.unwrap())
+            .stdin(tar.stdout.take().unwrap())
             .output()
             .unwrap();
+        assert!(tar.wait().unwrap().success());
         assert!(out.status.success(), "docker import: {}", String::from_utf8_lossy(&out.stderr));
         let _ = Command::new("/usr/bin/docker").args(["-H", &host, "rm", "-f", &user.name]).output();
         let start = || {
