@@ -41,6 +41,8 @@ pub enum Error {
     NotRunning { user: String, reason: String, refuse: bool },
     /// The pidfile exists but cannot be trusted or read.
     Pidfile { path: PathBuf, problem: String },
+    /// A container engine's state exists but cannot be trusted or used.
+    Engine { engine: &'static str, path: Option<PathBuf>, problem: String },
     /// Something about the target process itself.
     Target { pid: i32, problem: String },
     /// Joining a cgroup failed.
@@ -83,6 +85,7 @@ impl Error {
             | Error::SelfCheck(_)
             | Error::Account(_)
             | Error::Pidfile { .. }
+            | Error::Engine { .. }
             | Error::Target { .. }
             | Error::Cgroup { .. }
             | Error::Namespace { .. }
@@ -118,6 +121,10 @@ impl fmt::Display for Error {
                 write!(f, "no running container for user {user}: {reason}")
             }
             Error::Pidfile { path, problem } => write!(f, "pidfile {}: {problem}", path.display()),
+            Error::Engine { engine, path: Some(path), problem } => {
+                write!(f, "{engine} state {}: {problem}", path.display())
+            }
+            Error::Engine { engine, path: None, problem } => write!(f, "{engine}: {problem}"),
             Error::Target { pid, problem } => write!(f, "container process {pid}: {problem}"),
             Error::Cgroup { dir, source } => {
                 write!(f, "cannot join cgroup {}: {source}", dir.display())
@@ -216,6 +223,7 @@ mod tests {
             (Error::NotRunning { user: "a".into(), reason: "x".into(), refuse: true }, 77),
             (Error::Pidfile { path: p.clone(), problem: "x".into() }, 75),
             (Error::Target { pid: 1, problem: "x".into() }, 75),
+            (Error::Engine { engine: "docker", path: None, problem: "x".into() }, 75),
             (Error::Cgroup { dir: p, source: io(ENOENT) }, 75),
             (Error::Namespace { what: "mnt".into(), pid: 1, source: io(EPERM) }, 75),
             (Error::Privileges("x".into()), 75),

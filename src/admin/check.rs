@@ -264,8 +264,14 @@ pub(crate) fn installation(config_path: &Path, out: &mut Report) -> Result<()> {
 impl Witness for Report {
     fn config(&mut self, c: &Config) {
         self.add("config", c.path.display().to_string());
-        let config::Backend::Pidfile { line, .. } = &c.backend;
-        self.add("container source", format!("{} ({} line {line})", c.backend.describe(), c.path.display()));
+        let line_of = |b: &config::Backend| if b.line() != 0 { b.line() } else { c.backend_line };
+        for b in &c.backends {
+            let at = match line_of(b) {
+                0 => format!("({}, the default)", c.path.display()),
+                line => format!("({} line {line})", c.path.display()),
+            };
+            self.add("container source", format!("{} {at}", b.describe()));
+        }
         let f = c.features;
         let named = [("pidfd", f.pidfd), ("close_range", f.close_range), ("clone_into_cgroup", f.clone_into_cgroup)];
         let on: Vec<&str> = named.iter().filter(|(_, used)| *used).map(|(n, _)| *n).collect();
@@ -299,11 +305,18 @@ impl Witness for Report {
                 ("path", Json::str(c.path.display().to_string())),
                 (
                     "container",
-                    Json::Obj(vec![
-                        ("backend", Json::str("pidfile")),
-                        ("pidfile", Json::str(c.backend.describe().trim_start_matches("pidfile "))),
-                        ("line", Json::Num(*line as i64)),
-                    ]),
+                    Json::Arr(
+                        c.backends
+                            .iter()
+                            .map(|b| {
+                                Json::Obj(vec![
+                                    ("backend", Json::str(b.engine())),
+                                    ("setting", Json::str(b.describe())),
+                                    ("line", Json::Num(line_of(b) as i64)),
+                                ])
+                            })
+                            .collect(),
+                    ),
                 ),
                 ("kernel_features", Json::Obj(vec![("used", Json::strs(on)), ("disabled", Json::strs(off))])),
                 ("sandbox", Json::str(c.sandbox.mode.name())),
@@ -349,12 +362,18 @@ impl Witness for Report {
         );
     }
 
-    fn pidfile(&mut self, p: &Path) {
-        self.add("pidfile", p.display().to_string());
-        self.set("pidfile", Json::str(p.display().to_string()));
+    fn looking_in(&mut self, places: &[String]) {
+        for p in places {
+            self.add("looks in", escape(p.as_bytes()));
+        }
+        self.set("looks_in", Json::strs(places.iter().map(|p| escape(p.as_bytes()))));
     }
 
     fn target(&mut self, t: &Target) {
+        self.add("container", escape(t.source.as_bytes()));
+        for e in &t.evidence {
+            self.add("rule", escape(e.as_bytes()));
+        }
         self.add("target", format!("pid {} running since {} UTC", t.pid, utc(t.started_epoch)));
         let ns: Vec<String> = t.foreign.iter().map(|n| format!("{}:[{}]", n.kind.name, n.inode)).collect();
         self.add("namespaces to enter", ns.join(" "));
@@ -381,6 +400,7 @@ impl Witness for Report {
             Json::Obj(vec![
                 ("pid", Json::Num(t.pid.into())),
                 ("source", Json::str(escape(t.source.as_bytes()))),
+                ("rules", Json::strs(t.evidence.iter().map(|e| escape(e.as_bytes())))),
                 ("started", Json::str(format!("{} UTC", utc(t.started_epoch)))),
                 ("started_epoch", Json::Num(t.started_epoch)),
                 ("pinned_by", Json::str(if t.pidfd.is_some() { "pidfd" } else { "proc directory" })),

@@ -91,9 +91,27 @@ struct RawUsers {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawContainer {
-    backend: Option<String>,
+    backend: Option<toml::Spanned<RawBackend>>,
     pidfile: Option<toml::Spanned<String>>,
+    /// OCI state roots (runc, crun, youki).
+    state: Option<toml::Spanned<Vec<toml::Spanned<String>>>>,
+    /// The OCI container id.
+    id: Option<toml::Spanned<String>>,
+    /// The container (or machine) name: docker, podman, lxc, machined.
+    name: Option<toml::Spanned<String>>,
+    /// A cgroup below the hierarchies' roots.
+    cgroup: Option<toml::Spanned<String>>,
+    docker_root: Option<toml::Spanned<String>>,
+    podman_root: Option<toml::Spanned<String>>,
     missing: Option<String>,
+}
+
+/// `backend = "docker"` or `backend = ["docker", "lxc"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawBackend {
+    One(String),
+    List(Vec<String>),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -150,7 +168,7 @@ impl Rollout {
     }
 }
 
-/// One piece of a pidfile path template.
+/// One piece of a template: literal text, the account's name or uid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Piece {
     Text(String),
@@ -158,13 +176,70 @@ pub(crate) enum Piece {
     Uid,
 }
 
-/// Where a user's container is found. Only one backend exists so far; the
-/// enum is where the next (e.g. a container manager's socket) goes.
+/// A template from the configuration: a pidfile path, a container name or
+/// id, a cgroup. Only the account's own name and uid are substituted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Template {
+    pub(crate) pieces: Vec<Piece>,
+    /// Where it is in the configuration file (0: the default).
+    pub(crate) line: usize,
+}
+
+impl Template {
+    pub(crate) fn expand(&self, user: &str, uid: u32) -> String {
+        let mut s = String::new();
+        for piece in &self.pieces {
+            match piece {
+                Piece::Text(t) => s.push_str(t),
+                Piece::User => s.push_str(user),
+                Piece::Uid => s.push_str(&uid.to_string()),
+            }
+        }
+        s
+    }
+
+    /// As written, with its placeholders.
+    pub(crate) fn text(&self) -> String {
+        let mut s = String::new();
+        for piece in &self.pieces {
+            match piece {
+                Piece::Text(t) => s.push_str(t),
+                Piece::User => s.push_str("{user}"),
+                Piece::Uid => s.push_str("{uid}"),
+            }
+        }
+        s
+    }
+}
+
+/// How a user's container is found: one engine's own root-owned state,
+/// read as files (never its tool or daemon).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Backend {
-    /// `line`: where the template is in the configuration file.
-    Pidfile { template: Vec<Piece>, line: usize },
+    /// A root-owned pidfile the hoster's tooling writes.
+    Pidfile { template: Template },
+    /// OCI runtime state (runc `state.json`, crun `status`, youki
+    /// `state.json`) below one of `roots`, container `id`.
+    Oci { roots: Vec<PathBuf>, id: Template },
+    /// Docker: the container named `name` in `root`/containers, its runc
+    /// state in /run/docker/runtime-runc/moby.
+    Docker { name: Template, root: PathBuf },
+    /// Rootful Podman: `name` in `root`'s containers.json.
+    Podman { name: Template, root: PathBuf, oci_roots: Vec<PathBuf> },
+    /// LXC, LXD, Incus: the init of the cgroup `lxc.payload.<name>`.
+    Lxc { name: Template },
+    /// systemd-nspawn registered with machined: /run/systemd/machines/<name>.
+    Machined { name: Template },
+    /// Any manager: the init of a cgroup (`machine.slice/{user}.scope`).
+    Cgroup { cgroup: Template },
 }
+
+/// The OCI state roots looked in by default: runc's and crun's.
+pub(crate) const OCI_STATE_ROOTS: &[&str] = &["/run/runc", "/run/crun"];
+pub(crate) const DOCKER_ROOT: &str = "/var/lib/docker";
+pub(crate) const PODMAN_ROOT: &str = "/var/lib/containers/storage";
+pub(crate) const BACKEND_NAMES: &str =
+    "\"oci\", \"docker\", \"podman\", \"lxc\", \"machined\", \"cgroup\" or \"pidfile\"";
 
 /// Kernel features cagepipe may use when the kernel has them. An
 /// administrator (or a test) can switch one off to force the fallback that
@@ -185,7 +260,11 @@ pub(crate) struct Features {
 pub(crate) struct Config {
     pub(crate) path: PathBuf,
     pub(crate) min_uid: u32,
-    pub(crate) backend: Backend,
+    /// Tried in order: the first that has a container for the account
+    /// decides.
+    pub(crate) backends: Vec<Backend>,
+    /// Where `backend` is in the file (0: not given, "pidfile").
+    pub(crate) backend_line: usize,
     pub(crate) missing: Missing,
     /// PATH for the command, searched inside the container.
     pub(crate) command_path: String,
@@ -205,31 +284,43 @@ impl Features {
 }
 
 impl Backend {
-    /// The pidfile path for a validated user name and uid.
-    pub(crate) fn pidfile_path(&self, user: &str, uid: u32) -> PathBuf {
-        let Backend::Pidfile { template, .. } = self;
-        let mut s = String::new();
-        for piece in template {
-            match piece {
-                Piece::Text(t) => s.push_str(t),
-                Piece::User => s.push_str(user),
-                Piece::Uid => s.push_str(&uid.to_string()),
-            }
+    /// The engine's name, as `backend =` spells it.
+    pub(crate) fn engine(&self) -> &'static str {
+        match self {
+            Backend::Pidfile { .. } => "pidfile",
+            Backend::Oci { .. } => "oci",
+            Backend::Docker { .. } => "docker",
+            Backend::Podman { .. } => "podman",
+            Backend::Lxc { .. } => "lxc",
+            Backend::Machined { .. } => "machined",
+            Backend::Cgroup { .. } => "cgroup",
         }
-        PathBuf::from(s)
     }
 
+    /// The setting as written: `docker name = "{user}"`.
     pub(crate) fn describe(&self) -> String {
-        let Backend::Pidfile { template, .. } = self;
-        let mut s = String::from("pidfile ");
-        for piece in template {
-            match piece {
-                Piece::Text(t) => s.push_str(t),
-                Piece::User => s.push_str("{user}"),
-                Piece::Uid => s.push_str("{uid}"),
-            }
+        let roots = |r: &[PathBuf]| r.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+        match self {
+            Backend::Pidfile { template } => format!("pidfile {}", template.text()),
+            Backend::Oci { roots: r, id } => format!("oci id {:?} in {}", id.text(), roots(r)),
+            Backend::Docker { name, root } => format!("docker name {:?} in {}", name.text(), root.display()),
+            Backend::Podman { name, root, .. } => format!("podman name {:?} in {}", name.text(), root.display()),
+            Backend::Lxc { name } => format!("lxc name {:?}", name.text()),
+            Backend::Machined { name } => format!("machined name {:?}", name.text()),
+            Backend::Cgroup { cgroup } => format!("cgroup {}", cgroup.text()),
         }
-        s
+    }
+
+    /// The line of its main template (0: a default).
+    pub(crate) fn line(&self) -> usize {
+        match self {
+            Backend::Pidfile { template } | Backend::Cgroup { cgroup: template } => template.line,
+            Backend::Oci { id: t, .. }
+            | Backend::Docker { name: t, .. }
+            | Backend::Podman { name: t, .. }
+            | Backend::Lxc { name: t }
+            | Backend::Machined { name: t } => t.line,
+        }
     }
 }
 
@@ -266,15 +357,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 fn validate(raw: RawConfig, text: &str, path: &Path) -> std::result::Result<Config, String> {
     let container = raw.container.ok_or("has no [container] section")?;
-    let backend = match container.backend.as_deref().unwrap_or("pidfile") {
-        "pidfile" => {
-            let pidfile =
-                container.pidfile.ok_or("[container] backend \"pidfile\" needs a pidfile = \"...\" template")?;
-            let line = line_col(text, pidfile.span().start).0;
-            Backend::Pidfile { template: parse_template(pidfile.get_ref())?, line }
-        }
-        other => return Err(format!("[container] backend = {other:?} is not known (known: \"pidfile\")")),
-    };
+    let (backends, backend_line) = validate_backends(&container, text)?;
     let missing = match container.missing.as_deref().unwrap_or("defer") {
         "defer" => Missing::Defer,
         "refuse" => Missing::Refuse,
@@ -316,12 +399,153 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> std::result::Result<Conf
         log_socket,
         sandbox,
         min_uid: raw.users.min_uid.unwrap_or(1000),
-        backend,
+        backends,
+        backend_line,
         missing,
         command_path,
         pass_env,
         features,
     })
+}
+
+/// What a template names, for its rules.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TemplateKind {
+    /// An absolute file path (pidfile).
+    Path,
+    /// One path component: a container name or id.
+    Name,
+    /// A cgroup path below the hierarchies' roots.
+    Cgroup,
+}
+
+/// `[container]`: one backend or a list, each with the keys it reads; a
+/// key no listed backend reads is an error at its line and column.
+fn validate_backends(c: &RawContainer, text: &str) -> std::result::Result<(Vec<Backend>, usize), String> {
+    let at = |span: std::ops::Range<usize>, problem: String| {
+        let (line, col) = line_col(text, span.start);
+        format!("line {line}, column {col}: {problem}")
+    };
+    let (names, backend_line) = match &c.backend {
+        None => (vec!["pidfile".to_string()], 0),
+        Some(b) => {
+            let line = line_col(text, b.span().start).0;
+            match b.get_ref() {
+                RawBackend::One(n) => (vec![n.clone()], line),
+                RawBackend::List(l) if l.is_empty() => {
+                    return Err(at(b.span(), "[container] backend = [] names no backend".into()))
+                }
+                RawBackend::List(l) => (l.clone(), line),
+            }
+        }
+    };
+    let span = c.backend.as_ref().map(|b| b.span()).unwrap_or_default();
+    let template = |key: &str, value: &Option<toml::Spanned<String>>, default: Option<&str>, kind| match value {
+        Some(v) => {
+            let line = line_col(text, v.span().start).0;
+            parse_template(v.get_ref(), key, kind).map(|pieces| Template { pieces, line }).map_err(|e| at(v.span(), e))
+        }
+        None => match default {
+            Some(d) => parse_template(d, key, kind).map(|pieces| Template { pieces, line: 0 }),
+            None => Err(at(span.clone(), format!("[container] backend {:?} needs {key} = \"...\"", names.join(", ")))),
+        },
+    };
+    let dir = |key: &str, value: &Option<toml::Spanned<String>>, default: &str| match value {
+        Some(v) if !v.get_ref().starts_with('/') || v.get_ref().split('/').any(|c| c == "." || c == "..") => Err(at(
+            v.span(),
+            format!("[container] {key} = {:?} must be an absolute path without '.' or '..'", v.get_ref()),
+        )),
+        Some(v) => Ok(PathBuf::from(v.get_ref())),
+        None => Ok(PathBuf::from(default)),
+    };
+    let oci_roots = || -> std::result::Result<Vec<PathBuf>, String> {
+        match &c.state {
+            None => Ok(OCI_STATE_ROOTS.iter().map(PathBuf::from).collect()),
+            Some(list) if list.get_ref().is_empty() => {
+                Err(at(list.span(), "[container] state = [] names no state directory".into()))
+            }
+            Some(list) => list.get_ref().iter().map(|v| dir("state", &Some(v.clone()), "")).collect(),
+        }
+    };
+    let mut used: Vec<&str> = Vec::new();
+    let mut backends = Vec::new();
+    for name in &names {
+        let backend = match name.as_str() {
+            "pidfile" => {
+                used.push("pidfile");
+                Backend::Pidfile {
+                    template: template("pidfile", &c.pidfile, None, TemplateKind::Path).map_err(|e| {
+                        if c.pidfile.is_none() {
+                            "[container] backend \"pidfile\" needs a pidfile = \"...\" template".to_string()
+                        } else {
+                            e
+                        }
+                    })?,
+                }
+            }
+            "oci" => {
+                used.extend(["state", "id"]);
+                Backend::Oci { roots: oci_roots()?, id: template("id", &c.id, Some("{user}"), TemplateKind::Name)? }
+            }
+            "docker" => {
+                used.extend(["name", "docker_root"]);
+                Backend::Docker {
+                    name: template("name", &c.name, Some("{user}"), TemplateKind::Name)?,
+                    root: dir("docker_root", &c.docker_root, DOCKER_ROOT)?,
+                }
+            }
+            "podman" => {
+                used.extend(["name", "podman_root", "state"]);
+                Backend::Podman {
+                    name: template("name", &c.name, Some("{user}"), TemplateKind::Name)?,
+                    root: dir("podman_root", &c.podman_root, PODMAN_ROOT)?,
+                    oci_roots: oci_roots()?,
+                }
+            }
+            "lxc" => {
+                used.push("name");
+                Backend::Lxc { name: template("name", &c.name, Some("{user}"), TemplateKind::Name)? }
+            }
+            "machined" => {
+                used.push("name");
+                Backend::Machined { name: template("name", &c.name, Some("{user}"), TemplateKind::Name)? }
+            }
+            "cgroup" => {
+                used.push("cgroup");
+                Backend::Cgroup { cgroup: template("cgroup", &c.cgroup, None, TemplateKind::Cgroup)? }
+            }
+            other => {
+                return Err(at(span, format!("[container] backend = {other:?} is not known (known: {BACKEND_NAMES})")))
+            }
+        };
+        if backends.iter().any(|b: &Backend| b.engine() == backend.engine()) {
+            return Err(at(span, format!("[container] backend lists {name:?} twice")));
+        }
+        backends.push(backend);
+    }
+    let given = [
+        ("pidfile", c.pidfile.as_ref().map(|v| v.span())),
+        ("state", c.state.as_ref().map(|v| v.span())),
+        ("id", c.id.as_ref().map(|v| v.span())),
+        ("name", c.name.as_ref().map(|v| v.span())),
+        ("cgroup", c.cgroup.as_ref().map(|v| v.span())),
+        ("docker_root", c.docker_root.as_ref().map(|v| v.span())),
+        ("podman_root", c.podman_root.as_ref().map(|v| v.span())),
+    ];
+    for (key, span) in given {
+        if let Some(span) = span {
+            if !used.contains(&key) {
+                return Err(at(
+                    span,
+                    format!(
+                        "[container] {key} is not read by backend {:?}; remove it or add the backend that reads it",
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok((backends, backend_line))
 }
 
 fn validate_sandbox(raw: RawSandbox, text: &str) -> std::result::Result<Policy, String> {
@@ -399,9 +623,12 @@ fn check_env_name(name: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-fn parse_template(text: &str) -> std::result::Result<Vec<Piece>, String> {
-    if !text.starts_with('/') {
-        return Err(format!("[container] pidfile = {text:?} must be an absolute path"));
+fn parse_template(text: &str, key: &str, kind: TemplateKind) -> std::result::Result<Vec<Piece>, String> {
+    let shown = format!("[container] {key} = {text:?}");
+    match kind {
+        TemplateKind::Path if !text.starts_with('/') => return Err(format!("{shown} must be an absolute path")),
+        TemplateKind::Name | TemplateKind::Cgroup if text.is_empty() => return Err(format!("{shown} is empty")),
+        _ => {}
     }
     let mut pieces = Vec::new();
     let mut rest = text;
@@ -409,29 +636,33 @@ fn parse_template(text: &str) -> std::result::Result<Vec<Piece>, String> {
         if open > 0 {
             pieces.push(Piece::Text(rest[..open].to_string()));
         }
-        let close =
-            rest[open..].find('}').ok_or_else(|| format!("[container] pidfile = {text:?}: '{{' without '}}'"))?;
+        let close = rest[open..].find('}').ok_or_else(|| format!("{shown}: '{{' without '}}'"))?;
         pieces.push(match &rest[open + 1..open + close] {
             "user" => Piece::User,
             "uid" => Piece::Uid,
-            other => {
-                return Err(format!(
-                    "[container] pidfile = {text:?}: unknown placeholder {{{other}}} (known: {{user}}, {{uid}})"
-                ))
-            }
+            other => return Err(format!("{shown}: unknown placeholder {{{other}}} (known: {{user}}, {{uid}})")),
         });
         rest = &rest[open + close + 1..];
     }
     if rest.contains('}') {
-        return Err(format!("[container] pidfile = {text:?}: '}}' without '{{'"));
+        return Err(format!("{shown}: '}}' without '{{'"));
     }
     if !rest.is_empty() {
         pieces.push(Piece::Text(rest.to_string()));
     }
     let literal: String =
         pieces.iter().filter_map(|p| if let Piece::Text(t) = p { Some(t.as_str()) } else { None }).collect();
-    if literal.split('/').any(|c| c == "." || c == "..") || literal.contains('\0') {
-        return Err(format!("[container] pidfile = {text:?} must not contain '.', '..' or NUL"));
+    match kind {
+        TemplateKind::Path | TemplateKind::Cgroup => {
+            if literal.split('/').any(|c| c == "." || c == "..") || literal.contains('\0') {
+                return Err(format!("{shown} must not contain '.', '..' or NUL"));
+            }
+        }
+        TemplateKind::Name => {
+            if !literal.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
+                return Err(format!("{shown} may contain only letters, digits, '_', '.', '-' and placeholders"));
+            }
+        }
     }
     Ok(pieces)
 }
@@ -452,7 +683,9 @@ mod tests {
         let c = ok("[users]\nmin_uid = 500\n[container]\nbackend = \"pidfile\"\npidfile = \"/run/cagepipe/{user}.pid\"\nmissing = \"refuse\"\n");
         assert_eq!(c.min_uid, 500);
         assert_eq!(c.missing, Missing::Refuse);
-        assert_eq!(c.backend.pidfile_path("alice", 1001), PathBuf::from("/run/cagepipe/alice.pid"));
+        assert_eq!(c.backends.len(), 1);
+        let Backend::Pidfile { template } = &c.backends[0] else { panic!("{:?}", c.backends) };
+        assert_eq!(template.expand("alice", 1001), "/run/cagepipe/alice.pid");
         let d = ok("[container]\npidfile = \"/run/c/{uid}/{user}.pid\"\n");
         assert_eq!(d.min_uid, 1000);
         assert_eq!(d.missing, Missing::Defer);
@@ -460,8 +693,9 @@ mod tests {
         assert_eq!(d.command_path, "/usr/local/bin:/usr/bin:/bin");
         assert_eq!(d.log_socket, PathBuf::from("/dev/log"));
         assert_eq!(d.sandbox, Policy::OFF);
-        assert_eq!(d.backend.pidfile_path("bob", 1002), PathBuf::from("/run/c/1002/bob.pid"));
-        assert_eq!(d.backend.describe(), "pidfile /run/c/{uid}/{user}.pid");
+        let Backend::Pidfile { template } = &d.backends[0] else { panic!("{:?}", d.backends) };
+        assert_eq!(template.expand("bob", 1002), "/run/c/1002/bob.pid");
+        assert_eq!(d.backends[0].describe(), "pidfile /run/c/{uid}/{user}.pid");
     }
 
     #[test]
@@ -476,7 +710,7 @@ mod tests {
     #[test]
     fn bad_values_are_refused_with_the_reason() {
         assert!(err("").contains("no [container] section"));
-        assert!(err("[container]\nbackend = \"lxc\"\npidfile=\"/x\"\n").contains("not known"));
+        assert!(err("[container]\nbackend = \"lxd\"\n").contains("not known"));
         assert!(err("[container]\nbackend = \"pidfile\"\n").contains("needs a pidfile"));
         assert!(err("[container]\npidfile = \"run/{user}\"\n").contains("absolute"));
         assert!(err("[container]\npidfile = \"/run/{name}\"\n").contains("unknown placeholder {name}"));
@@ -496,7 +730,7 @@ mod tests {
         let c = ok(include_str!("../../packaging/cagepipe.toml"));
         assert_eq!(c.min_uid, 1000);
         assert_eq!(c.missing, Missing::Defer);
-        assert_eq!(c.backend.describe(), "pidfile /run/cagepipe/{user}.pid");
+        assert_eq!(c.backends[0].describe(), "pidfile /run/cagepipe/{user}.pid");
         assert_eq!(c.features, Features::ALL);
         assert_eq!(c.pass_env.len(), EXIM_ENV.len());
         assert_eq!(c.sandbox.mode, sandbox::Mode::Off);
@@ -509,8 +743,59 @@ mod tests {
     #[test]
     fn the_pidfile_templates_line_is_kept_for_check() {
         let c = ok("# comment\n\n[container]\nbackend = \"pidfile\"\npidfile = \"/run/c/{user}.pid\"\n");
-        let Backend::Pidfile { line, .. } = c.backend;
-        assert_eq!(line, 5);
+        assert_eq!(c.backends[0].line(), 5);
+        assert_eq!(c.backend_line, 4);
+    }
+
+    #[test]
+    fn each_engine_has_a_backend_with_its_keys_and_defaults() {
+        let one = |text: &str| ok(&format!("[container]\n{text}\n")).backends;
+        assert_eq!(
+            one("backend = \"oci\""),
+            [Backend::Oci {
+                roots: vec![PathBuf::from("/run/runc"), PathBuf::from("/run/crun")],
+                id: Template { pieces: vec![Piece::User], line: 0 }
+            }]
+        );
+        let b = one("backend = \"oci\"\nstate = [\"/run/youki\"]\nid = \"ct-{uid}\"");
+        assert_eq!(b[0].describe(), "oci id \"ct-{uid}\" in /run/youki");
+        assert_eq!(one("backend = \"docker\"")[0].describe(), "docker name \"{user}\" in /var/lib/docker");
+        let b = one("backend = \"docker\"\nname = \"mail-{user}\"\ndocker_root = \"/srv/docker\"");
+        assert_eq!(b[0].describe(), "docker name \"mail-{user}\" in /srv/docker");
+        assert_eq!(b[0].line(), 3);
+        assert_eq!(one("backend = \"podman\"")[0].engine(), "podman");
+        assert_eq!(one("backend = \"lxc\"")[0].describe(), "lxc name \"{user}\"");
+        assert_eq!(one("backend = \"machined\"")[0].describe(), "machined name \"{user}\"");
+        let b = one("backend = \"cgroup\"\ncgroup = \"machine.slice/{user}.scope\"");
+        assert_eq!(b[0].describe(), "cgroup machine.slice/{user}.scope");
+        // A list, tried in order.
+        let b = one("backend = [\"docker\", \"lxc\", \"pidfile\"]\npidfile = \"/run/c/{user}.pid\"");
+        let engines: Vec<&str> = b.iter().map(Backend::engine).collect();
+        assert_eq!(engines, ["docker", "lxc", "pidfile"]);
+    }
+
+    #[test]
+    fn engine_keys_are_checked_with_line_and_column() {
+        let e = err("[container]\nbackend = \"docker\"\ncgroup = \"x\"\n");
+        assert!(e.contains("line 3, column 10: [container] cgroup is not read by backend \"docker\""), "{e}");
+        let e = err("[container]\nbackend = \"docker\"\nname = \"a/{user}\"\n");
+        assert!(e.contains("line 3, column 8") && e.contains("only letters"), "{e}");
+        let e = err("[container]\nbackend = \"docker\"\nname = \"{name}\"\n");
+        assert!(e.contains("unknown placeholder {name}"), "{e}");
+        let e = err("[container]\nbackend = \"cgroup\"\n");
+        assert!(e.contains("line 2, column 11") && e.contains("needs cgroup"), "{e}");
+        let e = err("[container]\nbackend = \"cgroup\"\ncgroup = \"a/../{user}\"\n");
+        assert!(e.contains("'..'"), "{e}");
+        let e = err("[container]\nbackend = [\"lxc\", \"lxc\"]\n");
+        assert!(e.contains("twice"), "{e}");
+        let e = err("[container]\nbackend = []\n");
+        assert!(e.contains("names no backend"), "{e}");
+        let e = err("[container]\nbackend = \"oci\"\nstate = [\"/run/runc\", \"run/crun\"]\n");
+        assert!(e.contains("line 3, column 23") && e.contains("absolute"), "{e}");
+        let e = err("[container]\nbackend = \"docker\"\nnmae = \"x\"\n");
+        assert!(e.contains("line 3") && e.contains("nmae"), "{e}");
+        let e = err("[container]\nbackend = \"vz\"\n");
+        assert!(e.contains("line 2, column 11") && e.contains("\"oci\", \"docker\""), "{e}");
     }
 
     #[test]

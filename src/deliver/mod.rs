@@ -9,6 +9,7 @@
 
 pub(crate) mod cgroup;
 pub(crate) mod command;
+pub(crate) mod engine;
 pub(crate) mod inroot;
 pub(crate) mod launch;
 pub(crate) mod lookahead;
@@ -62,8 +63,8 @@ pub(crate) trait Witness {
     fn config(&mut self, _config: &Config) {}
     fn account(&mut self, _account: &Account) {}
     fn placement(&mut self, _placement: &Placement, _resolving_anyway: bool) {}
-    /// Where the container reference is looked for.
-    fn pidfile(&mut self, _path: &Path) {}
+    /// Where the container is looked for: each configured engine, in order.
+    fn looking_in(&mut self, _places: &[String]) {}
     fn target(&mut self, _target: &Target) {}
     fn credentials(&mut self, _credentials: &Credentials) {}
     /// For an uncontained account: what containing it would find.
@@ -107,11 +108,11 @@ pub(crate) fn prepare(k: &mut impl Kernel, request: &Request<'_>, w: &mut impl W
     // 4. Resolve and pin the container (an uncontained account has none;
     //    its audit line says what containing it would find).
     let place = if placement.is_contained() || resolving_anyway {
-        w.pidfile(&resolve::pidfile_of(&config, &account));
+        w.looking_in(&resolve::looked_in(&config, &account));
         let target = resolve::resolve(k, &config, &account)?;
         w.target(&target);
         w.credentials(&resolve::credentials(&account, &target)?);
-        Place::Container(target)
+        Place::Container(Box::new(target))
     } else {
         if let (Purpose::Deliver, Some(argv)) = (request.purpose, &request.argv) {
             w.if_contained(lookahead::if_contained(k, &config, &account, argv));
@@ -199,7 +200,7 @@ mod tests {
     /// the test catches. Returns the calls from the launch on.
     fn run(k: &mut Recording, config: &Config, contained: bool) -> (Vec<String>, Option<i32>) {
         let place = if contained {
-            Place::Container(resolve::resolve(k, config, &alice()).expect("resolves"))
+            Place::Container(Box::new(resolve::resolve(k, config, &alice()).expect("resolves")))
         } else {
             Place::Host
         };
@@ -459,7 +460,7 @@ mod tests {
             let mut k = Recording::new();
             k.fork_as = Forked::Child;
             k.fail = Some(step);
-            let place = Place::Container(resolve::resolve(&mut k, &config(""), &alice()).unwrap());
+            let place = Place::Container(Box::new(resolve::resolve(&mut k, &config(""), &alice()).unwrap()));
             let plan = plan::build(&config(""), &alice(), place, &argv(), &caller()).unwrap();
             let payload = catch_unwind(AssertUnwindSafe(|| launch::launch(&mut k, &plan)));
             let calls = k.calls.join("\n");
@@ -477,7 +478,7 @@ mod tests {
     fn the_parent_defers_when_the_container_stopped_under_the_command() {
         let mut k = Recording::new();
         k.ending = Ending::Signaled(9);
-        let place = Place::Container(resolve::resolve(&mut k, &config(""), &alice()).unwrap());
+        let place = Place::Container(Box::new(resolve::resolve(&mut k, &config(""), &alice()).unwrap()));
         let plan = plan::build(&config(""), &alice(), place, &argv(), &caller()).unwrap();
         // The init is gone from the double's /proc: the container stopped.
         k.process = None;
@@ -488,7 +489,7 @@ mod tests {
         // A live container: the command's own signal passes through.
         let mut k = Recording::new();
         k.ending = Ending::Signaled(9);
-        let place = Place::Container(resolve::resolve(&mut k, &config(""), &alice()).unwrap());
+        let place = Place::Container(Box::new(resolve::resolve(&mut k, &config(""), &alice()).unwrap()));
         let plan = plan::build(&config(""), &alice(), place, &argv(), &caller()).unwrap();
         assert_eq!(launch::launch(&mut k, &plan).unwrap().ending.unwrap(), Ending::Signaled(9));
         assert_eq!(k.calls_of(&["pause"]).len(), 51, "it waited the whole grace period");

@@ -18,7 +18,7 @@ use crate::escape::escape;
 #[derive(Debug)]
 pub(crate) enum Place {
     /// Inside the account's container, pinned, with every privilege dropped.
-    Container(Target),
+    Container(Box<Target>),
     /// On the host, as Exim would have run it without cagepipe (`[rollout]`:
     /// the account is not contained yet).
     Host,

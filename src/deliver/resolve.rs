@@ -8,8 +8,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use crate::config::account::Account;
-use crate::config::{Config, Missing};
+use crate::config::{Backend, Config, Missing};
 use crate::deliver::cgroup::{self, CgroupPlan};
+use crate::deliver::engine;
 use crate::deliver::namespace::{ForeignNs, ENTER_ORDER};
 use crate::deliver::privileges::{self, Credentials, CAP_SYS_PTRACE};
 use crate::error::{Error, Result};
@@ -44,20 +45,80 @@ pub(crate) struct Target {
     pub(crate) id_maps: Option<IdMaps>,
     /// Kernel features not used, and why.
     pub(crate) fallbacks: Vec<String>,
+    /// What was read and each rule's verdict, in order, for `check`.
+    pub(crate) evidence: Vec<String>,
 }
 
-/// Find and pin the container of `account`.
+/// Find and pin the container of `account`: each configured engine in
+/// turn; the first that has a container for the account decides, and a
+/// container found but failing a check is an error, never a reason to try
+/// the next engine.
 pub(crate) fn resolve(k: &mut impl Kernel, config: &Config, account: &Account) -> Result<Target> {
     let not_running = |reason: String| Error::NotRunning {
         user: account.name.clone(),
         reason,
         refuse: config.missing == Missing::Refuse,
     };
-    let path = config.backend.pidfile_path(&account.name, account.uid);
-    let pidfile_err = |problem: String| Error::Pidfile { path: path.clone(), problem };
-    let file = match k.read_trusted(&path, 64) {
+    let mut absent = Vec::new();
+    for backend in &config.backends {
+        let found = match backend {
+            Backend::Pidfile { template } => {
+                let path = PathBuf::from(template.expand(&account.name, account.uid));
+                match read_pidfile(k, &path)? {
+                    None => {
+                        absent.push(format!("no pidfile {}", path.display()));
+                        continue;
+                    }
+                    Some((pid, written_ns)) => engine::Found {
+                        pid,
+                        written_ns: Some(written_ns),
+                        start_ticks: None,
+                        source: format!("pidfile {}", path.display()),
+                        evidence: Vec::new(),
+                        cgroup: None,
+                    },
+                }
+            }
+            other => match engine::find(k, other, account, &not_running)? {
+                engine::Lookup::Found(found) => found,
+                engine::Lookup::Absent(why) => {
+                    absent.push(why);
+                    continue;
+                }
+            },
+        };
+        let mut target = pin(k, found.pid, found.written_ns, found.start_ticks, found.source, config, &not_running)?;
+        // A cgroup's member, pinned: the cgroup read after the pidfd was
+        // open must still be the one it was listed in.
+        if let Some(dir) = &found.cgroup {
+            if !target.cgroups.join.iter().any(|d| d.dir.starts_with(dir)) {
+                return Err(not_running(format!(
+                    "process {} left {} while it was being opened",
+                    target.pid,
+                    dir.display()
+                )));
+            }
+            target.evidence.push(format!(
+                "cgroup re-read after pinning: process {} is still in {}",
+                target.pid,
+                dir.display()
+            ));
+        }
+        let mut evidence = found.evidence;
+        evidence.append(&mut target.evidence);
+        target.evidence = evidence;
+        return Ok(target);
+    }
+    Err(not_running(absent.join("; ")))
+}
+
+/// A root-owned pidfile: the pid and when it was written; `None`: there is
+/// no such file.
+fn read_pidfile(k: &mut impl Kernel, path: &Path) -> Result<Option<(i32, i128)>> {
+    let pidfile_err = |problem: String| Error::Pidfile { path: path.to_path_buf(), problem };
+    let file = match k.read_trusted(path, 64) {
         Ok(f) => f,
-        Err(Untrusted::Missing(_)) => return Err(not_running(format!("no pidfile {}", path.display()))),
+        Err(Untrusted::Missing(_)) => return Ok(None),
         Err(Untrusted::Unsafe { path: p, why }) => {
             return Err(pidfile_err(format!(
                 "cannot be trusted: {} {why}; pidfiles and their directories must be owned by root and not writable by others",
@@ -70,8 +131,7 @@ pub(crate) fn resolve(k: &mut impl Kernel, config: &Config, account: &Account) -
         PidfileError::Empty => pidfile_err("is empty (is the container still starting?)".into()),
         other => pidfile_err(other.to_string()),
     })?;
-    let source = format!("pidfile {}", path.display());
-    pin(k, pid, file.written_ns, source, config, &not_running)
+    Ok(Some((pid, file.written_ns)))
 }
 
 /// Open the process behind `pid` and everything needed from its /proc
@@ -79,7 +139,8 @@ pub(crate) fn resolve(k: &mut impl Kernel, config: &Config, account: &Account) -
 fn pin(
     k: &mut impl Kernel,
     pid: i32,
-    written_ns: i128,
+    written_ns: Option<i128>,
+    engine_start: Option<u64>,
     source: String,
     config: &Config,
     not_running: &dyn Fn(String) -> Error,
@@ -112,20 +173,41 @@ fn pin(
     };
     let first = read_stat(k, &proc_dir, pid, not_running)?;
 
-    // The pidfile must have been written after the process started;
-    // otherwise the number now belongs to some later process.
+    // The reference must be from this boot (/run may be on disk), and
+    // name this very process: the engine's recorded start time must be its
+    // own exactly; else the reference must have been written after the
+    // process started, or the number now belongs to some later process.
     // A start time in ticks is cut down to its tick, a file's timestamp to
     // the coarse clock's: a process that started before the write can look
     // later by at most the timestamp's lag (`slack_ns`), never by more.
     // What remains: a wall clock stepped back by D after the write (not a
     // slew) widens the window by D; see SECURITY.md.
     let clock = k.boot_clock().map_err(|e| Error::io("reading the clock", e))?;
-    let started_ns = clock.offset_ns + i128::from(first.start_ticks) * 1_000_000_000 / clock.ticks_per_s;
-    if started_ns > written_ns + clock.slack_ns {
+    let boot_offset = clock.offset_ns;
+    let started_ns = boot_offset + i128::from(first.start_ticks) * 1_000_000_000 / clock.ticks_per_s;
+    let mut evidence = Vec::new();
+    if let Some(written_ns) = written_ns.filter(|w| *w < boot_offset) {
         return Err(not_running(format!(
-            "{source} is stale: process {pid} started {:.3} s after the pidfile was written",
-            (started_ns - written_ns) as f64 / 1e9
+            "{source} is stale: it was last written {:.0} s before this boot",
+            (boot_offset - written_ns) as f64 / 1e9
         )));
+    }
+    match (engine_start, written_ns) {
+        (Some(recorded), _) if recorded != first.start_ticks => {
+            return Err(not_running(format!(
+                "{source}: process {pid} started at tick {}, the state says {recorded}: the container has exited",
+                first.start_ticks
+            )))
+        }
+        (Some(recorded), _) => evidence.push(format!("start time: tick {recorded}, as recorded: same process")),
+        (None, Some(written_ns)) if started_ns > written_ns + clock.slack_ns => {
+            return Err(not_running(format!(
+                "{source} is stale: process {pid} started {:.3} s after the pidfile was written",
+                (started_ns - written_ns) as f64 / 1e9
+            )));
+        }
+        (None, Some(_)) => evidence.push(format!("start time: process {pid} started before the reference was written")),
+        (None, None) => unreachable!("every engine gives a start time or a write time"),
     }
 
     // Another user's /proc/PID/ns/* and /proc/PID/root need CAP_SYS_PTRACE
@@ -205,7 +287,7 @@ fn pin(
         let owner = k.ns_owner_uid(userns.file.as_fd()).map_err(|e| target_err(format!("ns/user: owner: {e}")))?;
         if owner != 0 {
             return Err(not_running(format!(
-                "process {pid} from {source} is in a user namespace that uid {owner} created, not root, so it is not a container"
+                "process {pid} from {source} is in a user namespace that uid {owner} created, not root, so it is not a container (rootless containers are owned by the user and are not entered)"
             )));
         }
         let mut read_map = |name: &str| -> Result<Vec<IdMapRange>> {
@@ -235,7 +317,7 @@ fn pin(
         }
     }
     let started_epoch = (started_ns / 1_000_000_000) as i64;
-    Ok(Target { pid, source, started_epoch, pidfd, proc_dir, root, foreign, cgroups, id_maps, fallbacks })
+    Ok(Target { pid, source, started_epoch, pidfd, proc_dir, root, foreign, cgroups, id_maps, fallbacks, evidence })
 }
 
 /// ESRCH/ENOENT under /proc/PID mean the process went away.
@@ -306,7 +388,28 @@ pub(crate) fn credentials(account: &Account, target: &Target) -> Result<Credenti
     Ok(Credentials { uid, gid, groups })
 }
 
-/// The pidfile path of an account (for messages and `check`).
-pub(crate) fn pidfile_of(config: &Config, account: &Account) -> PathBuf {
-    config.backend.pidfile_path(&account.name, account.uid)
+/// Where each configured engine looks for the account's container, in
+/// order (for `check`).
+pub(crate) fn looked_in(config: &Config, account: &Account) -> Vec<String> {
+    config
+        .backends
+        .iter()
+        .map(|b| match b {
+            Backend::Pidfile { template } => format!("pidfile {}", template.expand(&account.name, account.uid)),
+            Backend::Oci { roots, id } => {
+                format!("oci id {} in {}", id.expand(&account.name, account.uid), engine::shown(roots))
+            }
+            Backend::Docker { name, root } => {
+                format!("docker container {} in {}/containers", name.expand(&account.name, account.uid), root.display())
+            }
+            Backend::Podman { name, root, .. } => {
+                format!("podman container {} in {}", name.expand(&account.name, account.uid), root.display())
+            }
+            Backend::Lxc { name } => format!("lxc cgroup lxc.payload.{}", name.expand(&account.name, account.uid)),
+            Backend::Machined { name } => {
+                format!("machined /run/systemd/machines/{}", name.expand(&account.name, account.uid))
+            }
+            Backend::Cgroup { cgroup } => format!("cgroup {}", cgroup.expand(&account.name, account.uid)),
+        })
+        .collect()
 }

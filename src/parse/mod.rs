@@ -2,6 +2,7 @@
 //! the fuzz targets cover (fuzz/), and all that is public here for them.
 #![forbid(unsafe_code)]
 
+pub mod engine_state;
 pub mod mailfiles;
 pub mod pipe_text;
 pub mod procfs;

@@ -75,6 +75,10 @@ pub(crate) trait Kernel {
     // ---- finding and pinning the container, on the host ----
     /// A root-owned file not writable by others, opened securely (pidfiles).
     fn read_trusted(&mut self, path: &Path, max: usize) -> Result<TrustedFile, Untrusted>;
+    /// The names in a root-owned directory not writable by others (an
+    /// engine's state directory, a cgroup's children), sorted, each with
+    /// whether it is a directory.
+    fn list_trusted(&mut self, dir: &Path, max: usize) -> Result<Vec<(String, bool)>, Untrusted>;
     /// `pidfd_open(2)`.
     fn pidfd_open(&mut self, pid: i32) -> io::Result<OwnedFd>;
     /// `pidfd_send_signal(pidfd, 0)`: Ok or EPERM while the process exists.
@@ -170,6 +174,9 @@ fn dev_ino(st: nix::sys::stat::FileStat) -> FileId {
 impl Kernel for Linux {
     fn read_trusted(&mut self, path: &Path, max: usize) -> Result<TrustedFile, Untrusted> {
         secure_file::read_root_owned(path, max)
+    }
+    fn list_trusted(&mut self, dir: &Path, max: usize) -> Result<Vec<(String, bool)>, Untrusted> {
+        secure_file::list_root_owned(dir, max)
     }
     fn pidfd_open(&mut self, pid: i32) -> io::Result<OwnedFd> {
         sys::pidfd_open(pid)

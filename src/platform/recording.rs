@@ -61,6 +61,11 @@ pub(crate) struct Recording {
     /// The pidfile's contents and last write (ns since the epoch); None:
     /// there is none.
     pub(crate) pidfile: Option<(Vec<u8>, i128)>,
+    /// Other trusted files (an engine's state), by path: contents and last
+    /// write; they take precedence over `pidfile`.
+    pub(crate) files: HashMap<PathBuf, (Vec<u8>, i128)>,
+    /// Trusted directories and their entries.
+    pub(crate) dirs: HashMap<PathBuf, Vec<String>>,
     pub(crate) process: Option<FakeProcess>,
     pub(crate) mountinfo: String,
     /// Wall-clock time at boot (ns) and ticks per second.
@@ -99,6 +104,8 @@ impl Recording {
         Recording {
             calls: Vec::new(),
             pidfile: Some((b"4711\n".to_vec(), 1_000_000_000_000 + 6 * 1_000_000_000)),
+            files: HashMap::new(),
+            dirs: HashMap::new(),
             process: Some(FakeProcess::container(4711)),
             mountinfo: "30 1 0:26 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
                         31 1 0:27 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
@@ -178,10 +185,21 @@ impl Recording {
 impl Kernel for Recording {
     fn read_trusted(&mut self, path: &Path, _max: usize) -> Result<TrustedFile, Untrusted> {
         let _ = self.record(format!("read_trusted {}", path.display()));
+        if let Some((contents, written_ns)) = self.files.get(path) {
+            return Ok(TrustedFile { contents: contents.clone(), written_ns: *written_ns });
+        }
+        if !self.files.is_empty() {
+            return Err(Untrusted::Missing(PathBuf::from(path)));
+        }
         match &self.pidfile {
             Some((contents, written_ns)) => Ok(TrustedFile { contents: contents.clone(), written_ns: *written_ns }),
             None => Err(Untrusted::Missing(PathBuf::from(path))),
         }
+    }
+    fn list_trusted(&mut self, dir: &Path, _max: usize) -> Result<Vec<(String, bool)>, Untrusted> {
+        let _ = self.record(format!("list_trusted {}", dir.display()));
+        let names = self.dirs.get(dir).cloned().ok_or_else(|| Untrusted::Missing(PathBuf::from(dir)))?;
+        Ok(names.into_iter().map(|n| (n, true)).collect())
     }
     fn pidfd_open(&mut self, pid: i32) -> io::Result<OwnedFd> {
         self.record(format!("pidfd_open {pid}"))?;
@@ -211,6 +229,11 @@ impl Kernel for Recording {
             )
             .into_bytes(),
             "cgroup" => p.cgroup.clone().into_bytes(),
+            "status" => format!(
+                "Name:\tinit\nPid:\t{pid}\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nNSpid:\t{pid}\t1\nThreads:\t1\n\
+                 CapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t000001ffffffffff\nCapBnd:\t000001ffffffffff\n"
+            )
+            .into_bytes(),
             "uid_map" => p.uid_map.clone().into_bytes(),
             "gid_map" => p.gid_map.clone().into_bytes(),
             "setgroups" => b"allow\n".to_vec(),

@@ -129,6 +129,60 @@ pub(crate) fn read_root_owned(path: &Path, max_len: usize) -> Result<TrustedFile
     Ok(TrustedFile { contents, written_ns })
 }
 
+/// The names in directory `path` (and whether each is a directory) if it
+/// and every directory above it is
+/// trustworthy (engines' state directories), at most `max` of them; `.`
+/// and `..` left out.
+pub(crate) fn list_root_owned(path: &Path, max: usize) -> Result<Vec<(String, bool)>, Untrusted> {
+    let unsafe_path = |why: &str| Untrusted::Unsafe { path: path.into(), why: why.into() };
+    if !path.is_absolute() {
+        return Err(unsafe_path("is not an absolute path"));
+    }
+    let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mut walked = PathBuf::from("/");
+    let mut dir: OwnedFd = nix::fcntl::open("/", dir_flags, Mode::empty())
+        .map_err(|errno| Untrusted::Io { path: walked.clone(), errno })?;
+    check_dir(&walked, &dir)?;
+    for c in path.components() {
+        let name = match c {
+            Component::RootDir => continue,
+            Component::Normal(n) => n,
+            _ => return Err(unsafe_path("contains '.' or '..'")),
+        };
+        walked.push(name);
+        dir = match openat(&dir, name, dir_flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Err(Untrusted::Missing(walked)),
+            Err(Errno::ENOTDIR) | Err(Errno::ELOOP) => {
+                return Err(Untrusted::Unsafe { path: walked, why: "is a symbolic link or not a directory".into() })
+            }
+            Err(errno) => return Err(Untrusted::Io { path: walked, errno }),
+        };
+        check_dir(&walked, &dir)?;
+    }
+    let io = |errno| Untrusted::Io { path: walked.clone(), errno };
+    let readable =
+        openat(&dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(io)?;
+    let mut names = Vec::new();
+    for entry in nix::dir::Dir::from_fd(readable).map_err(io)?.iter() {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        if names.len() == max {
+            return Err(Untrusted::Unsafe { path: walked, why: format!("has more than {max} entries") });
+        }
+        // Engines name their entries in ASCII; anything else is no entry of theirs.
+        if let Ok(name) = std::str::from_utf8(name) {
+            let is_dir = entry.file_type() == Some(nix::dir::Type::Directory);
+            names.push((name.to_string(), is_dir));
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
 fn check_dir(path: &Path, fd: &OwnedFd) -> Result<(), Untrusted> {
     let st = fstat(fd).map_err(|errno| Untrusted::Io { path: path.into(), errno })?;
     if !is_type(&st, SFlag::S_IFDIR) {

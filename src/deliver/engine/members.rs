@@ -1,0 +1,198 @@
+//! Cgroup backends (LXC/LXD/Incus, systemd units, any manager): the
+//! container is whoever runs in a root-owned cgroup, and its init has to be
+//! picked among the members. Membership alone proves little: a process
+//! inside may `unshare` namespaces of its own and stay in the same cgroup.
+//! So the init is the member whose innermost pid is 1 in the shallowest pid
+//! namespace; without one (a container without its own pid namespace), the
+//! oldest member, and only if every member shares one mount namespace.
+#![forbid(unsafe_code)]
+
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use super::{bad_state, list_state, read_state, Found, Lookup};
+use crate::deliver::privileges::{self, CAP_SYS_PTRACE};
+use crate::error::{Error, Result};
+use crate::parse::{engine_state, procfs};
+use crate::platform::kernel::{FileId, Kernel, ProcEntry};
+
+/// A cgroup with more members than this is not a container's.
+const MAX_MEMBERS_BYTES: usize = 1 << 20;
+/// How many processes and how deep below the cgroup are looked at.
+const MAX_MEMBERS: usize = 4096;
+const MAX_DEPTH: usize = 4;
+
+/// What one member's /proc entry says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Member {
+    pub(crate) pid: i32,
+    /// Its pid in each pid namespace, outermost first (`NSpid`).
+    pub(crate) ns_pids: Vec<i32>,
+    pub(crate) start_ticks: u64,
+    /// Its mount namespace, if it could be read.
+    pub(crate) mnt: Option<FileId>,
+}
+
+/// Which member is the container's init, or why none can be.
+pub(crate) fn pick_init(members: &[Member]) -> std::result::Result<&Member, String> {
+    let inits = members.iter().filter(|m| m.ns_pids.len() > 1 && m.ns_pids.last() == Some(&1));
+    if let Some(depth) = inits.clone().map(|m| m.ns_pids.len()).min() {
+        let shallowest: Vec<&Member> = inits.filter(|m| m.ns_pids.len() == depth).collect();
+        return match shallowest.as_slice() {
+            [one] => Ok(one),
+            many => Err(format!(
+                "{} members are pid 1 of a pid namespace at the same depth ({}); cannot tell which is the container",
+                many.len(),
+                many.iter().map(|m| m.pid.to_string()).collect::<Vec<_>>().join(", ")
+            )),
+        };
+    }
+    let first = members.first().ok_or("the cgroup has no processes")?;
+    if members.iter().any(|m| m.mnt.is_none() || m.mnt != first.mnt) {
+        return Err(
+            "its members disagree on their mount namespace and none is pid 1 of its own pid namespace, so which is the container cannot be told"
+                .into(),
+        );
+    }
+    Ok(members.iter().min_by_key(|m| (m.start_ticks, m.pid)).expect("not empty"))
+}
+
+pub(crate) fn find(
+    k: &mut impl Kernel,
+    engine: &'static str,
+    rel: &str,
+    source: &str,
+    not_running: &dyn Fn(String) -> Error,
+) -> Result<Lookup> {
+    let mountinfo = k.mountinfo().map_err(|e| Error::io("reading /proc/self/mountinfo", e))?;
+    let mounts =
+        procfs::parse_mountinfo(&mountinfo).map_err(|e| Error::io("/proc/self/mountinfo", std::io::Error::other(e)))?;
+    // cgroup2 first, then the v1 hierarchies; only mounts of a hierarchy's
+    // root, so the path means the same in each.
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for fs in ["cgroup2", "cgroup"] {
+        for m in mounts.iter().filter(|m| m.fs_type == fs && m.root == Path::new("/")) {
+            dirs.push(m.mount_point.join(rel));
+        }
+    }
+    let mut listed = None;
+    for dir in &dirs {
+        if let Some(file) = read_state(k, engine, &dir.join("cgroup.procs"), MAX_MEMBERS_BYTES)? {
+            listed = Some((dir.clone(), file.contents));
+            break;
+        }
+    }
+    let Some((dir, procs)) = listed else {
+        let what = if engine == "lxc" { "container" } else { "cgroup" };
+        return Ok(Lookup::Absent(format!(
+            "{engine} has no {what} {:?} (no cgroup {rel} in any mounted hierarchy)",
+            source.split_once(' ').map_or(source, |(_, n)| n)
+        )));
+    };
+    // The members of the cgroup and of every cgroup below it: on cgroup2
+    // managers keep processes in leaves (liblxc's `.lxc` for attached
+    // processes, a systemd inside in `init.scope`).
+    let mut pids = Vec::new();
+    let mut pending = vec![(dir.clone(), procs, 0)];
+    while let Some((at, procs, depth)) = pending.pop() {
+        for word in procs.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()) {
+            let pid = std::str::from_utf8(word).ok().and_then(|w| w.parse::<i32>().ok()).filter(|p| *p > 0);
+            pids.push(
+                pid.ok_or_else(|| {
+                    bad_state(engine, &at.join("cgroup.procs"), "holds a word that is not a pid".into())
+                })?,
+            );
+        }
+        if depth == MAX_DEPTH || pids.len() > MAX_MEMBERS {
+            continue;
+        }
+        for (name, _) in list_state(k, engine, &at, 4096)?.unwrap_or_default().into_iter().filter(|(_, d)| *d) {
+            if let Some(f) = read_state(k, engine, &at.join(&name).join("cgroup.procs"), MAX_MEMBERS_BYTES)? {
+                pending.push((at.join(name), f.contents, depth + 1));
+            }
+        }
+    }
+    if pids.len() > MAX_MEMBERS {
+        return Err(bad_state(
+            engine,
+            &dir,
+            format!("has more than {MAX_MEMBERS} processes; not a container's cgroup"),
+        ));
+    }
+    if pids.is_empty() {
+        return Err(not_running(format!(
+            "{source}: the cgroup {} has no processes (the container is stopped)",
+            dir.display()
+        )));
+    }
+    let members = privileges::with_caps(k, &[CAP_SYS_PTRACE], |k| Ok(read_members(k, &pids)))?;
+    let init = pick_init(&members).map_err(|why| Error::Engine { engine, path: Some(dir.clone()), problem: why })?;
+    let how = if init.ns_pids.last() == Some(&1) {
+        format!("pid 1 of its own pid namespace (NSpid {:?})", init.ns_pids)
+    } else {
+        "the oldest member; all members share one mount namespace".into()
+    };
+    Ok(Lookup::Found(Found {
+        pid: init.pid,
+        written_ns: None,
+        start_ticks: Some(init.start_ticks),
+        source: source.to_string(),
+        evidence: vec![format!("cgroup {}: {} members; init {}: {how}", dir.display(), members.len(), init.pid)],
+        cgroup: Some(dir),
+    }))
+}
+
+/// Each member still there; one that exits meanwhile is left out.
+fn read_members(k: &mut impl Kernel, pids: &[i32]) -> Vec<Member> {
+    let mut members = Vec::new();
+    for &pid in pids {
+        let Ok(dir) = k.open_proc(pid) else { continue };
+        let Ok(status) = k.read_proc(dir.as_fd(), "status", 16 * 1024) else { continue };
+        let Some(stat) = k.read_proc(dir.as_fd(), "stat", 4096).ok().and_then(|t| procfs::parse_stat(&t).ok()) else {
+            continue;
+        };
+        let mnt = k.open_proc_entry(dir.as_fd(), ProcEntry::Namespace("mnt")).ok().map(|(_, id)| id);
+        let ns_pids = match engine_state::parse_nspid(&status) {
+            pids if pids.first() == Some(&pid) => pids,
+            _ => vec![pid],
+        };
+        members.push(Member { pid, ns_pids, start_ticks: stat.start_ticks, mnt });
+    }
+    members
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(pid: i32, ns_pids: &[i32], start: u64, mnt: u64) -> Member {
+        Member { pid, ns_pids: ns_pids.to_vec(), start_ticks: start, mnt: Some((3, mnt)) }
+    }
+
+    #[test]
+    fn the_init_is_pid_1_of_the_shallowest_pid_namespace() {
+        // The container's init, a shell, and a process that unshared a pid
+        // namespace of its own (its child is pid 1 one level deeper) and a
+        // mount namespace.
+        let members = [m(500, &[500, 7], 90, 2), m(400, &[400, 1], 100, 1), m(600, &[600, 8, 1], 50, 3)];
+        assert_eq!(pick_init(&members).unwrap().pid, 400);
+    }
+
+    #[test]
+    fn two_inits_at_one_depth_are_refused() {
+        let members = [m(400, &[400, 1], 100, 1), m(401, &[401, 1], 100, 1)];
+        assert!(pick_init(&members).unwrap_err().contains("400, 401"));
+    }
+
+    #[test]
+    fn without_a_pid_namespace_the_oldest_member_if_all_share_the_mount_namespace() {
+        let members = [m(500, &[500], 90, 1), m(400, &[400], 100, 1), m(450, &[450], 90, 1)];
+        assert_eq!(pick_init(&members).unwrap().pid, 450);
+        // One member unshared a mount namespace: no telling which is which.
+        let members = [m(500, &[500], 90, 1), m(400, &[400], 10, 2)];
+        assert!(pick_init(&members).unwrap_err().contains("disagree on their mount namespace"));
+        let unreadable = [Member { mnt: None, ..m(1, &[1], 1, 1) }];
+        assert!(pick_init(&unreadable).is_err());
+        assert!(pick_init(&[]).unwrap_err().contains("no processes"));
+    }
+}
