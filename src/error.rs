@@ -177,8 +177,9 @@ fn is_not_found(e: &io::Error) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Finding {
     /// `check`: the delivery (or installation) is fine, but Exim's
-    /// transports that name cagepipe have this many problems.
-    Check { exim_problems: usize },
+    /// transports that name cagepipe, or names in `[rollout]`, have this
+    /// many problems.
+    Check { problems: usize },
     /// `survey`: whether every pipe found is ready to be contained.
     Survey { all_ready: bool },
 }
@@ -186,7 +187,7 @@ pub(crate) enum Finding {
 impl Finding {
     pub(crate) fn exit_code(self) -> i32 {
         match self {
-            Finding::Check { exim_problems: 0 } => 0,
+            Finding::Check { problems: 0 } => 0,
             Finding::Check { .. } => exit::CONFIG,
             Finding::Survey { all_ready: true } => 0,
             Finding::Survey { all_ready: false } => 1,

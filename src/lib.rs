@@ -170,7 +170,10 @@ pub fn run(args: Vec<OsString>) -> Outcome {
             )
         }
     };
-    audit.log.audit(severity, &audit.line(&text, started), ok);
+    // Without syslog the audit line goes to stderr for a failed delivery,
+    // unless the sentence above already said why: one line is enough.
+    let said_why = result.is_err();
+    audit.log.audit(severity, &audit.line(&text, started), ok || said_why);
     outcome
 }
 

@@ -58,13 +58,15 @@ impl Log {
     /// successful delivery: Exim's `return_output` turns any
     /// output into a failure, and a working delivery must not bounce
     /// because the syslog daemon is down.
-    pub(crate) fn audit(&self, severity: u8, line: &str, succeeded: bool) {
+    /// `quiet`: nothing on stderr if syslog cannot take the line (a
+    /// success, or a failure already explained there).
+    pub(crate) fn audit(&self, severity: u8, line: &str, quiet: bool) {
         let line = audit_text(line);
         let sent = self.socket.as_ref().is_some_and(|s| {
             let msg = format!("<{}>cagepipe[{}]: {}", FACILITY_MAIL | severity, self.pid, line);
             s.send(msg.as_bytes()).is_ok()
         });
-        if !sent && !succeeded {
+        if !sent && !quiet {
             let _ = writeln!(std::io::stderr(), "cagepipe: {line}");
         }
     }

@@ -80,6 +80,9 @@ pub(crate) struct Report {
     fields: Vec<(&'static str, Json)>,
     /// `--format json`: one JSON object instead of lines.
     json: bool,
+    /// Problems of cagepipe's own configuration that do not stop a
+    /// delivery (names in `[rollout]` that do not exist).
+    problems: usize,
 }
 
 impl Report {
@@ -116,12 +119,16 @@ impl Report {
         self.set("capabilities", Json::Obj(vec![("needed", Json::strs(needed)), ("missing", Json::strs(missing))]));
     }
 
-    /// `@groups` in `[rollout] contain` that do not exist.
-    fn unknown_rollout_groups(&mut self, groups: &[String]) {
-        for g in groups {
-            let problem = format!("@{g} is not a group in /etc/group: it contains nobody");
+    /// Names in `[rollout] contain` that do not exist: users that stay
+    /// uncontained, `@groups` that contain nobody.
+    fn unknown_rollout_names(&mut self, users: &[String], groups: &[String]) {
+        let users = users.iter().map(|u| format!("{u} is not an account in /etc/passwd: it stays uncontained"));
+        let groups = groups.iter().map(|g| format!("@{g} is not a group in /etc/group: it contains nobody"));
+        for problem in users.chain(groups) {
+            let problem = escape(problem.as_bytes());
             self.add("rollout problem", problem.clone());
             self.push("rollout_problems", Json::str(problem));
+            self.problems += 1;
         }
     }
     /// Exim's transports that name cagepipe, judged; the number of problems.
@@ -223,7 +230,7 @@ impl Report {
         // A failure of the delivery itself comes first; Exim's problems
         // decide only when all else is fine.
         let (verdict, code, reason) = match &result {
-            Ok(()) => (ok, Finding::Check { exim_problems }.exit_code(), None),
+            Ok(()) => (ok, Finding::Check { problems: exim_problems + self.problems }.exit_code(), None),
             Err(e) => (bad, e.exit_code(), Some(escape(e.to_string().as_bytes()))),
         };
         if self.json {
@@ -241,6 +248,9 @@ impl Report {
             None => out.push_str(&format!("{verdict}\n")),
             Some(reason) => out.push_str(&format!("{verdict} (exit {code}): {reason}\n")),
         }
+        if self.problems > 0 {
+            out.push_str(&format!("ROLLOUT CONFIGURATION: {} problem(s)\n", self.problems));
+        }
         if exim_problems > 0 {
             out.push_str(&format!("EXIM CONFIGURATION: {exim_problems} problem(s)\n"));
         }
@@ -254,7 +264,8 @@ impl Report {
 pub(crate) fn installation(config_path: &Path, out: &mut Report) -> Result<()> {
     let c = config::load(config_path)?;
     out.config(&c);
-    out.unknown_rollout_groups(&rollout::unknown_groups(&c.rollout, &Database::default())?);
+    let db = Database::default();
+    out.unknown_rollout_names(&rollout::unknown_users(&c.rollout, &db), &rollout::unknown_groups(&c.rollout, &db)?);
     out.capabilities(&mut Linux);
     Ok(())
 }

@@ -424,6 +424,9 @@ impl Request {
         if user.is_some() && matches!(action, Action::Survey(_)) {
             return Err(Error::Usage("survey looks at every account; --user is not for it".into()));
         }
+        if matches!(action, Action::Survey(_)) && dry_run {
+            return Err(Error::Usage("survey runs nothing already; --dry-run is for a delivery".into()));
+        }
         if !env.is_empty() && !matches!(action, Action::Deliver(_)) {
             return Err(Error::Usage("--env is for a delivery, not for check or survey".into()));
         }
@@ -546,6 +549,9 @@ mod tests {
         assert_eq!(parse(&["survey", "--aliases", ""]).unwrap_err().exit_code(), 64);
         assert_eq!(parse(&["--raw-pipe=|x", "survey"]).unwrap_err().exit_code(), 64);
         assert_eq!(parse(&["--user", "alice", "survey"]).unwrap_err().exit_code(), 64);
+        let e = parse(&["--dry-run", "survey"]).unwrap_err();
+        assert_eq!(e.exit_code(), 64);
+        assert!(e.to_string().contains("--dry-run is for a delivery"), "{e}");
         let Action::Survey(o) = parse(&["survey", "--no-forward", "--passwd", "/t/p"]).unwrap().action else {
             panic!()
         };

@@ -70,6 +70,13 @@ pub(crate) fn place_with(rollout: &Rollout, account: &Account, group_gids: &[(St
     Placement::Uncontained(format!("not listed in [rollout] contain (line {line}), by name or group"))
 }
 
+/// The user names of the setting that are no account: a typo there silently
+/// leaves that account uncontained, so check reports it.
+pub(crate) fn unknown_users(rollout: &Rollout, db: &Database) -> Vec<String> {
+    let Rollout::Listed { users, .. } = rollout else { return Vec::new() };
+    users.iter().filter(|u| account::lookup(db, account::Key::Name(u)).is_err()).cloned().collect()
+}
+
 /// The `@groups` of the setting that do not exist in the group database:
 /// a typo there silently contains nobody, so check reports it.
 pub(crate) fn unknown_groups(rollout: &Rollout, db: &Database) -> Result<Vec<String>> {
@@ -139,6 +146,8 @@ mod tests {
         assert!(place(&listed(&[], &["staff"]), &alice(vec![1600]), &db).unwrap().is_contained());
         assert!(!place(&listed(&[], &["staff", "nosuch"]), &alice(vec![1001]), &db).unwrap().is_contained());
         assert_eq!(unknown_groups(&listed(&[], &["staff", "nosuch"]), &db).unwrap(), vec!["nosuch".to_string()]);
+        std::fs::write(&db.passwd, "alice:x:1001:1001::/home/alice:/bin/sh\n").unwrap();
+        assert_eq!(unknown_users(&listed(&["alice", "alcie"], &[]), &db), vec!["alcie".to_string()]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

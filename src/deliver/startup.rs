@@ -85,12 +85,19 @@ pub(crate) fn self_check(caller_is_root: bool) -> Result<()> {
         let missing = privileges::missing_names(have, &REQUIRED);
         if !missing.is_empty() {
             return Err(Error::SelfCheck(format!(
-                "the binary lacks the capabilities {missing}; install it with: setcap {} /usr/sbin/cagepipe",
-                privileges::setcap_text()
+                "the binary lacks the capabilities {missing}; install it with: setcap {} {}",
+                privileges::setcap_text(),
+                running_binary()
             )));
         }
     }
     Ok(())
+}
+
+/// The binary that is running, for the setcap advice (it need not be the
+/// packaged /usr/sbin/cagepipe).
+fn running_binary() -> String {
+    std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "/usr/sbin/cagepipe".into())
 }
 
 #[cfg(test)]
