@@ -8,6 +8,7 @@
 //! With CAGEPIPE_STRICT=1 a test that cannot run fails instead of skipping.
 
 mod common;
+mod mta;
 mod rig;
 
 use std::collections::BTreeMap;
@@ -201,6 +202,39 @@ fn assert_deferred(d: &Delivery, why: &str) {
 fn start_ticks(pid: i32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     stat.rsplit_once(") ").unwrap().1.split(' ').nth(19).unwrap().parse().unwrap()
+}
+
+/// One real Exim delivery through `backend`: Debian's exim4 with the
+/// shipped configuration routes a message for the user through their
+/// ~/.forward pipe and cagepipe into the container whose init is `init`.
+fn exim_delivers(user: &common::User, backend: &str, init: i32) {
+    let strict = std::env::var("CAGEPIPE_STRICT").is_ok_and(|v| v == "1");
+    if !mta::require_exim("exim through an engine") {
+        assert!(!strict, "CAGEPIPE_STRICT=1 but {} is not installed", mta::EXIM);
+        return;
+    }
+    let exim = mta::Exim::new(&format!("eng-{}", user.name));
+    exim.write_conf(&format!("{}.include {}\n", exim.private_main(), mta::snippet("exim.conf").display()));
+    exim.cagepipe_toml(&format!(
+        "[container]\nbackend = \"{backend}\"\n\n[command]\npath = \"/bin:/opt/cagepipe-probe\"\n"
+    ));
+    let report = format!("/tmp/report-{}", user.name);
+    let forward = user.home.join(".forward");
+    std::fs::write(&forward, format!("|{PROBE} report --out {report}\n")).unwrap();
+    nix::unistd::chown(&forward, Some(user.uid.into()), Some(user.gid.into())).unwrap();
+    let rcpt = format!("{}@localhost", user.name);
+    let (id, verdict) = exim.send(&rcpt, &mta::message("engine", "through the engine\n"));
+    let _ = std::fs::remove_file(&forward);
+    assert_eq!(verdict, mta::Verdict::Delivered, "{:?}", exim.log_of(&id));
+    let inside = format!("/proc/{init}/root{report}");
+    let r = common::parse_report(&std::fs::read(&inside).unwrap_or_else(|e| panic!("no report at {inside}: {e}")));
+    let _ = std::fs::remove_file(&inside);
+    for ns in ["mnt", "pid", "uts", "net"] {
+        assert_eq!(r[&format!("ns_{ns}")], common::ns_inode_of(init, ns).to_string(), "{ns} namespace");
+    }
+    assert_eq!(r["uid"], user.uid.to_string());
+    assert!(exim.paniclog().is_empty(), "{}", exim.paniclog());
+    let _ = std::fs::remove_dir_all(&exim.dir);
 }
 
 // ---- runc (the oci backend) --------------------------------------------
@@ -422,6 +456,7 @@ fn lxc_backend_delivers_into_the_init_never_into_a_process_that_unshared() {
     let second = c.pid().unwrap();
     assert_ne!(first, second);
     assert_inside(&probe(&config, caller), second, &user.name, &user);
+    exim_delivers(&user, "lxc", second);
 }
 
 // ---- Docker --------------------------------------------------------------
@@ -523,12 +558,29 @@ fn docker_backend_delivers_by_container_name() {
         let first = pid();
         assert_inside(&probe(&config, caller), first, &user.name, &user);
 
+        // A recycled number: runc's state names the pid with another start
+        // time; and a container's config others may write is not believed.
+        let id = docker(&["inspect", "-f", "{{.Id}}", &user.name]).trim().to_string();
+        let state = PathBuf::from(format!("/run/docker/runtime-runc/moby/{id}/state.json"));
+        let original = std::fs::read(&state).unwrap();
+        let mut doctored: serde_json::Value = serde_json::from_slice(&original).unwrap();
+        doctored["init_process_start"] = (start_ticks(first) + 1).into();
+        std::fs::write(&state, serde_json::to_vec(&doctored).unwrap()).unwrap();
+        assert_deferred(&probe(&config, caller), "the container has exited");
+        std::fs::write(&state, &original).unwrap();
+        let conf = PathBuf::from(format!("/var/lib/docker/containers/{id}/config.v2.json"));
+        let mode = std::fs::metadata(&conf).unwrap().permissions();
+        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o606)).unwrap();
+        assert_deferred(&probe(&config, caller), "cannot be trusted");
+        std::fs::set_permissions(&conf, mode).unwrap();
+
         docker(&["stop", "-t", "0", &user.name]);
         assert_deferred(&probe(&config, caller), "is not running");
         docker(&["start", &user.name]);
         let second = pid();
         assert_ne!(first, second);
         assert_inside(&probe(&config, caller), second, &user.name, &user);
+        exim_delivers(&user, "docker", second);
         docker(&["rm", "-f", &user.name]);
         docker(&["rmi", image]);
     });
