@@ -912,11 +912,14 @@ fn machined_backend_delivers_into_a_registered_nspawn_machine() {
     }
     let _lease = Lease::take();
     let (user, caller) = user("mach");
-    let mut bus = Machined::start();
     let unit = format!("cpeng-{}.scope", user.name);
-    let config = ConfigDir::new("[container]\nbackend = \"machined\"\n");
     let file = PathBuf::from(format!("/run/systemd/machines/{}", user.name));
-    let _ = std::fs::remove_file(&file);
+    // machined's records of this machine, removed before and after (it
+    // writes them again when it stops, and loads them when it starts).
+    let records = MachineRecords(vec![file.clone(), format!("/run/systemd/machines/unit:{unit}").into()]);
+    records.remove();
+    let mut bus = Machined::start();
+    let config = ConfigDir::new("[container]\nbackend = \"machined\"\n");
     let mut c = Nspawn::start(&user.name, &unit, Some(&bus.sock));
     let first = c.leader().unwrap();
     let registered = |leader: i32| {
@@ -947,10 +950,14 @@ fn machined_backend_delivers_into_a_registered_nspawn_machine() {
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
 
     // Stopped: 75. Without systemd nothing tells machined the leader is
-    // gone, so it is restarted (it then drops the dead machine) before the
-    // container starts again: the new leader.
+    // gone, so the machine is dropped by hand before the container starts
+    // again: the new leader.
     c.stop();
     assert_eq!(probe(&config, caller).code(), Some(75));
+    // What systemd would have machined do when the scope empties: forget it
+    // (machined reloads its state files on restart).
+    bus.stop_machined();
+    records.remove();
     bus.run();
     c.run(Some(&bus.sock));
     let second = c.leader().unwrap();
@@ -958,6 +965,20 @@ fn machined_backend_delivers_into_a_registered_nspawn_machine() {
     registered(second);
     assert_inside(&probe(&config, caller), second, &user.name, &user);
     drop(c);
-    let _ = std::fs::remove_file(&file);
-    let _ = std::fs::remove_file(format!("/run/systemd/machines/unit:{unit}"));
+}
+
+struct MachineRecords(Vec<PathBuf>);
+
+impl MachineRecords {
+    fn remove(&self) {
+        for f in &self.0 {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+impl Drop for MachineRecords {
+    fn drop(&mut self) {
+        self.remove();
+    }
 }
