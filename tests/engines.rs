@@ -819,7 +819,6 @@ struct Machined {
     machined: Option<Child>,
     dir: PathBuf,
     sock: PathBuf,
-    made_machines: bool,
 }
 
 impl Machined {
@@ -844,8 +843,7 @@ impl Machined {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let made_machines = !Path::new("/run/systemd/machines").exists();
-        let mut m = Machined { dbus, machined: None, dir, sock, made_machines };
+        let mut m = Machined { dbus, machined: None, dir, sock };
         let deadline = Instant::now() + Duration::from_secs(5);
         while !m.sock.exists() {
             assert!(Instant::now() < deadline, "dbus-daemon did not come up");
@@ -896,9 +894,6 @@ impl Drop for Machined {
         self.stop_machined();
         let _ = self.dbus.kill();
         let _ = self.dbus.wait();
-        if self.made_machines {
-            let _ = std::fs::remove_dir("/run/systemd/machines");
-        }
     }
 }
 
@@ -916,7 +911,10 @@ fn machined_backend_delivers_into_a_registered_nspawn_machine() {
     let file = PathBuf::from(format!("/run/systemd/machines/{}", user.name));
     // machined's records of this machine, removed before and after (it
     // writes them again when it stops, and loads them when it starts).
-    let records = MachineRecords(vec![file.clone(), format!("/run/systemd/machines/unit:{unit}").into()]);
+    let records = MachineRecords(
+        vec![file.clone(), format!("/run/systemd/machines/unit:{unit}").into()],
+        !Path::new("/run/systemd/machines").exists(),
+    );
     records.remove();
     let mut bus = Machined::start();
     let config = ConfigDir::new("[container]\nbackend = \"machined\"\n");
@@ -967,7 +965,9 @@ fn machined_backend_delivers_into_a_registered_nspawn_machine() {
     drop(c);
 }
 
-struct MachineRecords(Vec<PathBuf>);
+/// machined's files about one machine, and whether machined's directory
+/// was made during the test (then it goes too).
+struct MachineRecords(Vec<PathBuf>, bool);
 
 impl MachineRecords {
     fn remove(&self) {
@@ -980,5 +980,8 @@ impl MachineRecords {
 impl Drop for MachineRecords {
     fn drop(&mut self) {
         self.remove();
+        if self.1 {
+            let _ = std::fs::remove_dir("/run/systemd/machines");
+        }
     }
 }
