@@ -30,14 +30,20 @@ work=$(mktemp -d /run/cagepipe-bench.XXXXXX)
 chmod 0755 "$work"
 name=cagepipe-bench
 user=cagepipe-bench
+created_user=""
 cleanup() {
     testbed/container stop "$name" >/dev/null 2>&1 || true
     rm -rf "$work"
+    # Only an account this run created (and its home) is removed.
+    if [ -n "$created_user" ]; then userdel --remove "$created_user" >/dev/null 2>&1 || true; fi
 }
 trap cleanup EXIT
 
 getent group cagepipe >/dev/null || groupadd --system cagepipe
-id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$user"
+if ! id "$user" >/dev/null 2>&1; then
+    useradd --create-home --shell /bin/sh "$user"
+    created_user=$user
+fi
 uid=$(id -u "$user")
 gid=$(id -g "$user")
 cpgid=$(getent group cagepipe | cut -d: -f3)

@@ -71,7 +71,9 @@ pub(crate) fn self_check(caller_is_root: bool) -> Result<()> {
             "no_new_privs is already set, so the file capabilities were not granted (is the caller sandboxed, or cagepipe started from inside a container?)".into(),
         ));
     }
-    let status = std::fs::read("/proc/self/status").map_err(|e| Error::io("reading /proc/self/status", e))?;
+    let status = std::fs::File::open("/proc/self/status")
+        .and_then(|f| crate::platform::fs::read_small(f, 64 * 1024))
+        .map_err(|e| Error::io("reading /proc/self/status", e))?;
     let status = procfs::parse_status(&status).map_err(|e| Error::io("/proc/self/status", io::Error::other(e)))?;
     if status.threads != 1 {
         return Err(Error::SelfCheck(format!(
@@ -80,6 +82,8 @@ pub(crate) fn self_check(caller_is_root: bool) -> Result<()> {
         )));
     }
     sys::mark_single_threaded();
+    // The child resets these, and only these, before exec.
+    sys::note_signals_at_startup(status.sig_ign | status.sig_cgt);
     if !caller_is_root {
         let have = sys::capget().map_err(|e| Error::io("reading capabilities", e))?.permitted;
         let missing = privileges::missing_names(have, &REQUIRED);

@@ -175,6 +175,8 @@ pub struct Status {
     pub cap_amb: Option<u64>,
     pub sig_blk: u64,
     pub sig_ign: u64,
+    /// Signals with a handler (SigCgt).
+    pub sig_cgt: u64,
 }
 
 /// Store one parsed line. A repeated key is refused: the kernel prints each
@@ -211,7 +213,7 @@ pub fn parse_status(text: &[u8]) -> Result<Status, ParseError> {
     let (mut uid, mut gid, mut groups, mut threads) = (None, None, None, None);
     let (mut ns_pid, mut no_new_privs, mut cap_amb) = (None, None, None);
     let (mut cap_inh, mut cap_prm, mut cap_eff, mut cap_bnd) = (None, None, None, None);
-    let (mut sig_blk, mut sig_ign) = (None, None);
+    let (mut sig_blk, mut sig_ign, mut sig_cgt) = (None, None, None);
     for line in lines(text, STATUS)? {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
@@ -245,6 +247,7 @@ pub fn parse_status(text: &[u8]) -> Result<Status, ParseError> {
             "CapAmb" => store(&mut cap_amb, key, value, parse_single(value, parse_hex16)),
             "SigBlk" => store(&mut sig_blk, key, value, parse_single(value, parse_hex16)),
             "SigIgn" => store(&mut sig_ign, key, value, parse_single(value, parse_hex16)),
+            "SigCgt" => store(&mut sig_cgt, key, value, parse_single(value, parse_hex16)),
             _ => Ok(()),
         }?;
     }
@@ -263,6 +266,7 @@ pub fn parse_status(text: &[u8]) -> Result<Status, ParseError> {
         cap_amb,
         sig_blk: sig_blk.ok_or_else(|| missing("SigBlk"))?,
         sig_ign: sig_ign.ok_or_else(|| missing("SigIgn"))?,
+        sig_cgt: sig_cgt.ok_or_else(|| missing("SigCgt"))?,
     })
 }
 
@@ -765,6 +769,7 @@ Seccomp:\t0\nCpus_allowed:\t1\nCpus_allowed_list:\t0\n";
                 cap_amb: Some(0),
                 sig_blk: 0x10000,
                 sig_ign: 0x38_0004,
+                sig_cgt: 0x4b81_7efb,
             }
         );
     }

@@ -163,6 +163,9 @@ pub(crate) trait Kernel {
 /// The running kernel.
 pub(crate) struct Linux;
 
+/// Far more than any host's mount table.
+const MOUNTINFO_MAX: usize = 64 << 20;
+
 fn errno_of(e: io::Error) -> Errno {
     Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
@@ -193,9 +196,7 @@ impl Kernel for Linux {
     }
     fn read_proc(&mut self, dir: BorrowedFd<'_>, name: &str, max: usize) -> Result<Vec<u8>, Errno> {
         let fd = openat(dir, name, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
-        let mut buf = Vec::new();
-        std::fs::File::from(fd).take(max as u64).read_to_end(&mut buf).map_err(errno_of)?;
-        Ok(buf)
+        super::fs::read_small(std::fs::File::from(fd), max).map_err(errno_of)
     }
     fn open_proc_entry(&mut self, dir: BorrowedFd<'_>, entry: ProcEntry<'_>) -> Result<(OwnedFd, FileId), Errno> {
         let fd = match entry {
@@ -216,7 +217,7 @@ impl Kernel for Linux {
         sys::ns_owner_uid(ns)
     }
     fn mountinfo(&mut self) -> io::Result<Vec<u8>> {
-        std::fs::read("/proc/self/mountinfo")
+        super::fs::read_small(std::fs::File::open("/proc/self/mountinfo")?, MOUNTINFO_MAX)
     }
     fn boot_clock(&mut self) -> io::Result<BootClock> {
         use nix::time::{clock_getres, clock_gettime, ClockId};

@@ -122,4 +122,19 @@ pub(crate) mod fs {
 
     /// The sticky bit of a mode.
     pub(crate) const S_ISVTX: u32 = libc::S_ISVTX;
+
+    /// Read `file` to its end, at most `max` bytes, in as few reads as the
+    /// kernel allows: a buffer that starts empty is grown from 32 bytes, one
+    /// read per doubling, and /proc reports no size to size it from.
+    pub(crate) fn read_small(file: impl std::io::Read, max: usize) -> std::io::Result<Vec<u8>> {
+        use std::io::Read;
+        let mut buf = Vec::with_capacity(max.saturating_add(1).min(SMALL_READ));
+        file.take(max as u64).read_to_end(&mut buf)?;
+        Ok(buf)
+    }
+
+    /// The buffer a small file is read into at once: every /proc file and
+    /// configuration cagepipe reads fits (a mount table of a few hundred
+    /// mounts grows it once or twice).
+    const SMALL_READ: usize = 16 * 1024;
 }

@@ -116,7 +116,8 @@ pub(crate) fn read_root_owned(path: &Path, max_len: usize) -> Result<TrustedFile
     }
     check_owner_and_mode(&walked, &stat)?;
 
-    let mut contents = Vec::new();
+    // Sized from fstat: the whole file in one read, and one more for EOF.
+    let mut contents = Vec::with_capacity((stat.st_size.max(0) as usize).min(max_len) + 1);
     let mut file = std::fs::File::from(fd);
     (&mut file).take(max_len as u64 + 1).read_to_end(&mut contents).map_err(|e| Untrusted::Io {
         path: walked.clone(),

@@ -104,6 +104,17 @@ pub(crate) fn mark_single_threaded() {
     SINGLE_THREADED.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
+/// The signals whose disposition was not SIG_DFL when the start-up check
+/// read /proc/self/status (SigIgn | SigCgt); all of them until then.
+static NOT_DEFAULT_AT_STARTUP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
+
+/// Record which signals the kernel reported ignored or handled at start-up
+/// (bit N-1 for signal N). cagepipe itself only ever sets signals back to
+/// SIG_DFL after that, so the child need reset no others.
+pub(crate) fn note_signals_at_startup(ignored_or_caught: u64) {
+    NOT_DEFAULT_AT_STARTUP.store(ignored_or_caught, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// `fork(2)`, refused unless the process was verified single-threaded.
 pub(crate) fn fork_single_threaded() -> io::Result<Forked> {
     if !SINGLE_THREADED.load(std::sync::atomic::Ordering::SeqCst) {
@@ -174,15 +185,17 @@ pub(crate) fn fork_into_cgroup(cgroup: BorrowedFd<'_>) -> io::Result<Forked> {
     }
 }
 
-/// Set every signal's disposition to SIG_DFL and empty the signal mask.
+/// Set every signal whose disposition was not SIG_DFL at start-up (every
+/// signal if start-up did not say) back to SIG_DFL, and empty the mask.
 /// Exim starts pipe commands with SIGHUP/SIGINT/SIGTERM/SIGUSR1 ignored,
 /// and SIG_IGN survives exec. The raw syscall is used because the C
 /// library refuses to touch the real-time signals it reserves (32, 33),
 /// which a caller can also hand over ignored.
 pub(crate) fn reset_all_signals() -> io::Result<()> {
     let dfl = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+    let not_default = NOT_DEFAULT_AT_STARTUP.load(std::sync::atomic::Ordering::SeqCst);
     for sig in 1..=64 {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP || not_default & (1u64 << (sig - 1)) == 0 {
             continue;
         }
         // SAFETY: a valid kernel sigaction for SIG_DFL (no handler code, no
