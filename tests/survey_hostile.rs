@@ -99,8 +99,10 @@ impl Server {
 
     /// The survey as root under /usr/bin/time: its output and peak RSS in KiB.
     fn survey_peak(&self, extra: &[&str]) -> (Delivery, u64) {
-        let mut cmd = Command::new("/usr/bin/time");
-        cmd.args(["-f", "PEAK_RSS_KIB=%M", "timeout", "-s", "KILL", "120"]).arg(rig::installed_binary());
+        // time measures the survey itself (not timeout, whose own RSS it
+        // would report were the survey killed).
+        let mut cmd = Command::new("timeout");
+        cmd.args(["-s", "KILL", "120", "/usr/bin/time", "-f", "PEAK_RSS_KIB=%M"]).arg(rig::installed_binary());
         cmd.args(self.args(extra)).env_clear().env("PATH", "/usr/bin:/bin").current_dir("/");
         let d = rig::run_with_stdin(cmd, b"");
         let peak = d
