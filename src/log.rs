@@ -112,6 +112,7 @@ pub(crate) fn field(value: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if crate::escape::is_format(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
             c => out.push(c),
         }
     }
@@ -128,6 +129,8 @@ fn audit_text(line: &str) -> String {
     for c in line.chars() {
         if c.is_control() {
             out.push_str(&format!("\\x{:02x}", c as u32));
+        } else if crate::escape::is_format(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
         } else {
             out.push(c);
         }
@@ -160,6 +163,8 @@ mod tests {
         assert_eq!(field("a\\b"), "\"a\\\\b\"");
         assert_eq!(field("x\ny\u{1b}"), "\"x\\ny\\x1b\"");
         assert_eq!(field(""), "\"\"");
+        assert_eq!(field("a\u{202e}b"), "\"a\\u{202e}b\"");
+        assert_eq!(audit_text("x=\u{202e}\u{1b}"), "x=\\u{202e}\\x1b");
     }
 
     #[test]

@@ -90,8 +90,11 @@ impl Report {
         Report { json, ..Report::default() }
     }
 
+    /// One line of the text form. Values are escaped where they are made;
+    /// this is the last line of defence for one that was not (a name, a
+    /// path from passwd), so nothing reaches root's terminal raw.
     fn add(&mut self, key: &str, value: String) {
-        self.lines.push((key.to_string(), value));
+        self.lines.push((key.to_string(), crate::escape::for_terminal(&value.replace('\n', "\\n"))));
     }
 
     fn set(&mut self, key: &'static str, value: Json) {
@@ -254,7 +257,7 @@ impl Report {
         if exim_problems > 0 {
             out.push_str(&format!("EXIM CONFIGURATION: {exim_problems} problem(s)\n"));
         }
-        print!("{out}");
+        print!("{}", crate::escape::for_terminal(&out));
         code
     }
 }
@@ -506,7 +509,15 @@ pub(crate) fn json_string(s: &str) -> String {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            // C0 and C1 controls (0x9b is a CSI to many terminals) and the
+            // characters that reorder text, so that JSON shown on a
+            // terminal is as safe as the text form.
+            c if c.is_control() || crate::escape::is_format(c) => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{:04x}", unit));
+                }
+            }
             c => out.push(c),
         }
     }

@@ -29,8 +29,7 @@ use crate::cli::{Owners, SurveyOptions};
 use crate::config::account::{self, Account, Database};
 use crate::config::rollout;
 use crate::config::Config;
-use crate::deliver::lookahead::{attention, judge_in_container, Inside, Verdict};
-use crate::deliver::resolve;
+use crate::deliver::lookahead::{attention, judge_in_container, Inside, Looks, Verdict};
 use crate::error::{Finding, Result};
 use crate::escape::escape;
 use crate::parse::mailfiles::{self, Forward, Listing};
@@ -40,6 +39,12 @@ use crate::platform::kernel::Linux;
 /// Largest file read. A .forward or a domain's alias file is a few hundred
 /// bytes; a bigger one is reported, not read.
 pub(crate) const MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// The most pipes judged for one account; the rest get one entry that
+/// says so. With [`mailfiles::MAX_LISTED`] a file and the walker's budget
+/// ([`crate::deliver::inroot::Budget`]) this bounds what one account can
+/// make the survey spend, in time and memory, whatever its files hold.
+pub(crate) const MAX_PIPES_PER_ACCOUNT: usize = 2000;
 
 /// Where a pipe was configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,12 +192,15 @@ pub(crate) fn run_and_print(config_path: &Path, opts: &SurveyOptions, json: bool
     });
     match result {
         Ok((survey, written)) => {
+            // Everything shown was escaped where it was put together;
+            // for_terminal is the last line of defence.
+            let for_terminal = crate::escape::for_terminal;
             if json {
-                print!("{}", survey.json(written.as_ref()));
+                print!("{}", for_terminal(&survey.json(written.as_ref())));
             } else {
-                print!("{}", survey.text());
+                print!("{}", for_terminal(&survey.text()));
                 if let Some(w) = &written {
-                    println!("{}", w.summary());
+                    println!("{}", for_terminal(&w.summary()));
                 }
             }
             let all_ready = survey.needing_attention().next().is_none();
@@ -363,6 +371,27 @@ fn listing_to_found(
     skipped: &mut Vec<Skipped>,
 ) {
     skip_problems_and_includes(&listing, file, skipped);
+    if listing.omitted > 0 {
+        found.push(Found {
+            source,
+            file: file.to_path_buf(),
+            line: 0,
+            key: None,
+            text: None,
+            owner: owner_of(None),
+            trouble: Some((
+                "survey-limit",
+                format!(
+                    "The file {} holds more than the {} pipes, problems or :include: items the survey reads in one \
+                     file; {} more were not judged. Check it by hand.",
+                    file.display(),
+                    mailfiles::MAX_LISTED,
+                    listing.omitted
+                ),
+            )),
+            alias_file: None,
+        });
+    }
     for pipe in listing.pipes {
         found.push(Found {
             source,
@@ -412,10 +441,24 @@ fn forwards_of(a: &Account, found: &mut Vec<Found>, skipped: &mut Vec<Skipped>) 
     let file = a.home.join(".forward");
     // The home path comes from the root-owned passwd file; only the last
     // component, which the user controls, is opened without following.
-    let Ok(home) = open(&a.home, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()) else {
-        return 0;
-    };
     let owner = Owner::Name(a.name.clone());
+    let home = match open(&a.home, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()) {
+        Ok(home) => home,
+        // No home, or not a directory: no .forward Exim could read either.
+        Err(Errno::ENOENT | Errno::ENOTDIR) => return 0,
+        // Anything else (EACCES from a FUSE mount over the home, which
+        // even root may not enter; EIO) hides a .forward that may hold
+        // pipes: the account is not silently left out.
+        Err(e) => {
+            let why = format!(
+                "cannot be looked for: the home directory {} cannot be opened by the survey ({}; a FUSE mount?)",
+                a.home.display(),
+                e.desc()
+            );
+            unreadable_file(Source::Forward, &file, owner, why, found);
+            return 1;
+        }
+    };
     let (data, st) = match read_hostile(Some(&home), Path::new(".forward")) {
         Ok(read) => read,
         Err(Unreadable::Missing) => return 0,
@@ -597,37 +640,60 @@ fn judge_owner(
     let placement = account
         .filter(|a| a.uid != 0 && a.uid >= config.min_uid)
         .map(|a| rollout::place_with(&config.rollout, a, rollout_groups).state());
-    // Resolved only when some pipe of the account gets that far.
-    let mut target: Option<Result<resolve::Target>> = None;
-    for (order, f) in pipes {
-        let mut e = Entry {
-            source: f.source,
-            file: f.file.clone(),
-            line: f.line,
-            key: f.key.clone(),
-            pipe: f.text.clone(),
-            owner: account.map(|a| a.name.clone()),
-            uid: account.map(|a| a.uid),
-            argv: None,
-            rollout: placement,
-            container: None,
-            command: None,
-            interpreter: None,
-            file_safe: true,
-            verdict: Verdict::Ready,
-        };
-        e.verdict = judge_pipe(config, account, &f, &mut e, &mut target);
+    // Its container, resolved only when some pipe of the account gets
+    // that far, the budget of its walks, and what was found already.
+    let mut looks = Looks::default();
+    let mut pipes = pipes.into_iter();
+    let mut judged = 0;
+    while let Some((order, f)) = pipes.next() {
+        if judged == MAX_PIPES_PER_ACCOUNT || looks.budget.exhausted() {
+            // One entry for the rest, in place of the first not judged.
+            let why = if judged == MAX_PIPES_PER_ACCOUNT {
+                format!("more than the {MAX_PIPES_PER_ACCOUNT} pipes the survey judges for one account")
+            } else {
+                "paths that cost all the look-ups the survey spends on one account".to_string()
+            };
+            let rest = 1 + pipes.len();
+            let mut e = entry_for(account, placement, &f);
+            e.pipe = None;
+            e.line = 0;
+            e.verdict = attention(
+                "survey-limit",
+                format!(
+                    "The account has {why}; {rest} more of its pipes (from {} on) were not judged. Check them by hand.",
+                    f.file.display()
+                ),
+            );
+            out.push((order, e));
+            return;
+        }
+        judged += 1;
+        let mut e = entry_for(account, placement, &f);
+        e.verdict = judge_pipe(config, account, &f, &mut e, &mut looks);
         out.push((order, e));
     }
 }
 
-fn judge_pipe(
-    config: &Config,
-    account: Option<&Account>,
-    f: &Found,
-    e: &mut Entry,
-    target: &mut Option<Result<resolve::Target>>,
-) -> Verdict {
+fn entry_for(account: Option<&Account>, placement: Option<&'static str>, f: &Found) -> Entry {
+    Entry {
+        source: f.source,
+        file: f.file.clone(),
+        line: f.line,
+        key: f.key.clone(),
+        pipe: f.text.clone(),
+        owner: account.map(|a| a.name.clone()),
+        uid: account.map(|a| a.uid),
+        argv: None,
+        rollout: placement,
+        container: None,
+        command: None,
+        interpreter: None,
+        file_safe: true,
+        verdict: Verdict::Ready,
+    }
+}
+
+fn judge_pipe(config: &Config, account: Option<&Account>, f: &Found, e: &mut Entry, looks: &mut Looks) -> Verdict {
     let Some(account) = account else {
         return attention(
             "unknown-owner",
@@ -680,7 +746,7 @@ fn judge_pipe(
     };
     e.argv = Some(argv.clone());
     let mut inside = Inside::default();
-    let verdict = judge_in_container(&mut Linux, config, account, &argv, target, &mut inside);
+    let verdict = judge_in_container(&mut Linux, config, account, &argv, looks, &mut inside);
     (e.container, e.command, e.interpreter) = (inside.container, inside.command, inside.interpreter);
     verdict
 }

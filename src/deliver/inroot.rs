@@ -26,6 +26,7 @@
 //! lookup wait.
 #![forbid(unsafe_code)]
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::Read;
@@ -51,6 +52,74 @@ const NAME_MAX: usize = 255;
 /// but each level holds an fd here, and a hostile tree must not exhaust
 /// them; real commands live a few levels down.
 const MAX_DEPTH: usize = 256;
+
+/// Lookups one walk may make (path components, those of link targets
+/// included). The kernel's own limits (40 links of up to 4 KiB each) allow
+/// some 80,000, which a hostile container can chain to make every walk cost
+/// tens of milliseconds; a real command is reached in a few dozen.
+pub(crate) const WALK_STEPS: u64 = 1024;
+
+/// Lookups all the walks made for one account may make together.
+pub(crate) const ACCOUNT_STEPS: u64 = 100_000;
+
+/// Bytes of link targets all the walks made for one account may read.
+pub(crate) const ACCOUNT_LINK_BYTES: u64 = 4 << 20;
+
+/// What walks may still cost: lookups and bytes of link targets read,
+/// shared by every walk made for one account, so that no file or
+/// container can make the look from the host cost more than a bound.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    steps: Cell<u64>,
+    link_bytes: Cell<u64>,
+    /// Walks cut short so far (by this budget or by [`WALK_STEPS`]).
+    cuts: Cell<u64>,
+}
+
+impl Budget {
+    pub(crate) fn new(steps: u64, link_bytes: u64) -> Budget {
+        Budget { steps: Cell::new(steps), link_bytes: Cell::new(link_bytes), cuts: Cell::new(0) }
+    }
+
+    /// One account's worth.
+    pub(crate) fn per_account() -> Budget {
+        Budget::new(ACCOUNT_STEPS, ACCOUNT_LINK_BYTES)
+    }
+
+    /// Nothing left: every further walk would be cut at once.
+    pub(crate) fn exhausted(&self) -> bool {
+        self.steps.get() == 0 || self.link_bytes.get() == 0
+    }
+
+    /// How many walks were cut short so far.
+    pub(crate) fn cuts(&self) -> u64 {
+        self.cuts.get()
+    }
+
+    fn take(cell: &Cell<u64>, n: u64) -> bool {
+        match cell.get().checked_sub(n) {
+            Some(left) => {
+                cell.set(left);
+                true
+            }
+            None => {
+                cell.set(0);
+                false
+            }
+        }
+    }
+
+    fn cut(&self, why: String) -> WalkError {
+        self.cuts.set(self.cuts.get() + 1);
+        WalkError::Costly(why)
+    }
+}
+
+impl Default for Budget {
+    fn default() -> Budget {
+        Budget::per_account()
+    }
+}
 
 /// How much of a file the kernel reads to decide how to run it
 /// (BINPRM_BUF_SIZE, 256 since Linux 5.1); its `#!` line must fit in the
@@ -110,6 +179,9 @@ pub(crate) enum Lookup {
     /// `#!/usr/bin/env NAME`: the first search-path candidate that exists),
     /// not after symlinks: `why` may be that it cannot be reached.
     InterpreterNotExecutable { path: Vec<u8>, interpreter: Vec<u8>, why: String },
+    /// The look was given up: resolving `path` would cost more than the
+    /// [`Budget`] allows; `why` says which limit.
+    Unchecked { path: Vec<u8>, why: String },
 }
 
 impl fmt::Display for Lookup {
@@ -135,6 +207,7 @@ impl fmt::Display for Lookup {
             Lookup::InterpreterNotExecutable { path, interpreter, why } => {
                 write!(f, "{}: its interpreter {} {why}", escape(path), escape(interpreter))
             }
+            Lookup::Unchecked { path, why } => write!(f, "{} {why}", escape(path)),
         }
     }
 }
@@ -152,17 +225,38 @@ impl fmt::Display for Lookup {
 /// When none is executable: the first problem found, or [`Lookup::NotFound`]
 /// when nothing exists.
 pub(crate) fn find_command(root: BorrowedFd<'_>, candidates: &[Vec<u8>], viewer: &Viewer, search_path: &str) -> Lookup {
-    let walker = Walker { root, viewer, protected_symlinks: host_protects_symlinks() };
+    find_command_within(root, candidates, viewer, search_path, &Budget::per_account())
+}
+
+/// [`find_command`], its walks paid from `budget`.
+pub(crate) fn find_command_within(
+    root: BorrowedFd<'_>,
+    candidates: &[Vec<u8>],
+    viewer: &Viewer,
+    search_path: &str,
+    budget: &Budget,
+) -> Lookup {
+    let walker = Walker { root, viewer, protected_symlinks: host_protects_symlinks(), budget };
     walker.find(candidates, search_path)
 }
 
 /// Where `path` leads inside the root after every symbolic link, walked as
 /// `viewer` (every directory on the way searchable); None when nothing is
 /// there or the viewer cannot reach it. For the `[sandbox]` paths, which
-/// Landlock resolves the same way when the command starts.
-pub(crate) fn where_inside(root: BorrowedFd<'_>, path: &[u8], viewer: &Viewer) -> Option<Vec<u8>> {
-    let walker = Walker { root, viewer, protected_symlinks: host_protects_symlinks() };
-    walker.walk(path).ok().map(|found| found.path)
+/// Landlock resolves the same way when the command starts. Paid from
+/// `budget`; Err(why) when the walk was given up (see [`Budget`]).
+pub(crate) fn where_inside_within(
+    root: BorrowedFd<'_>,
+    path: &[u8],
+    viewer: &Viewer,
+    budget: &Budget,
+) -> Result<Option<Vec<u8>>, String> {
+    let walker = Walker { root, viewer, protected_symlinks: host_protects_symlinks(), budget };
+    match walker.walk(path) {
+        Ok(found) => Ok(Some(found.path)),
+        Err(WalkError::Costly(why)) => Err(why),
+        Err(_) => Ok(None),
+    }
 }
 
 /// What one candidate amounts to.
@@ -192,6 +286,8 @@ enum WalkError {
     TooDeep,
     /// Any other failure of a system call, at this inside path.
     Io(Vec<u8>, Errno),
+    /// Given up: it would cost more than the [`Budget`] allows; why.
+    Costly(String),
 }
 
 /// A file reached by a walk.
@@ -278,6 +374,7 @@ struct Walker<'a> {
     viewer: &'a Viewer,
     /// fs.protected_symlinks is on (fs/namei.c, may_follow_link).
     protected_symlinks: bool,
+    budget: &'a Budget,
 }
 
 impl Walker<'_> {
@@ -319,12 +416,26 @@ impl Walker<'_> {
         // "x/" must be a directory (the kernel's LOOKUP_DIRECTORY).
         let mut must_be_dir = path.ends_with(b"/");
         let mut links = 0;
+        let mut steps = 0;
         if pending.is_empty() {
             // "/" itself: nothing is looked up, so nothing needs searching.
             let (fd, stat) = dirs.pop().expect("the root is there");
             return Ok(Found { fd, stat, path: b"/".to_vec(), parent: None });
         }
         while let Some(name) = pending.pop_front() {
+            steps += 1;
+            if steps > WALK_STEPS {
+                return Err(self.budget.cut(format!(
+                    "could not be checked: resolving it takes more than {WALK_STEPS} lookups (symbolic links full of \
+                     \"..\"?), more than the survey spends on one path"
+                )));
+            }
+            if !Budget::take(&self.budget.steps, 1) {
+                return Err(self.budget.cut(format!(
+                    "could not be checked: the account's paths have taken all of the {ACCOUNT_STEPS} lookups the \
+                     survey spends on one account"
+                )));
+            }
             let (dir, dir_stat) = dirs.last().expect("the root is never popped");
             // may_lookup: every component, "." and ".." included, needs
             // search permission on the directory it is looked up in.
@@ -381,6 +492,13 @@ impl Walker<'_> {
                         io(&at, e)
                     })?;
                     let target = std::os::unix::ffi::OsStringExt::into_vec(target);
+                    if !Budget::take(&self.budget.link_bytes, target.len() as u64) {
+                        return Err(self.budget.cut(format!(
+                            "could not be checked: the account's symbolic links have taken all of the {} MiB of link \
+                             text the survey reads for one account",
+                            ACCOUNT_LINK_BYTES >> 20
+                        )));
+                    }
                     if target.is_empty() {
                         return Err(WalkError::Missing);
                     }
@@ -517,6 +635,7 @@ impl Walker<'_> {
             }
             WalkError::TooDeep => format!("cannot be reached: more than {MAX_DEPTH} directories deep"),
             WalkError::Io(at, errno) => format!("cannot be checked: {}: {}", escape(&at), errno.desc()),
+            WalkError::Costly(why) => why,
         }
     }
 
@@ -524,6 +643,9 @@ impl Walker<'_> {
         let found = match self.walk(candidate) {
             Ok(found) => found,
             Err(WalkError::Missing) => return Verdict::Absent,
+            Err(WalkError::Costly(why)) => {
+                return Verdict::Decides(Lookup::Unchecked { path: candidate.to_vec(), why })
+            }
             Err(e) => {
                 return Verdict::Refused(Lookup::NotExecutable { path: candidate.to_vec(), why: self.walk_refusal(e) })
             }
@@ -535,7 +657,16 @@ impl Walker<'_> {
             Ok(head) => head,
             Err(why) => return Verdict::Refused(Lookup::NotExecutable { path: found.path, why }),
         };
-        let (interpreter, argument) = match parse_header(&head) {
+        let header = parse_header(&head);
+        // The head was read as root, for the kernel reads it whatever the
+        // mode; but a script runs only if its interpreter can read it, and
+        // what its #! line says is not the account's to learn when the
+        // account cannot read the file: only "a program or not" is used.
+        if header != Header::Program && !allows(self.viewer, &found.stat, MAY_READ) {
+            let why = self.unreadable_script(&found);
+            return Verdict::Decides(Lookup::NotExecutable { path: found.path, why });
+        }
+        let (interpreter, argument) = match header {
             Header::Program => return Verdict::Decides(Lookup::Executable { path: found.path, interpreter: None }),
             Header::Unknown => {
                 return Verdict::Decides(Lookup::NotExecutable {
@@ -575,18 +706,6 @@ impl Walker<'_> {
         // From here on execve succeeds: the interpreter runs, and what
         // fails, fails inside it, so the search ends here.
         // The interpreter opens the script by name, as the viewer.
-        if !allows(self.viewer, &found.stat, MAY_READ) {
-            return Verdict::Decides(Lookup::NotExecutable {
-                path: found.path,
-                why: format!(
-                    "is not readable by {}, and a script must be (mode {:04o}, owner uid {}, group gid {})",
-                    self.viewer.label(),
-                    found.stat.st_mode & 0o7777,
-                    found.stat.st_uid,
-                    found.stat.st_gid
-                ),
-            });
-        }
         let program = match argument {
             Some(argument) if base_name(&interpreter) == b"env" => env_program(&argument),
             _ => None,
@@ -599,6 +718,19 @@ impl Walker<'_> {
             Err(None) => Lookup::InterpreterMissing { path: found.path, interpreter: program },
             Err(Some((at, why))) => Lookup::InterpreterNotExecutable { path: found.path, interpreter: at, why },
         })
+    }
+
+    /// Why a file that is not a compiled program cannot run: the account
+    /// cannot read it, and a script's interpreter must.
+    fn unreadable_script(&self, found: &Found) -> String {
+        format!(
+            "is not readable by {}, and only a compiled program runs without being read (mode {:04o}, owner uid {}, \
+             group gid {})",
+            self.viewer.label(),
+            found.stat.st_mode & 0o7777,
+            found.stat.st_uid,
+            found.stat.st_gid
+        )
     }
 
     /// What `env NAME` would run: NAME itself when it has a '/' (relative
@@ -1039,6 +1171,63 @@ mod tests {
         assert_eq!(t.find(&["/bin/dangling"]), Lookup::NotFound);
     }
 
+    /// The chain of the issue: 40 links, each ~4 KiB of "a/../", so that
+    /// one walk costs some 80,000 lookups within the kernel's own limits.
+    fn costly_chain(t: &Tree) {
+        t.dir("/x/a", 0o755);
+        t.file("/x/real", ELF, 0o755);
+        let padding = "a/../".repeat(800);
+        t.link("/x/l40", &format!("{padding}real"));
+        for i in (0..40).rev() {
+            t.link(&format!("/x/l{i}"), &format!("{padding}l{}", i + 1));
+        }
+    }
+
+    #[test]
+    fn one_walk_costs_at_most_its_share_of_lookups() {
+        let t = Tree::new();
+        costly_chain(&t);
+        let started = std::time::Instant::now();
+        let found = t.find(&["/x/l1"]);
+        assert!(matches!(&found, Lookup::Unchecked { why, .. } if why.contains("more than 1024 lookups")), "{found:?}");
+        assert!(started.elapsed() < std::time::Duration::from_millis(50), "{:?}", started.elapsed());
+        // A short chain stays judged.
+        t.link("/x/short", "a/../real");
+        assert_eq!(t.find(&["/x/short"]), executable("/x/real", None));
+    }
+
+    #[test]
+    fn an_accounts_walks_share_one_budget() {
+        let t = Tree::new();
+        costly_chain(&t);
+        let budget = Budget::new(3000, ACCOUNT_LINK_BYTES);
+        let root = t.open();
+        let candidates = [b"/x/l39".to_vec()];
+        let mut checked = 0;
+        while !budget.exhausted() {
+            let found = find_command_within(root.as_fd(), &candidates, &alice(), PATH, &budget);
+            if !matches!(found, Lookup::Unchecked { .. }) {
+                checked += 1;
+            }
+            assert!(checked < 10, "the budget never ran out");
+        }
+        let found = find_command_within(root.as_fd(), &[b"/x/real".to_vec()], &alice(), PATH, &budget);
+        assert!(
+            matches!(&found, Lookup::Unchecked { why, .. } if why.contains("all of the 100000 lookups")),
+            "{found:?}"
+        );
+        assert!(budget.cuts() > 0);
+        // Bytes of link text count too.
+        let slashes = "/".repeat(4000);
+        t.link("/y/s3", "/x/real");
+        for i in (0..3).rev() {
+            t.link(&format!("/y/s{i}"), &format!("{slashes}y/s{}", i + 1));
+        }
+        let budget = Budget::new(ACCOUNT_STEPS, 10_000);
+        let found = find_command_within(root.as_fd(), &[b"/y/s0".to_vec()], &alice(), PATH, &budget);
+        assert!(matches!(&found, Lookup::Unchecked { why, .. } if why.contains("MiB of link text")), "{found:?}");
+    }
+
     #[test]
     fn a_fifo_does_not_block_and_is_not_executable() {
         let t = Tree::new();
@@ -1140,7 +1329,14 @@ mod tests {
         t.file("/bin/sh", ELF, 0o755);
         t.file("/srv/secret", b"#!/bin/sh\necho hi\n", 0o711);
         let why = why_not(t.find(&["/srv/secret"]), "/srv/secret");
-        assert!(why.starts_with("is not readable by alice, and a script must be (mode 0711"), "{why}");
+        assert!(why.starts_with("is not readable by alice, and only a compiled program runs"), "{why}");
+        assert!(why.contains("(mode 0711"), "{why}");
+        // Its #! line is not the account's to read: a missing interpreter
+        // there is not named (root reads the head only to tell a program).
+        t.file("/srv/hidden", b"#!/opt/secret-tool --flag\n", 0o711);
+        let why = why_not(t.find(&["/srv/hidden"]), "/srv/hidden");
+        assert!(!why.contains("secret-tool"), "{why}");
+        assert!(why.starts_with("is not readable by alice"), "{why}");
         // The kernel starts it, the shell fails: the search ends there.
         t.file("/srv/open", b"#!/bin/sh\n", 0o755);
         why_not(t.find(&["/srv/secret", "/srv/open"]), "/srv/secret");
@@ -1243,7 +1439,8 @@ mod tests {
         std::os::unix::fs::lchown(&link, Some(4242), Some(4242)).unwrap();
         let root = t.open();
         let viewer = alice();
-        let walker = Walker { root: root.as_fd(), viewer: &viewer, protected_symlinks: true };
+        let budget = Budget::per_account();
+        let walker = Walker { root: root.as_fd(), viewer: &viewer, protected_symlinks: true, budget: &budget };
         let why = why_not(walker.find(&[b"/tmp/prog".to_vec()], PATH), "/tmp/prog");
         assert!(why.contains("(fs.protected_symlinks)"), "{why}");
         std::os::unix::fs::lchown(&link, Some(1001), None).unwrap();

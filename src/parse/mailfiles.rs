@@ -123,6 +123,41 @@ pub struct Listing {
     pub other_items: usize,
     /// The `:include:` items among `other_items`, with their file names.
     pub includes: Vec<Include>,
+    /// Pipes, problems and includes beyond [`MAX_LISTED`] of each, counted
+    /// but not kept: what a file may cost to hold is bounded, whatever it
+    /// holds.
+    pub omitted: usize,
+}
+
+/// The most pipes, problems and includes (each) a [`Listing`] keeps; a
+/// problem that fails the whole list is kept even beyond it.
+pub const MAX_LISTED: usize = 1000;
+
+impl Listing {
+    fn add_pipe(&mut self, pipe: Pipe) {
+        if self.pipes.len() < MAX_LISTED {
+            self.pipes.push(pipe);
+        } else {
+            self.omitted += 1;
+        }
+    }
+
+    fn add_problem(&mut self, problem: Problem) {
+        let first_fatal = problem.fails_list && !self.problems.iter().any(|p| p.fails_list);
+        if self.problems.len() < MAX_LISTED || first_fatal {
+            self.problems.push(problem);
+        } else {
+            self.omitted += 1;
+        }
+    }
+
+    fn add_include(&mut self, include: Include) {
+        if self.includes.len() < MAX_LISTED {
+            self.includes.push(include);
+        } else {
+            self.omitted += 1;
+        }
+    }
 }
 
 /// Which filter language a `.forward` is written in.
@@ -154,7 +189,7 @@ pub fn parse_forward(data: &[u8]) -> Forward {
     parse_list(visible, None, &mut lines, &mut listing);
     if let Some(at) = nul_at {
         let line = 1 + data[..at].iter().filter(|&&b| b == b'\n').count();
-        listing.problems.push(Problem {
+        listing.add_problem(Problem {
             line,
             fails_list: false,
             what: "NUL byte: Exim reads the file as a C string and ignores everything from here on".into(),
@@ -167,12 +202,21 @@ pub fn parse_forward(data: &[u8]) -> Forward {
 /// /etc/aliases): "key: item, item" lines, continuation lines starting with white space, # comments.
 pub fn parse_aliases(data: &[u8]) -> Listing {
     let mut listing = Listing::default();
-    let lines = physical_lines(data, &mut listing.problems);
-    let mut seen_keys: HashSet<Vec<u8>> = HashSet::new();
-    let mut index = 0;
-    while index < lines.len() {
-        let (number, text) = lines[index];
-        index += 1;
+    let mut lines = physical_lines(data).peekable();
+    // Keys seen, by a keyed hash of their lower case: a million short
+    // keys must not cost a million vectors (a collision of a random
+    // SipHash key cannot be aimed at from the file).
+    let hasher = std::collections::hash_map::RandomState::new();
+    let mut seen_keys: HashSet<u64> = HashSet::new();
+    let nul_problem = |number: usize| Problem {
+        line: number,
+        fails_list: false,
+        what: "NUL byte: Exim reads lines as C strings and ignores the rest of this line".into(),
+    };
+    while let Some((number, text, nul)) = lines.next() {
+        if nul {
+            listing.add_problem(nul_problem(number));
+        }
         if text.is_empty() || text[0] == b'#' {
             continue;
         }
@@ -180,7 +224,7 @@ pub fn parse_aliases(data: &[u8]) -> Listing {
             // Exim reads continuation lines only right after their key line
             // (or another continuation line); this one follows a blank or
             // comment line, or starts the file, so no key ever gets it.
-            listing.problems.push(Problem {
+            listing.add_problem(Problem {
                 line: number,
                 fails_list: false,
                 what: "indented line that continues no key (it follows a blank or comment line): Exim ignores it"
@@ -190,9 +234,8 @@ pub fn parse_aliases(data: &[u8]) -> Listing {
         }
         let (key, rest) = split_lsearch_key(text);
         let mut joined = rest.to_vec();
-        let mut starts = vec![(0, number)];
-        while index < lines.len() {
-            let (next_number, next_text) = lines[index];
+        let mut starts = vec![(0, number as u32)];
+        while let Some(&(next_number, next_text, nul)) = lines.peek() {
             if next_text.is_empty() || next_text[0] == b'#' {
                 // Ends the data; later indented lines are orphans (reported above).
                 break;
@@ -200,14 +243,17 @@ pub fn parse_aliases(data: &[u8]) -> Listing {
             if !is_c_space(next_text[0]) {
                 break;
             }
-            index += 1;
+            lines.next();
+            if nul {
+                listing.add_problem(nul_problem(next_number));
+            }
             let body_at = next_text.iter().position(|&b| !is_c_space(b)).unwrap_or(next_text.len());
-            starts.push((joined.len(), next_number));
+            starts.push((joined.len() as u32, next_number as u32));
             joined.push(b' ');
             joined.extend_from_slice(&next_text[body_at..]);
         }
-        if !seen_keys.insert(key.to_ascii_lowercase()) {
-            listing.problems.push(Problem {
+        if !seen_keys.insert(std::hash::BuildHasher::hash_one(&hasher, key.to_ascii_lowercase())) {
+            listing.add_problem(Problem {
                 line: number,
                 fails_list: false,
                 what: "this key appeared on an earlier line; Exim uses only the first, so this line is dead".into(),
@@ -215,7 +261,7 @@ pub fn parse_aliases(data: &[u8]) -> Listing {
             continue;
         }
         if filter_kind(&joined).is_some() {
-            listing.problems.push(Problem {
+            listing.add_problem(Problem {
                 line: number,
                 fails_list: false,
                 what: "the data is a filter program, run per message (or refused) by Exim; its pipes are not listed"
@@ -223,7 +269,7 @@ pub fn parse_aliases(data: &[u8]) -> Listing {
             });
             continue;
         }
-        let mut cursor = LineCursor { starts, next: 0 };
+        let mut cursor = LineCursor::for_lines(starts);
         parse_list(&joined, Some(&key), &mut cursor, &mut listing);
     }
     listing
@@ -323,23 +369,18 @@ fn starts_with_tag(text: &[u8], tag: &[u8]) -> bool {
 }
 
 /// The lines of an lsearch file as Exim sees them: numbered from 1, cut at a
-/// NUL (`strlen` after `fgets`), trailing white space (so also CR) removed.
-fn physical_lines<'a>(data: &'a [u8], problems: &mut Vec<Problem>) -> Vec<(usize, &'a [u8])> {
-    let mut lines = Vec::new();
-    for (index, mut line) in data.split(|&b| b == b'\n').enumerate() {
-        let number = index + 1;
-        if let Some(nul) = line.iter().position(|&b| b == 0) {
-            problems.push(Problem {
-                line: number,
-                fails_list: false,
-                what: "NUL byte: Exim reads lines as C strings and ignores the rest of this line".into(),
-            });
+/// NUL (`strlen` after `fgets`), trailing white space (so also CR) removed;
+/// whether a NUL cut it. An iterator: a file of millions of empty lines
+/// must not cost a table of them.
+fn physical_lines(data: &[u8]) -> impl Iterator<Item = (usize, &[u8], bool)> + '_ {
+    data.split(|&b| b == b'\n').enumerate().map(|(index, mut line)| {
+        let nul = line.iter().position(|&b| b == 0);
+        if let Some(nul) = nul {
             line = &line[..nul];
         }
         let end = line.iter().rposition(|&b| !is_c_space(b)).map_or(0, |at| at + 1);
-        lines.push((number, &line[..end]));
-    }
-    lines
+        (index + 1, &line[..end], nul.is_some())
+    })
 }
 
 /// Split an lsearch line into its key and its data (`internal_lsearch_find`).
@@ -420,26 +461,39 @@ fn interpret_escape(after: &[u8]) -> (u8, usize) {
 
 /// Maps offsets in the parsed data back to file lines. Items are visited in
 /// order, so the cursor only moves forward: linear over the whole list.
-struct LineCursor {
-    /// (offset in the data where a line's bytes begin, its 1-based line number), by offset.
-    starts: Vec<(usize, usize)>,
+struct LineCursor<'a> {
+    /// (offset in the data where a line's bytes begin, its 1-based line
+    /// number), by offset: for the joined lines of an alias. Files are at
+    /// most a few MiB, so u32 is enough and halves the table.
+    starts: Vec<(u32, u32)>,
     next: usize,
+    /// For a whole file: its text, newlines counted as the cursor moves
+    /// (no table, whatever the number of lines).
+    text: Option<(&'a [u8], usize, usize)>,
 }
 
-impl LineCursor {
-    fn for_text(text: &[u8]) -> Self {
-        let mut starts = vec![(0, 1)];
-        for (at, _) in text.iter().enumerate().filter(|(_, &b)| b == b'\n') {
-            starts.push((at + 1, starts.len() + 1));
-        }
-        LineCursor { starts, next: 0 }
+impl<'a> LineCursor<'a> {
+    fn for_text(text: &'a [u8]) -> Self {
+        LineCursor { starts: Vec::new(), next: 0, text: Some((text, 0, 1)) }
+    }
+
+    fn for_lines(starts: Vec<(u32, u32)>) -> Self {
+        LineCursor { starts, next: 0, text: None }
     }
 
     fn line_at(&mut self, offset: usize) -> usize {
-        while self.next + 1 < self.starts.len() && self.starts[self.next + 1].0 <= offset {
+        if let Some((text, counted_to, line)) = &mut self.text {
+            let to = offset.min(text.len());
+            if to > *counted_to {
+                *line += text[*counted_to..to].iter().filter(|&&b| b == b'\n').count();
+                *counted_to = to;
+            }
+            return *line;
+        }
+        while self.next + 1 < self.starts.len() && self.starts[self.next + 1].0 as usize <= offset {
             self.next += 1;
         }
-        self.starts.get(self.next).map_or(1, |&(_, line)| line)
+        self.starts.get(self.next).map_or(1, |&(_, line)| line as usize)
     }
 }
 
@@ -491,7 +545,7 @@ fn parse_list(data: &[u8], key: Option<&[u8]>, lines: &mut LineCursor, listing: 
                 ),
             };
             lone_quote_seen = true;
-            listing.problems.push(found);
+            listing.add_problem(found);
             continue;
         }
         let mut begin = start;
@@ -523,11 +577,9 @@ fn parse_list(data: &[u8], key: Option<&[u8]>, lines: &mut LineCursor, listing: 
             listing.other_items += 1;
             let path = trim_c_space(after);
             if path.first() == Some(&b'/') {
-                listing.includes.push(Include { line, key: key.map(<[u8]>::to_vec), path: path.to_vec() });
+                listing.add_include(Include { line, key: key.map(<[u8]>::to_vec), path: path.to_vec() });
             } else {
-                listing
-                    .problems
-                    .push(fatal(":include: needs an absolute file name; Exim fails the whole list on this"));
+                listing.add_problem(fatal(":include: needs an absolute file name; Exim fails the whole list on this"));
             }
             continue;
         }
@@ -539,24 +591,24 @@ fn parse_list(data: &[u8], key: Option<&[u8]>, lines: &mut LineCursor, listing: 
         if is_pipe_or_file && item[0] == b'|' {
             let (text, lone_backslash) = if quoted { unescape_quoted(item) } else { (item.to_vec(), false) };
             if lone_backslash {
-                listing.problems.push(problem(
+                listing.add_problem(problem(
                     "quoted pipe ends in a lone backslash; what Exim runs is undefined, so it is not listed",
                 ));
             } else if text[1..].iter().all(|&b| is_c_space(b)) {
-                listing.problems.push(problem("empty pipe: '|' with no command"));
+                listing.add_problem(problem("empty pipe: '|' with no command"));
             } else {
-                listing.pipes.push(Pipe { line, key: key.map(<[u8]>::to_vec), text });
+                listing.add_pipe(Pipe { line, key: key.map(<[u8]>::to_vec), text });
             }
         } else if is_pipe_or_file || parsed.is_ok() {
             listing.other_items += 1;
         } else if parsed == Err(AddressError::Empty) {
             // Exim lets people write empty addresses as comments.
         } else if quote_left_open || (data[start] == b'"' && !quoted) {
-            listing.problems.push(fatal(
+            listing.add_problem(fatal(
                 "unterminated double quote; Exim fails the whole list on this (unless skip_syntax_errors)",
             ));
         } else {
-            listing.problems.push(fatal(
+            listing.add_problem(fatal(
                 "neither an address nor a pipe or file; Exim fails the whole list on this (unless skip_syntax_errors)",
             ));
         }
@@ -1189,7 +1241,22 @@ mod tests {
     fn aliases_problems() {
         let l = parse_aliases(b"a: \"|/bin/x\nb: |\nc: |/bin/ok\0junk\nd: |/bin/d\n");
         assert_eq!(pipes(&l), [(3, &b"|/bin/ok"[..]), (4, &b"|/bin/d"[..])]);
-        assert_eq!(problem_lines(&l), [3, 1, 2]);
+        assert_eq!(problem_lines(&l), [1, 2, 3], "in line order");
+    }
+
+    #[test]
+    fn a_listing_keeps_a_bounded_number_of_items_and_counts_the_rest() {
+        let l = list(&b"|x,".repeat(5000));
+        assert_eq!(l.pipes.len(), MAX_LISTED);
+        assert_eq!(l.omitted, 5000 - MAX_LISTED);
+        // A problem that fails the list is kept even past the limit.
+        let mut data = b"|\n".repeat(MAX_LISTED + 10);
+        data.extend_from_slice(b"\"open\n");
+        let forward = list(&data);
+        assert_eq!(forward.problems.len(), MAX_LISTED + 1);
+        assert!(forward.problems.last().unwrap().fails_list);
+        let aliases = parse_aliases(&b"  orphan\n".repeat(MAX_LISTED + 5));
+        assert_eq!((aliases.problems.len(), aliases.omitted), (MAX_LISTED, 5));
     }
 
     #[test]
