@@ -8,4 +8,13 @@ mod rig;
 
 mod attacks;
 mod deliver;
+mod exim;
+mod exim_check;
 mod faults;
+mod load;
+mod man;
+mod packaging;
+mod rollout;
+mod sandbox;
+mod survey;
+mod testbed;

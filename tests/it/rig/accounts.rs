@@ -21,7 +21,6 @@ pub struct User {
 /// A test group (see [`test_group`]); its gid.
 #[derive(Debug, Clone)]
 pub struct Group {
-    pub name: String,
     pub gid: u32,
     _lease: Arc<Lease>,
 }
@@ -97,7 +96,7 @@ pub fn test_group(name: &str) -> Group {
             lookup_group(name).unwrap_or_else(|| panic!("groupadd {name} left no group"))
         })
     });
-    Group { name: name.to_owned(), gid, _lease: lease }
+    Group { gid, _lease: lease }
 }
 
 fn run(argv: &[&str]) -> Output {

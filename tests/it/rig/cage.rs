@@ -16,14 +16,17 @@ use super::container::{unique_name, Container, ContainerOpts};
 use super::probe::Marker;
 use super::syslog::Syslog;
 
+/// A change to how a cage's container is started.
+type Tweak = Box<dyn FnOnce(&mut ContainerOpts, &User)>;
+
 /// How to build a [`Cage`]; see [`cage`].
 pub struct CageBuilder {
     tag: String,
-    account: Option<String>,
     extra: String,
     syslog: bool,
     start: bool,
-    tweaks: Vec<Box<dyn FnOnce(&mut ContainerOpts, &User)>>,
+    piddir: Option<PathBuf>,
+    tweaks: Vec<Tweak>,
 }
 
 /// A cage for the test account `cptest-TAG` (at most 32 characters), with a
@@ -31,21 +34,15 @@ pub struct CageBuilder {
 pub fn cage(tag: &str) -> CageBuilder {
     CageBuilder {
         tag: tag.to_owned(),
-        account: None,
         extra: String::new(),
         syslog: false,
         start: true,
+        piddir: None,
         tweaks: Vec::new(),
     }
 }
 
 impl CageBuilder {
-    /// The account's name, if not `cptest-TAG`.
-    pub fn account(mut self, name: &str) -> Self {
-        self.account = Some(name.to_owned());
-        self
-    }
-
     /// Configuration after the `[container]` section (and `[log]`, with
     /// [`CageBuilder::syslog`]).
     pub fn config(mut self, extra: &str) -> Self {
@@ -66,6 +63,13 @@ impl CageBuilder {
         self
     }
 
+    /// Pidfiles in `dir` (root-owned), which other cages may share, instead
+    /// of a directory of the cage's own.
+    pub fn piddir(mut self, dir: &std::path::Path) -> Self {
+        self.piddir = Some(dir.to_owned());
+        self
+    }
+
     /// No container yet ([`Cage::start_container`] starts it).
     pub fn stopped(mut self) -> Self {
         self.start = false;
@@ -73,11 +77,14 @@ impl CageBuilder {
     }
 
     pub fn start(self) -> Cage {
-        let name = self.account.unwrap_or_else(|| format!("cptest-{}", self.tag));
-        let user = test_user(&name);
+        let user = test_user(&format!("cptest-{}", self.tag));
         let syslog = self.syslog.then(Syslog::new);
         let log = syslog.as_ref().map(Syslog::config).unwrap_or_default();
-        let (config, piddir) = ConfigDir::with_pidfile_dir(&format!("{log}{}", self.extra));
+        let extra = format!("{log}{}", self.extra);
+        let (config, piddir) = match self.piddir {
+            Some(dir) => (ConfigDir::with_pidfile_template(&dir, &extra), dir),
+            None => ConfigDir::with_pidfile_dir(&extra),
+        };
         let pidfile = piddir.join(format!("{}.pid", user.name));
         let mut opts =
             ContainerOpts { users: vec![user.name.clone()], pidfile: Some(pidfile.clone()), ..Default::default() };

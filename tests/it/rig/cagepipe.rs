@@ -71,8 +71,12 @@ impl ConfigDir {
     /// A configuration whose pidfiles live in a fresh root-owned directory.
     pub fn with_pidfile_dir(extra: &str) -> (ConfigDir, PathBuf) {
         let piddir = fresh_dir("pids");
-        let toml = format!("[container]\npidfile = \"{}/{{user}}.pid\"\n{extra}", piddir.display());
-        (ConfigDir::new(&toml), piddir)
+        (ConfigDir::with_pidfile_template(&piddir, extra), piddir)
+    }
+
+    /// A configuration whose pidfiles are `DIR/{user}.pid`, then `extra`.
+    pub fn with_pidfile_template(piddir: &Path, extra: &str) -> ConfigDir {
+        ConfigDir::new(&format!("[container]\npidfile = \"{}/{{user}}.pid\"\n{extra}", piddir.display()))
     }
 }
 

@@ -94,7 +94,6 @@ pub struct Container {
     /// The init's pid in the host's pid namespace.
     pub pid: i32,
     pub pidfile: Option<PathBuf>,
-    pub chroot: bool,
     cgroup_dirs: Vec<PathBuf>,
     /// Its pid namespace, held open so that the inode number cannot be
     /// given to another namespace after `stop`, and the pid of its host-side
@@ -155,7 +154,6 @@ impl Container {
             name: name.to_owned(),
             pid,
             pidfile: opts.pidfile.clone(),
-            chroot: opts.chroot,
             cgroup_dirs: Vec::new(),
             pid_ns: std::fs::File::open(format!("/proc/{pid}/ns/pid"))
                 .unwrap_or_else(|e| panic!("/proc/{pid}/ns/pid: {e}")),

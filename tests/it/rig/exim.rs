@@ -138,7 +138,7 @@ impl Exim {
 
     /// `program ARGS` as root in the private mount namespace (e.g. the
     /// installed /usr/sbin/cagepipe).
-    pub fn namespaced(&self, program: &str, args: &[&str]) -> Command {
+    pub fn namespaced<A: AsRef<std::ffi::OsStr>>(&self, program: impl AsRef<std::ffi::OsStr>, args: &[A]) -> Command {
         let script = r#"set -e
 etc=$1 sbin=$2; shift 2
 mount -t overlay cagepipe-it -o "ro,lowerdir=$etc:/etc" /etc

@@ -33,15 +33,15 @@ pub mod syslog;
 pub use accounts::{test_group, test_user, User};
 pub use cage::{cage, Cage};
 pub use cagepipe::{
-    cagepipe_gid, command, command_via, deliver, delivered, env_refs, exim_env, file_caps, installed_binary, raw_pipe,
-    run_as_root, run_with_stdin, write_pidfile, Caller, ConfigDir, Delivery,
+    cagepipe_gid, command, deliver, delivered, env_refs, file_caps, installed_binary, raw_pipe, run_as_root,
+    run_with_stdin, write_pidfile, Caller, ConfigDir, Delivery,
 };
 pub use check::CheckJson;
 pub use contained::{assert_contained, assert_contained_as, assert_refused, report};
 pub use container::{
     describe_pids, host_ns_inode, ns_inode_of, process_running, stop_container, unique_name, Container, ContainerOpts,
 };
-pub use need::{need, need_alone, note, skip_or_fail, Need};
+pub use need::{need, need_alone, need_nothing, note, skip_or_fail, Need};
 pub use probe::{fnv64, parse_report, probe, probe_binary, Marker, Report, PROBE_IN_CONTAINER};
 pub use scratch::{fresh, fresh_dir, scratch};
 pub use syslog::Syslog;

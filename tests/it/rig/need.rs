@@ -88,6 +88,12 @@ pub fn need(needs: &[Need]) -> Option<Running> {
     Some(Running { _shared: Some(SUITE.read().unwrap_or_else(|e| e.into_inner())), _alone: None })
 }
 
+/// For a test that needs nothing of the machine: it still holds its share
+/// of the suite (see [`Running`]).
+pub fn need_nothing() -> Running {
+    need(&[]).expect("nothing is needed")
+}
+
 /// [`need`], and no other test of this process runs meanwhile.
 pub fn need_alone(needs: &[Need]) -> Option<Running> {
     check(needs)?;
