@@ -13,7 +13,7 @@
 //! `init` is the containers' pid 1: it reaps every child and orphan and
 //! never exits on its own.
 //!
-//! `attack` and `tty` are the contained user's side of tests/attacks.rs:
+//! `attack` and `tty` are the contained user's side of tests/it/attacks.rs:
 //! `attack` spends SECONDS trying to get hold of every cagepipe process it
 //! can see (ptrace, /proc/PID/{mem,environ,exe,root,cwd,fd/N}, pidfd_getfd)
 //! and reports what worked; `tty` tries to push TEXT into the terminal on
@@ -146,7 +146,7 @@ pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) ->
 }
 
 /// One step of FNV-1a, 64 bit (reported as 16 lowercase hex digits; the
-/// tests' `common::fnv64` must stay the same function).
+/// tests' `rig::fnv64` must stay the same function).
 fn fnv64_update(mut hash: u64, bytes: &[u8]) -> u64 {
     for &byte in bytes {
         hash ^= u64::from(byte);

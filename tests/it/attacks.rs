@@ -15,7 +15,11 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::rig::{self, ConfigDir, Container, ContainerOpts, Delivery, Need::Root, User, PROBE_IN_CONTAINER as PROBE};
+use crate::rig::{
+    self, ConfigDir, Container, ContainerOpts, Delivery,
+    Need::{Root, Tool},
+    User, PROBE_IN_CONTAINER as PROBE,
+};
 use rig::{assert_contained_as, assert_refused, probe, raw_pipe, report, write_pidfile};
 
 fn status_field(pid: u32, key: &str) -> String {
@@ -836,7 +840,7 @@ const HOSTILE_SIGNALS: [&str; 5] = [
 
 #[test]
 fn the_callers_signal_state_is_not_the_commands() {
-    let Some(_test) = rig::need(&[Root]) else { return };
+    let Some(_test) = rig::need(&[Root, Tool("perl")]) else { return };
     let s = rig::cage("atk-signals").start();
     let hostile = |args: &[OsString]| s.command_via(rig::installed_binary(), &HOSTILE_SIGNALS, args);
     // cagepipe itself does start that way.
@@ -923,7 +927,7 @@ fn closed_standard_descriptors_are_filled_not_reused() {
 
 #[test]
 fn a_tiny_descriptor_limit_fails_closed() {
-    let Some(_test) = rig::need(&[Root]) else { return };
+    let Some(_test) = rig::need(&[Root, Tool("prlimit")]) else { return };
     let s = rig::cage("atk-nofile").start();
     let mut summary = Vec::new();
     for n in [3, 4, 5, 6, 7, 8, 10, 16, 64] {
@@ -1341,7 +1345,7 @@ fn refuses_to_run_when_installed_or_started_wrongly() {
     let s = rig::cage("atk-install").start();
     let gid = rig::cagepipe_gid();
     let installed = rig::installed_binary();
-    let other_group = rig::test_group("cptest-atk-sgid");
+    let other_group = rig::test_group("atk-sgid");
     let fewer = rig::file_caps().replace(",cap_sys_admin", "");
     let cases = [
         (Copy::install(installed, "cagepipe-setuid", gid, 0o4750, None), vec![], "is running setuid"),

@@ -139,10 +139,8 @@ fn listed_users_and_groups_enter_their_container_and_the_rest_do_not() {
     set_rollout(&s, "contain = \"all\"", "");
     assert_eq!(report(&s, &inside)["ns_pid"], s.container().ns_inode("pid").to_string());
 
-    let group = "cptest-rolloutgrp";
-    let _group = rig::test_group(group);
-    // A group left by a run that was killed: start from no membership.
-    let _ = Command::new("gpasswd").args(["-d", &s.user.name, group]).output();
+    let group = rig::test_group("rollout");
+    let group = group.name.as_str();
     set_rollout(&s, &format!("contain = [\"@{group}\"]"), "");
     let r = report(&s, &on_host);
     assert_eq!(r["ns_pid"], rig::host_ns_inode("pid").to_string(), "not a member yet: on the host");
@@ -155,7 +153,6 @@ fn listed_users_and_groups_enter_their_container_and_the_rest_do_not() {
     // rollout never turns that into a delivery on the host.
     std::fs::remove_file(&s.pidfile).unwrap();
     assert_eq!(run(&s, &inside).code(), Some(75));
-    let _ = Command::new("gpasswd").args(["-d", &s.user.name, group]).output();
 }
 
 /// The value of the first `key  value` line of a check or dry-run report.

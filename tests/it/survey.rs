@@ -12,7 +12,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::rig::{self, ConfigDir, Container, Delivery, Need::Root, User, PROBE_IN_CONTAINER as PROBE};
+use crate::rig::{
+    self, ConfigDir, Container, Delivery,
+    Need::{Root, Tool},
+    User, PROBE_IN_CONTAINER as PROBE,
+};
 
 /// A fixture server: every file the survey reads, under one root-owned
 /// directory.
@@ -341,7 +345,7 @@ fn every_pipe_on_the_server_lands_in_one_of_two_lists_with_its_reason() {
 
 #[test]
 fn survey_is_for_root_and_exit_zero_means_every_pipe_is_ready() {
-    let Some(_test) = rig::need(&[Root]) else { return };
+    let Some(_test) = rig::need(&[Root, Tool("script")]) else { return };
     let mut fx = Fixture::new("clean", "contain = \"all\"");
     let s = rig::cage("svc").piddir(&fx.pids).start();
     let a = &s.user;

@@ -1,6 +1,9 @@
 //! Test accounts and groups (`cptest-*`): created on first use, removed
 //! (`userdel -r`, `groupdel`) when the last test of this process that uses
-//! them lets go. `testbed/test` also sweeps up after runs that were killed.
+//! them lets go. Each names the test process that made it (an account in
+//! its comment field, a group at the end of its name), so that
+//! `testbed/test` can sweep up after a run that was killed without
+//! touching what a running test process uses.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,9 +21,10 @@ pub struct User {
     _lease: Arc<Lease>,
 }
 
-/// A test group (see [`test_group`]); its gid.
+/// A test group (see [`test_group`]).
 #[derive(Debug, Clone)]
 pub struct Group {
+    pub name: String,
     pub gid: u32,
     _lease: Arc<Lease>,
 }
@@ -79,7 +83,8 @@ impl Drop for Lease {
 pub fn test_user(name: &str) -> User {
     let (user, lease) = Lease::take(Kind::User, name, || {
         lookup_user(name).unwrap_or_else(|| {
-            create(name, &["useradd", "--create-home", "--shell", "/bin/sh", name]);
+            let owner = format!("cagepipe test, pid {}", std::process::id());
+            create(name, &["useradd", "--create-home", "--shell", "/bin/sh", "--comment", &owner, name]);
             lookup_user(name).unwrap_or_else(|| panic!("useradd {name} left no account"))
         })
     });
@@ -88,15 +93,16 @@ pub fn test_user(name: &str) -> User {
     User { name, uid, gid, home, _lease: lease }
 }
 
-/// The group `name` (`cptest-*`), created if missing.
-pub fn test_group(name: &str) -> Group {
-    let (gid, lease) = Lease::take(Kind::Group, name, || {
-        lookup_group(name).unwrap_or_else(|| {
-            create(name, &["groupadd", name]);
-            lookup_group(name).unwrap_or_else(|| panic!("groupadd {name} left no group"))
+/// The group `cptest-STEM-PID` of this test process, created if missing.
+pub fn test_group(stem: &str) -> Group {
+    let name = format!("cptest-{stem}-{}", std::process::id());
+    let (gid, lease) = Lease::take(Kind::Group, &name, || {
+        lookup_group(&name).unwrap_or_else(|| {
+            create(&name, &["groupadd", &name]);
+            lookup_group(&name).unwrap_or_else(|| panic!("groupadd {name} left no group"))
         })
     });
-    Group { gid, _lease: lease }
+    Group { name, gid, _lease: lease }
 }
 
 fn run(argv: &[&str]) -> Output {
