@@ -50,6 +50,22 @@ pub fn note(text: &str) {
     let _ = writeln!(std::io::stderr(), "{text}");
 }
 
+/// Under `testbed/test`, add this process's pid to the file
+/// `CAGEPIPE_TEST_PIDS` names, once: whatever the run finds left behind
+/// that names this pid (an account, a container, a scratch directory) is
+/// the run's failure.
+fn register_with_the_run() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Some(path) = std::env::var_os("CAGEPIPE_TEST_PIDS") else { return };
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("CAGEPIPE_TEST_PIDS {}: {e}", Path::new(&path).display()));
+        writeln!(file, "{}", std::process::id()).expect("write CAGEPIPE_TEST_PIDS");
+    });
+}
+
 /// Strict mode: `CAGEPIPE_STRICT=1`.
 pub fn strict() -> bool {
     std::env::var_os("CAGEPIPE_STRICT").is_some_and(|v| v == "1")
@@ -101,6 +117,7 @@ pub fn need_alone(needs: &[Need]) -> Option<Running> {
 }
 
 fn check(needs: &[Need]) -> Option<()> {
+    register_with_the_run();
     let missing: Vec<String> = needs.iter().filter_map(|n| n.missing()).collect();
     if missing.is_empty() {
         return Some(());
