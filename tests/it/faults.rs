@@ -242,11 +242,7 @@ fn race_deliveries_against_a_stop(tag: &str, extra_config: &str) -> RaceOutcome 
     const BEFORE: usize = 16; // deliveries finished before the stop starts
     const AFTER: usize = 16; // begun after it returned
     let s = setup(tag, extra_config);
-    let inside: Vec<(String, String)> = ["mnt", "pid", "uts", "net", "ipc", "cgroup"]
-        .iter()
-        .map(|ns| (format!("ns_{ns}"), s.container().ns_inode(ns).to_string()))
-        .chain([("hostname".to_string(), s.container().name.clone())])
-        .collect();
+    let inside = rig::Inside::of(s.container(), s.user.uid, s.user.gid);
     let finished = AtomicUsize::new(0);
     let stop_done = AtomicBool::new(false);
     let results = Mutex::new(Vec::new());
@@ -278,7 +274,7 @@ fn race_deliveries_against_a_stop(tag: &str, extra_config: &str) -> RaceOutcome 
         match d.code() {
             Some(0) => {
                 let r = rig::parse_report(&d.stdout);
-                let differ: Vec<_> = inside.iter().filter(|(k, v)| r.get(k) != Some(v)).collect();
+                let differ = inside.differences(&r);
                 if differ.is_empty() {
                     outcome.delivered_inside += 1;
                 } else {

@@ -7,7 +7,6 @@
 //! --nocapture`). Both tests count this process's descriptors and
 //! children, so each runs alone (`rig::need_alone`).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
@@ -23,8 +22,8 @@ const CONTAINERS: usize = 50;
 /// what a report from inside it must say.
 struct Target {
     cage: Cage,
-    /// `ns_<kind>` keys of the probe's report and their values inside.
-    inside: Vec<(String, String)>,
+    /// What a report from inside it must say.
+    inside: rig::Inside,
 }
 
 /// A cage for each of the test accounts `cptest-PREFIXnn`, all started at
@@ -35,13 +34,7 @@ fn start_targets(prefix: &str, count: usize, piddir: &std::path::Path) -> Vec<Ta
             .map(|i| {
                 scope.spawn(move || {
                     let cage = rig::cage(&format!("{prefix}{i:02}")).piddir(piddir).start();
-                    let (container, user) = (cage.container(), &cage.user);
-                    let inside = ["mnt", "pid", "uts", "net", "ipc", "cgroup"]
-                        .iter()
-                        .map(|ns| (format!("ns_{ns}"), container.ns_inode(ns).to_string()))
-                        .chain([("hostname".to_string(), container.name.clone())])
-                        .chain([("uid".to_string(), user.uid.to_string())])
-                        .collect();
+                    let inside = rig::Inside::of(cage.container(), cage.user.uid, cage.user.gid);
                     Target { cage, inside }
                 })
             })
@@ -180,14 +173,14 @@ fn deliver_all_at_once(name: &str, targets: &[Target], config: &ConfigDir, syslo
         }
         let r = rig::parse_report(&d.stdout);
         let m = message(*i);
-        let mut expect = t.inside.clone();
-        expect.push(("stdin_len".into(), m.len().to_string()));
-        expect.push(("stdin_fnv64".into(), rig::fnv64(&m)));
-        expect.push(("fds".into(), "0,1,2".into()));
-        let differ: BTreeMap<&str, (Option<&String>, &String)> =
-            expect.iter().filter(|(k, v)| r.get(k) != Some(v)).map(|(k, v)| (k.as_str(), (r.get(k), v))).collect();
+        let mut differ = t.inside.differences(&r);
+        for (key, want) in [("stdin_len", m.len().to_string()), ("stdin_fnv64", rig::fnv64(&m))] {
+            if r.get(key) != Some(&want) {
+                differ.push(format!("{key} is {:?}, not {want:?}", r.get(key)));
+            }
+        }
         if !differ.is_empty() || !d.stderr.is_empty() {
-            failures.push(format!("delivery {i} (got, expected): {differ:?}, stderr {:?}", d.stderr));
+            failures.push(format!("delivery {i}: {differ:?}, stderr {:?}", d.stderr));
         }
     }
     assert!(failures.is_empty(), "{} of {DELIVERIES} not delivered as sent:\n{}", failures.len(), failures.join("\n"));

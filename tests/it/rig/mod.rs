@@ -37,7 +37,7 @@ pub use cagepipe::{
     run_with_stdin, write_pidfile, Caller, ConfigDir, Delivery,
 };
 pub use check::CheckJson;
-pub use contained::{assert_contained, assert_contained_as, assert_refused, report};
+pub use contained::{assert_contained, assert_contained_as, assert_refused, report, Inside};
 pub use container::{
     describe_pids, host_ns_inode, ns_inode_of, process_running, stop_container, unique_name, Container, ContainerOpts,
 };
