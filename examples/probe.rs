@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! probe init
-//! probe report [--stdin-hash] [--read-bytes N] [--save-stdin FILE] [--out FILE]
-//!              [--setsid] [--spawn-bg] [--sleep SECS] [--signal SIGNUM | --exit N]
+//! probe report [--mark FILE] [--stdin-hash] [--read-bytes N] [--save-stdin FILE]
+//!              [--out FILE] [--setsid] [--spawn-bg] [--sleep SECS] [--signal SIGNUM | --exit N]
 //!              [--try-write PATH] [--try-exec PATH] [--try-rename FROM TO]
 //!              [ARGS...] [-- ARGS...]
 //! probe attack SECONDS
@@ -13,7 +13,7 @@
 //! `init` is the containers' pid 1: it reaps every child and orphan and
 //! never exits on its own.
 //!
-//! `attack` and `tty` are the contained user's side of tests/attacks.rs:
+//! `attack` and `tty` are the contained user's side of tests/it/attacks.rs:
 //! `attack` spends SECONDS trying to get hold of every cagepipe process it
 //! can see (ptrace, /proc/PID/{mem,environ,exe,root,cwd,fd/N}, pidfd_getfd)
 //! and reports what worked; `tty` tries to push TEXT into the terminal on
@@ -81,12 +81,15 @@ const STATUS_FIELDS: [(&str, &str); 10] = [
 
 fn usage() -> &'static str {
     "usage: probe init
-       probe report [--stdin-hash] [--read-bytes N] [--save-stdin FILE] [--out FILE]
-                    [--setsid] [--spawn-bg] [--sleep SECS] [--signal SIGNUM | --exit N]
+       probe report [--mark FILE] [--stdin-hash] [--read-bytes N] [--save-stdin FILE]
+                    [--out FILE] [--setsid] [--spawn-bg] [--sleep SECS]
+                    [--signal SIGNUM | --exit N]
                     [--try-write PATH] [--try-exec PATH] [--try-rename FROM TO]
                     [ARGS...] [-- ARGS...]
-(ARGS are only reported, as argv_<N>; --out writes the report to FILE instead
-of stdout, for callers such as Exim that keep the command's output;
+(ARGS are only reported, as argv_<N>; --mark creates FILE before anything
+else, so that its absence proves the command never ran; --out writes the
+report to FILE instead of stdout, for callers such as Exim that keep the
+command's output;
 --save-stdin also copies what was read from stdin into FILE; --setsid starts
 a new session first, leaving the caller's process group, as a daemonising
 handler does; the --try-* options, repeatable, are done in order after the
@@ -143,7 +146,7 @@ pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) ->
 }
 
 /// One step of FNV-1a, 64 bit (reported as 16 lowercase hex digits; the
-/// tests' `common::fnv64` must stay the same function).
+/// tests' `rig::fnv64` must stay the same function).
 fn fnv64_update(mut hash: u64, bytes: &[u8]) -> u64 {
     for &byte in bytes {
         hash ^= u64::from(byte);
@@ -191,6 +194,7 @@ fn reap_ready_children() {
 
 #[derive(Debug, Default)]
 struct ReportOptions {
+    mark: Option<String>,
     stdin_hash: bool,
     setsid: bool,
     read_bytes: Option<u64>,
@@ -218,6 +222,7 @@ impl ReportOptions {
         while let Some(arg) = args.next() {
             let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value")).cloned();
             match arg.as_str() {
+                "--mark" => options.mark = Some(value(arg)?),
                 "--stdin-hash" => options.stdin_hash = true,
                 "--setsid" => options.setsid = true,
                 "--spawn-bg" => options.spawn_background = true,
@@ -272,6 +277,13 @@ impl ReportOptions {
 fn run_report(options: &ReportOptions) -> i32 {
     // First, before this process opens anything of its own.
     let fds = open_fds();
+    // Right after: the proof that the command ran at all.
+    if let Some(path) = &options.mark {
+        if let Err(err) = std::fs::File::create(path) {
+            eprintln!("probe report: --mark {path}: {err}");
+            return EXIT_FAILURE;
+        }
+    }
     // Before the report, so that pgid and sid show the new session.
     if options.setsid {
         if let Err(err) = unistd::setsid() {

@@ -3,12 +3,9 @@
 //! inside the container) against the real binary with file capabilities,
 //! and asserts exactly what happens: a refusal with its exit status and
 //! message, or no effect at all. SECURITY.md has the table of attacks,
-//! tests and the incidents they come from; tests/deliver.rs covers the
+//! tests and the incidents they come from; the deliver module covers the
 //! plain refusals (`every_failure_has_its_exit_code`) and is referenced,
 //! not repeated, here.
-
-mod common;
-mod rig;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -18,125 +15,23 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{Container, ContainerOpts, User};
-use rig::{raw_pipe, write_pidfile, Caller, ConfigDir, Delivery};
-
-const PROBE: &str = common::PROBE_IN_CONTAINER;
-
-struct Setup {
-    container: Container,
-    config: ConfigDir,
-    pidfile: PathBuf,
-    user: User,
-    caller: Caller,
-}
-
-/// A container for test user `cptest-NAME`, its root-owned pidfile where a
-/// fresh configuration (with `extra` appended) looks for it.
-fn setup(name: &str, extra: &str, tweak: impl FnOnce(&mut ContainerOpts)) -> Setup {
-    let user = common::test_user(&format!("cptest-{name}"));
-    let (config, piddir) = ConfigDir::with_pidfile_dir(extra);
-    let pidfile = piddir.join(format!("{}.pid", user.name));
-    let mut opts =
-        ContainerOpts { users: vec![user.name.clone()], pidfile: Some(pidfile.clone()), ..Default::default() };
-    tweak(&mut opts);
-    let container = Container::start(&common::unique_name(name), &opts);
-    let caller = Caller { uid: user.uid, gid: rig::cagepipe_gid() };
-    Setup { container, config, pidfile, user, caller }
-}
-
-/// What Exim hands a pipe delivery for `user`.
-fn exim_env(user: &User) -> Vec<(&'static str, String)> {
-    vec![
-        ("LOCAL_PART", "support".into()),
-        ("DOMAIN", "example.test".into()),
-        ("USER", "support".into()),
-        ("LOGNAME", "support".into()),
-        ("HOME", user.home.display().to_string()),
-        ("SHELL", "/bin/sh".into()),
-        ("PATH", "/bin:/usr/bin".into()),
-    ]
-}
-
-fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
-fn run(s: &Setup, args: &[OsString]) -> Delivery {
-    let env = exim_env(&s.user);
-    rig::deliver(&s.config, s.caller, args, &env_refs(&env), b"")
-}
-
-fn probe(args: &str) -> Vec<OsString> {
-    raw_pipe(&format!("|{PROBE} {args}"))
-}
-
-fn report(d: &Delivery) -> BTreeMap<String, String> {
-    assert_eq!(d.code(), Some(0), "delivery failed: {d:?}");
-    common::parse_report(&d.stdout)
-}
-
-/// The delivery was refused with `code` and a message saying `words`, and
-/// nothing ran.
-fn refused(d: &Delivery, code: i32, words: &str) {
-    assert_eq!(d.code(), Some(code), "{words}: {d:?}");
-    assert!(d.stderr.contains(words), "stderr should say {words:?}: {}", d.stderr);
-    assert!(d.stdout.is_empty(), "nothing ran: {d:?}");
-}
-
-/// The report came from inside `c` as `user`: its namespaces, its name,
-/// the user's ids inside, no privilege.
-fn assert_inside(c: &Container, user: &str, r: &BTreeMap<String, String>) {
-    for ns in ["mnt", "pid", "net", "uts", "ipc", "cgroup", "user"] {
-        assert_eq!(r[&format!("ns_{ns}")], c.ns_inode(ns).to_string(), "{ns} namespace of {}", c.name);
-    }
-    assert_eq!(r["hostname"], c.name);
-    let (uid, gid) = c.inside_ids(user);
-    for k in ["uid", "euid", "suid", "fsuid"] {
-        assert_eq!(r[k], uid.to_string(), "{k}");
-    }
-    for k in ["gid", "egid", "sgid", "fsgid"] {
-        assert_eq!(r[k], gid.to_string(), "{k}");
-    }
-    for k in ["cap_inh", "cap_prm", "cap_eff", "cap_bnd", "cap_amb"] {
-        assert_eq!(u64::from_str_radix(&r[k], 16).ok(), Some(0), "{k} = {}", r[k]);
-    }
-    assert_eq!(r["no_new_privs"], "1");
-    assert_eq!(r["fds"], "0,1,2", "only the standard descriptors");
-}
-
-fn stderr_note(text: &str) {
-    use std::io::Write;
-    // Straight to fd 2: the harness captures eprintln! of passing tests.
-    let _ = writeln!(std::io::stderr(), "{text}");
-}
-
-/// A finished process as a [`Delivery`].
-fn delivered(out: std::process::Output) -> Delivery {
-    Delivery { status: out.status, stdout: out.stdout, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
-}
+use crate::rig::{
+    self, ConfigDir, Container, ContainerOpts, Delivery,
+    Need::{Root, Tool},
+    User, PROBE_IN_CONTAINER as PROBE,
+};
+use rig::{assert_contained_as, assert_refused, probe, raw_pipe, report, write_pidfile};
 
 fn status_field(pid: u32, key: &str) -> String {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')).unwrap_or("").trim().to_owned()
 }
 
-/// Host pids of processes named `probe` in the container's cgroup v2.
-fn probes_in(c: &Container) -> Vec<i32> {
-    let v2 = c.cgroup_dirs().into_iter().find(|d| d.join("cgroup.type").exists()).expect("a cgroup v2 directory");
-    let procs = std::fs::read_to_string(v2.join("cgroup.procs")).unwrap_or_default();
-    procs
-        .lines()
-        .filter_map(|l| l.parse().ok())
-        .filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c == "probe\n"))
-        .collect()
-}
-
 /// The host pid of the one delivered command (a probe) running in `c`.
 fn wait_for_probe(c: &Container) -> i32 {
     let mut pids = Vec::new();
     for _ in 0..400 {
-        pids = probes_in(c);
+        pids = c.commands();
         if !pids.is_empty() {
             break;
         }
@@ -150,38 +45,37 @@ fn wait_for_probe(c: &Container) -> i32 {
 
 #[test]
 fn another_users_container_cannot_be_asked_for() {
-    if !common::require_root("another_users_container_cannot_be_asked_for") {
-        return;
-    }
-    let a = setup("atk-who-a", "", |_| {});
-    let b = setup("atk-who-b", "", |_| {});
+    let Some(_test) = rig::need(&[Root]) else { return };
+    let a = rig::cage("atk-who-a").start();
+    let b = rig::cage("atk-who-b").start();
     let b_name: OsString = b.user.name.clone().into();
+    // Whatever any of the refusals below would have run, in either container.
+    let m = a.marker().also(b.container());
 
     // Options naming another user or configuration are root's alone
-    // (the plain cases are in tests/deliver.rs every_failure_has_its_exit_code).
+    // (the plain cases are in deliver::every_failure_has_its_exit_code).
     let cases: Vec<Vec<OsString>> = vec![
-        [vec!["--user".into(), b_name.clone()], probe("report")].concat(),
-        [vec!["--config".into(), b.config.file().into()], probe("report")].concat(),
+        [vec!["--user".into(), b_name.clone()], m.probe("")].concat(),
+        [vec!["--config".into(), b.config.file().into()], m.probe("")].concat(),
         vec!["check".into(), b_name.clone()],
         vec!["--user".into(), b_name.clone(), "check".into()],
-        [vec!["--dry-run".into(), "--user".into(), b_name.clone()], probe("report")].concat(),
+        [vec!["--dry-run".into(), "--user".into(), b_name.clone()], m.probe("")].concat(),
     ];
     for args in &cases {
-        refused(&run(&a, args), 77, "is for root only");
+        m.assert_refused(&a.run(args), 77, "is for root only");
     }
 
     // A makes herself root in a user namespace of her own and asks again:
     // the capabilities she gets there are worth nothing outside it, and
     // the root-owned configuration shows up as owned by nobody (65534).
-    let env = exim_env(&a.user);
     let own_root = ["/usr/bin/unshare", "--user", "--map-root-user", "--"];
     let as_own_root: Vec<Vec<OsString>> = vec![
         cases[0].clone(),
-        [vec!["--config".into(), b.config.file().into(), "--user".into(), b_name.clone()], probe("report")].concat(),
+        [vec!["--config".into(), b.config.file().into(), "--user".into(), b_name.clone()], m.probe("")].concat(),
     ];
     for args in &as_own_root {
-        let cmd = rig::command_via(&a.config, a.caller, rig::installed_binary(), &own_root, args, &env_refs(&env));
-        refused(&rig::run_with_stdin(cmd, b""), 75, "is owned by uid 65534, not root");
+        let cmd = a.command_via(rig::installed_binary(), &own_root, args);
+        m.assert_refused(&rig::run_with_stdin(cmd, b""), 75, "is owned by uid 65534, not root");
     }
 
     // Exim's variables and the working directory naming B: identity comes
@@ -195,7 +89,7 @@ fn another_users_container_cannot_be_asked_for() {
         ("PATH", "/bin:/usr/bin"),
     ];
     let r = report(&rig::deliver(&a.config, a.caller, &probe("report"), &env, b""));
-    assert_inside(&a.container, &a.user.name, &r);
+    assert_contained_as(a.container(), &a.user.name, &r);
     assert_eq!(r["env_USER"], a.user.name);
     assert_eq!(r["env_LOGNAME"], a.user.name);
     assert_eq!(r["env_HOME"], a.user.home.display().to_string());
@@ -203,99 +97,85 @@ fn another_users_container_cannot_be_asked_for() {
     assert_eq!(r["cwd"], "/", "B's home is not in A's container");
 
     // Pipe text naming B or cagepipe's options: words of A's own command.
-    let r = report(&run(&a, &probe(&format!("report -- --user {} --config /etc/shadow --", b.user.name))));
-    assert_inside(&a.container, &a.user.name, &r);
+    let r = report(&a.run(&probe(&format!("report -- --user {} --config /etc/shadow --", b.user.name))));
+    assert_contained_as(a.container(), &a.user.name, &r);
     let argv: Vec<&str> = (3..8).map(|i| r[&format!("argv_{i}")].as_str()).collect();
     assert_eq!(argv, ["--user", b.user.name.as_str(), "--config", "/etc/shadow", "--"]);
-    for text in [format!("--user={}", b.user.name), format!("--user {} {PROBE} report", b.user.name)] {
-        refused(&run(&a, &raw_pipe(&text)), 127, "not found inside the container");
+    for text in [format!("--user={}", b.user.name), format!("--user {} {PROBE} report --mark {}", b.user.name, m.path)]
+    {
+        m.assert_refused(&a.run(&raw_pipe(&text)), 127, "not found inside the container");
     }
 }
 
 // ---- 2. paths ------------------------------------------------------------
 
-/// A root-owned 0755 directory of this test process.
-fn root_dir(name: &str) -> PathBuf {
-    let dir = rig::scratch().join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
-}
-
 fn pidfile_config(template: &Path) -> ConfigDir {
     ConfigDir::new(&format!("[container]\npidfile = \"{}\"\n", template.display()))
 }
 
-fn deliver_with(config: &ConfigDir, s: &Setup, args: &[OsString]) -> Delivery {
-    let env = exim_env(&s.user);
-    rig::deliver(config, s.caller, args, &env_refs(&env), b"")
-}
-
 #[test]
 fn pidfiles_that_lead_elsewhere_are_refused() {
-    if !common::require_root("pidfiles_that_lead_elsewhere_are_refused") {
-        return;
-    }
-    let a = setup("atk-path-a", "", |_| {});
-    let b = setup("atk-path-b", "", |_| {});
+    let Some(_test) = rig::need(&[Root]) else { return };
+    let a = rig::cage("atk-path-a").start();
+    let b = rig::cage("atk-path-b").start();
     let a_pid = std::fs::read_to_string(&a.pidfile).unwrap();
     let b_pid = std::fs::read_to_string(&b.pidfile).unwrap();
-    let report_args = probe("report");
+    // Had any refusal below been a delivery, into A's container or B's.
+    let m = a.marker().also(b.container());
+    let report_args = m.probe("");
 
     // A's pidfile is a symbolic link to B's.
     std::fs::remove_file(&a.pidfile).unwrap();
     std::os::unix::fs::symlink(&b.pidfile, &a.pidfile).unwrap();
-    refused(&run(&a, &report_args), 75, "is a symbolic link");
+    m.assert_refused(&a.run(&report_args), 75, "is a symbolic link");
     std::fs::remove_file(&a.pidfile).unwrap();
     write_pidfile(&a.pidfile, &a_pid);
-    assert_inside(&a.container, &a.user.name, &report(&run(&a, &report_args)));
+    assert_contained_as(a.container(), &a.user.name, &report(&a.run(&probe("report"))));
 
     // The pidfile directory is a symbolic link, to a directory where a
     // file with A's name names B's container.
-    let elsewhere = root_dir("atk-elsewhere");
+    let elsewhere = rig::fresh_dir("atk-elsewhere");
     write_pidfile(&elsewhere.join(format!("{}.pid", a.user.name)), &b_pid);
-    let link = rig::scratch().join("atk-link");
-    let _ = std::fs::remove_file(&link);
+    let link = rig::fresh("atk-link");
     std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
-    let d = deliver_with(&pidfile_config(&link.join("{user}.pid")), &a, &report_args);
-    refused(&d, 75, "is a symbolic link or not a directory");
+    let d = a.deliver_with(&pidfile_config(&link.join("{user}.pid")), &report_args, b"");
+    m.assert_refused(&d, 75, "is a symbolic link or not a directory");
 
     // A directory the user could write in (any pid could be put there).
-    let open_dir = root_dir("atk-open-dir");
+    let open_dir = rig::fresh_dir("atk-open-dir");
     write_pidfile(&open_dir.join(format!("{}.pid", a.user.name)), &b_pid);
     let config = pidfile_config(&open_dir.join("{user}.pid"));
     std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
-    refused(&deliver_with(&config, &a, &report_args), 75, "is writable by group or others");
+    m.assert_refused(&a.deliver_with(&config, &report_args, b""), 75, "is writable by group or others");
     std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     nix::unistd::chown(&open_dir, Some(nix::unistd::Uid::from_raw(a.user.uid)), None).unwrap();
-    refused(&deliver_with(&config, &a, &report_args), 75, &format!("is owned by uid {}", a.user.uid));
+    m.assert_refused(&a.deliver_with(&config, &report_args, b""), 75, &format!("is owned by uid {}", a.user.uid));
 
     // A per-user directory in the template, owned by its user.
-    let per_user = root_dir("atk-per-user");
+    let per_user = rig::fresh_dir("atk-per-user");
     let own = per_user.join(&a.user.name);
     std::fs::create_dir(&own).unwrap();
     nix::unistd::chown(&own, Some(nix::unistd::Uid::from_raw(a.user.uid)), None).unwrap();
     write_pidfile(&own.join("pid"), &b_pid);
-    let d = deliver_with(&pidfile_config(&per_user.join("{user}/pid")), &a, &report_args);
-    refused(&d, 75, &format!("is owned by uid {}", a.user.uid));
+    let d = a.deliver_with(&pidfile_config(&per_user.join("{user}/pid")), &report_args, b"");
+    m.assert_refused(&d, 75, &format!("is owned by uid {}", a.user.uid));
 
     // Not a regular file: a fifo nobody writes to is refused, not waited on.
-    let fifo_dir = root_dir("atk-fifo");
+    let fifo_dir = rig::fresh_dir("atk-fifo");
     nix::unistd::mkfifo(
         &fifo_dir.join(format!("{}.pid", a.user.name)),
         nix::sys::stat::Mode::from_bits_truncate(0o644),
     )
     .unwrap();
-    refused(
-        &deliver_with(&pidfile_config(&fifo_dir.join("{user}.pid")), &a, &report_args),
+    m.assert_refused(
+        &a.deliver_with(&pidfile_config(&fifo_dir.join("{user}.pid")), &report_args, b""),
         75,
         "is not a regular file",
     );
 
     // A component longer than any file name.
     let long = rig::scratch().join("x".repeat(300)).join("{user}.pid");
-    refused(&deliver_with(&pidfile_config(&long), &a, &report_args), 75, "File name too long");
+    m.assert_refused(&a.deliver_with(&pidfile_config(&long), &report_args, b""), 75, "File name too long");
     for dir in [elsewhere, open_dir, per_user, fifo_dir] {
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -304,16 +184,15 @@ fn pidfiles_that_lead_elsewhere_are_refused() {
 
 #[test]
 fn user_names_and_templates_cannot_make_paths() {
-    if !common::require_root("user_names_and_templates_cannot_make_paths") {
-        return;
-    }
+    let Some(_test) = rig::need(&[Root]) else { return };
     // Only root may name a user; even root cannot name one that is a path.
-    let s = setup("atk-names", "", |_| {});
+    let s = rig::cage("atk-names").start();
+    let m = s.marker();
     let long = "a".repeat(33);
     for name in ["../../etc/passwd", "a/b", ".", "..", "-rf", "a b", "x\ny", long.as_str()] {
         let mut args: Vec<OsString> = vec!["--config".into(), s.config.file().into(), format!("--user={name}").into()];
-        args.extend(probe("report"));
-        refused(&rig::run_as_root(&args, b""), 64, "user name");
+        args.extend(m.probe(""));
+        m.assert_refused(&rig::run_as_root(&args, b""), 64, "user name");
         let check: Vec<OsString> = vec!["--config".into(), s.config.file().into(), "check".into(), name.into()];
         let d = rig::run_as_root(&check, b"");
         assert_eq!(d.code(), Some(64), "check {name:?}: {d:?}");
@@ -322,23 +201,22 @@ fn user_names_and_templates_cannot_make_paths() {
     // contains '/' or starts with '.', so placeholders cannot make them).
     for template in ["/run/x/../{user}.pid", "/run/{user}/../../etc/pid", "/run/{user}\\u0000.pid", "run/{user}.pid"] {
         let config = ConfigDir::new(&format!("[container]\npidfile = \"{template}\"\n"));
-        refused(&deliver_with(&config, &s, &probe("report")), 75, "[container] pidfile");
+        m.assert_refused(&s.deliver_with(&config, &m.probe(""), b""), 75, "[container] pidfile");
     }
 }
 
 #[test]
 fn refusals_do_not_tell_whether_another_users_files_exist() {
-    if !common::require_root("refusals_do_not_tell_whether_another_users_files_exist") {
-        return;
-    }
-    let a = setup("atk-oracle-a", "", |_| {});
-    let b = common::test_user("cptest-atk-oracle-b");
+    let Some(_test) = rig::need(&[Root]) else { return };
+    let a = rig::cage("atk-oracle-a").start();
+    let b = rig::test_user("cptest-atk-oracle-b");
+    let m = a.marker();
     let secret = b.home.join(".cagepipe-atk-secret");
     std::fs::write(&secret, "[container]\npidfile = \"/x\"\n").unwrap();
     let exists = secret.display().to_string();
     let missing = b.home.join(".cagepipe-atk-nothing").display().to_string();
     let with_probe = |mut args: Vec<OsString>| {
-        args.extend(probe("report"));
+        args.extend(m.probe(""));
         args
     };
     let pairs: Vec<(Vec<OsString>, Vec<OsString>)> = vec![
@@ -362,9 +240,10 @@ fn refusals_do_not_tell_whether_another_users_files_exist() {
         words.join(" ")
     };
     for (there, not_there) in pairs {
-        let (d1, d2) = (run(&a, &there), run(&a, &not_there));
+        let (d1, d2) = (a.run(&there), a.run(&not_there));
         assert_eq!(d1.code(), Some(77), "{d1:?}");
         assert!(d1.stdout.is_empty(), "{d1:?}");
+        m.assert_absent();
         assert_eq!(
             (d1.code(), &d1.stdout, text(&d1)),
             (d2.code(), &d2.stdout, text(&d2)),
@@ -392,7 +271,7 @@ fn fake_container(user: &User) -> std::process::Child {
     let pid = child.id() as i32;
     for _ in 0..500 {
         if std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e.ends_with("sleep")) {
-            assert_ne!(common::ns_inode_of(pid, "mnt"), common::host_ns_inode("mnt"), "the fake has its own mounts");
+            assert_ne!(rig::ns_inode_of(pid, "mnt"), rig::host_ns_inode("mnt"), "the fake has its own mounts");
             return child;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -404,51 +283,51 @@ fn fake_container(user: &User) -> std::process::Child {
 
 #[test]
 fn a_container_the_user_built_is_never_entered() {
-    if !common::require_root("a_container_the_user_built_is_never_entered") {
-        return;
-    }
-    let s = setup("atk-fake", "", |_| {});
+    let Some(_test) = rig::need(&[Root]) else { return };
+    let s = rig::cage("atk-fake").start();
     let mut fake = fake_container(&s.user);
     let fake_pid = format!("{}\n", fake.id());
+    let m = s.marker();
 
     // While the real container runs, the fake changes nothing.
-    assert_inside(&s.container, &s.user.name, &report(&run(&s, &probe("report"))));
+    assert_contained_as(s.container(), &s.user.name, &report(&s.run(&probe("report"))));
 
     // A pidfile the user wrote, in the root-owned directory.
     let real = std::fs::read_to_string(&s.pidfile).unwrap();
     write_pidfile(&s.pidfile, &fake_pid);
     nix::unistd::chown(&s.pidfile, Some(nix::unistd::Uid::from_raw(s.user.uid)), None).unwrap();
-    refused(&run(&s, &probe("report")), 75, &format!("is owned by uid {}", s.user.uid));
+    m.assert_refused(&s.run(&m.probe("")), 75, &format!("is owned by uid {}", s.user.uid));
 
     // One in a directory of the user's own, which the template names.
-    let per_user = root_dir("atk-fake-dirs");
+    let per_user = rig::fresh_dir("atk-fake-dirs");
     let own = per_user.join(&s.user.name);
     std::fs::create_dir(&own).unwrap();
     nix::unistd::chown(&own, Some(nix::unistd::Uid::from_raw(s.user.uid)), None).unwrap();
     write_pidfile(&own.join("pid"), &fake_pid);
-    refused(&deliver_with(&pidfile_config(&per_user.join("{user}/pid")), &s, &probe("report")), 75, "is owned by uid");
+    let per_user_config = pidfile_config(&per_user.join("{user}/pid"));
+    m.assert_refused(&s.deliver_with(&per_user_config, &m.probe(""), b""), 75, "is owned by uid");
 
     // Even a root-owned pidfile written after the fake started (so not
     // stale) does not make it a container: the user created its user
     // namespace herself.
     std::fs::remove_file(&s.pidfile).unwrap();
     write_pidfile(&s.pidfile, &fake_pid);
-    refused(&run(&s, &probe("report")), 75, &format!("in a user namespace that uid {} created", s.user.uid));
+    m.assert_refused(&s.run(&m.probe("")), 75, &format!("in a user namespace that uid {} created", s.user.uid));
 
     // The real container's manager removed its pidfile: nothing to enter.
     std::fs::remove_file(&s.pidfile).unwrap();
-    refused(&run(&s, &probe("report")), 75, "no pidfile");
+    m.assert_refused(&s.run(&m.probe("")), 75, "no pidfile");
 
     // Back to the root-owned pidfile of the real container.
     write_pidfile(&s.pidfile, &real);
-    assert_inside(&s.container, &s.user.name, &report(&run(&s, &probe("report"))));
+    assert_contained_as(s.container(), &s.user.name, &report(&s.run(&probe("report"))));
     let _ = fake.kill();
     let _ = fake.wait();
     let _ = std::fs::remove_dir_all(per_user);
 }
 
 // ---- 4. pid reuse and races ----------------------------------------------
-// A zombie target: tests/deliver.rs a_zombie_target_is_not_running.
+// A zombie target: deliver::a_zombie_target_is_not_running.
 
 /// Wait until `pid` no longer exists (its parent has reaped it).
 fn wait_gone(pid: i32) {
@@ -481,12 +360,10 @@ fn fake_container_as(user: &User, pid: i32) -> Option<std::process::Child> {
 
 #[test]
 fn a_recycled_pid_is_never_entered() {
-    if !common::require_root("a_recycled_pid_is_never_entered") {
-        return;
-    }
+    let Some(_test) = rig::need(&[Root]) else { return };
     for extra in ["", "[kernel]\ndisable = [\"pidfd\"]\n"] {
-        let s = setup("atk-reuse", extra, |_| {});
-        let pid = s.container.pid;
+        let s = rig::cage("atk-reuse").config(extra).start();
+        let pid = s.container().pid;
         // Some time after its pidfile was written the container dies, and
         // the user's own fake container gets its number. The pidfile stays
         // behind (`stop` would remove it, so the init is killed directly).
@@ -495,7 +372,8 @@ fn a_recycled_pid_is_never_entered() {
         wait_gone(pid);
         let mut fake = fake_container_as(&s.user, pid).expect("the user's fake container as the old pid");
         assert_eq!(std::fs::read_to_string(&s.pidfile).unwrap(), format!("{pid}\n"), "the pidfile still names {pid}");
-        refused(&run(&s, &probe("report")), 75, "is stale");
+        let m = s.marker();
+        m.assert_refused(&s.run(&m.probe("")), 75, "is stale");
 
         // A pidfile written just before its container died and its number
         // was taken: too close in time to tell the processes apart by their
@@ -504,9 +382,10 @@ fn a_recycled_pid_is_never_entered() {
         let _ = fake.wait();
         write_pidfile(&s.pidfile, &format!("{pid}\n"));
         let mut fake = fake_container_as(&s.user, pid).expect("the user's fake container as the old pid");
-        let d = run(&s, &probe("report"));
+        let d = s.run(&m.probe(""));
         assert_eq!(d.code(), Some(75), "{d:?}");
         assert!(d.stdout.is_empty(), "{d:?}");
+        m.assert_absent();
         assert!(d.stderr.contains("is stale") || d.stderr.contains("created, not root"), "{}", d.stderr);
         let _ = fake.kill();
         let _ = fake.wait();
@@ -521,37 +400,31 @@ type Place = [(&'static str, String); 3];
 fn place(hostname: String, pid: i32) -> Place {
     [
         ("hostname", hostname),
-        ("ns_mnt", common::ns_inode_of(pid, "mnt").to_string()),
-        ("ns_user", common::ns_inode_of(pid, "user").to_string()),
+        ("ns_mnt", rig::ns_inode_of(pid, "mnt").to_string()),
+        ("ns_user", rig::ns_inode_of(pid, "user").to_string()),
     ]
 }
 
 #[test]
 fn deliveries_racing_a_dying_container_enter_it_or_defer() {
-    if !common::require_root("deliveries_racing_a_dying_container_enter_it_or_defer") {
-        return;
-    }
+    let Some(_test) = rig::need(&[Root]) else { return };
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Mutex;
-    let user = common::test_user("cptest-atk-race");
-    let caller = Caller { uid: user.uid, gid: rig::cagepipe_gid() };
-    let (config, piddir) = ConfigDir::with_pidfile_dir("");
-    let no_pidfd = pidfile_config(&piddir.join("{user}.pid"));
-    no_pidfd.write(&format!(
-        "[container]\npidfile = \"{}/{{user}}.pid\"\n[kernel]\ndisable = [\"pidfd\"]\n",
-        piddir.display()
-    ));
-    let pidfile = piddir.join(format!("{}.pid", user.name));
-    let opts = ContainerOpts { users: vec![user.name.clone()], pidfile: Some(pidfile.clone()), ..Default::default() };
+    // The account and its configurations; its containers come and go below.
+    let s = rig::cage("atk-race").stopped().start();
+    let (user, caller, config) = (&s.user, s.caller, &s.config);
+    let no_pidfd = pidfile_config(&s.piddir.join("{user}.pid"));
+    no_pidfd.write(&format!("{}[kernel]\ndisable = [\"pidfd\"]\n", s.config_text()));
+    let opts = ContainerOpts { users: vec![user.name.clone()], pidfile: Some(s.pidfile.clone()), ..Default::default() };
     let places: Mutex<Vec<Place>> = Mutex::new(Vec::new());
     let fakes: Mutex<Vec<Place>> = Mutex::new(Vec::new());
     let done = AtomicBool::new(false);
-    let env = exim_env(&user);
-    let env = env_refs(&env);
+    let env = s.env();
+    let env = rig::env_refs(&env);
 
     let outcomes: Vec<Delivery> = std::thread::scope(|scope| {
         // Deliveries, with and without pidfd, all the time.
-        let workers: Vec<_> = [&config, &no_pidfd, &config]
+        let workers: Vec<_> = [config, &no_pidfd, config]
             .into_iter()
             .map(|config| {
                 let (done, env) = (&done, &env);
@@ -571,7 +444,7 @@ fn deliveries_racing_a_dying_container_enter_it_or_defer() {
             }
         });
         for round in 0..10 {
-            let mut c = Container::start(&common::unique_name("atk-race"), &opts);
+            let mut c = Container::start(&rig::unique_name("atk-race"), &opts);
             places.lock().unwrap().push(place(c.name.clone(), c.pid));
             std::thread::sleep(std::time::Duration::from_millis(80 + 30 * (round % 4)));
             // The container dies under the deliveries; the user grabs its
@@ -579,7 +452,7 @@ fn deliveries_racing_a_dying_container_enter_it_or_defer() {
             let pid = c.pid;
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
             wait_gone(pid);
-            if let Some(mut fake) = fake_container_as(&user, pid) {
+            if let Some(mut fake) = fake_container_as(user, pid) {
                 fakes.lock().unwrap().push(place(nix::unistd::gethostname().unwrap().into_string().unwrap(), pid));
                 std::thread::sleep(std::time::Duration::from_millis(100));
                 let _ = fake.kill();
@@ -600,7 +473,7 @@ fn deliveries_racing_a_dying_container_enter_it_or_defer() {
         // Where the command ran, as far as it got to report before its
         // container took it along (whole lines only).
         let lines = d.stdout.iter().rposition(|&b| b == b'\n').map_or(&d.stdout[..0], |end| &d.stdout[..=end]);
-        let r = common::parse_report(lines);
+        let r = rig::parse_report(lines);
         if let Some(uid) = r.get("uid") {
             // In the user's own namespace it would have been its root.
             assert_eq!(*uid, user.uid.to_string(), "ran as the user: {d:?}");
@@ -632,7 +505,7 @@ fn deliveries_racing_a_dying_container_enter_it_or_defer() {
             _ => panic!("neither entered nor deferred: {d:?}"),
         }
     }
-    stderr_note(&format!(
+    rig::note(&format!(
         "deliveries_racing_a_dying_container_enter_it_or_defer: {} deliveries, {entered} entered, {deferred} deferred, \
          {killed} killed with their container, {} pids taken over by a fake",
         outcomes.len(),
@@ -676,26 +549,27 @@ fn spawn_attacker(c: &Container, user: &str, seconds: f64) -> std::process::Chil
 fn attacker_report(attacker: std::process::Child) -> BTreeMap<String, String> {
     let out = attacker.wait_with_output().unwrap();
     assert!(out.status.success(), "attacker failed: {}", String::from_utf8_lossy(&out.stderr));
-    common::parse_report(&out.stdout)
+    rig::parse_report(&out.stdout)
 }
 
 #[test]
 fn processes_inside_cannot_reach_cagepipe_while_it_enters() {
-    if !common::require_root("processes_inside_cannot_reach_cagepipe_while_it_enters") {
-        return;
-    }
+    let Some(_test) = rig::need(&[Root]) else { return };
     let dumpable = std::fs::read_to_string("/proc/sys/fs/suid_dumpable").unwrap_or_default();
-    stderr_note(&format!(
+    rig::note(&format!(
         "processes_inside_cannot_reach_cagepipe_while_it_enters: fs.suid_dumpable = {}",
         dumpable.trim()
     ));
     for userns in [false, true] {
         let name = if userns { "atk-ptrace-u" } else { "atk-ptrace" };
-        let s = setup(name, &format!("[command]\npath = \"{}\"\n", slow_exec_path()), |o| o.userns = userns);
+        let s = rig::cage(name)
+            .config(&format!("[command]\npath = \"{}\"\n", slow_exec_path()))
+            .container(move |o, _| o.userns = userns)
+            .start();
         // The attacker: the same user, inside, in a tight loop.
-        let (uid, _) = s.container.inside_ids(&s.user.name);
+        let (uid, _) = s.container().inside_ids(&s.user.name);
         let seconds = 6.0;
-        let attacker = spawn_attacker(&s.container, &s.user.name, seconds);
+        let attacker = spawn_attacker(s.container(), &s.user.name, seconds);
         // Meanwhile, deliveries, three at a time until the attacker is done:
         // of `true`, and of a command that does not exist, whose process
         // never stops being cagepipe (so any success on it is a breach).
@@ -708,7 +582,7 @@ fn processes_inside_cannot_reach_cagepipe_while_it_enters() {
                     scope.spawn(move || {
                         let (mut ok, mut bad) = (0, Vec::new());
                         while std::time::Instant::now() < deadline {
-                            let d = run(s, &raw_pipe(text));
+                            let d = s.run(&raw_pipe(text));
                             if d.code() == Some(expected) {
                                 ok += 1;
                             } else {
@@ -725,7 +599,7 @@ fn processes_inside_cannot_reach_cagepipe_while_it_enters() {
         let delivered: u32 = outcomes.iter().map(|(ok, _)| ok).sum();
         assert!(outcomes.iter().all(|(ok, _)| *ok > 0), "every kind of delivery ran: {outcomes:?}");
         let failed: Vec<&String> = outcomes.iter().flat_map(|(_, bad)| bad).collect();
-        stderr_note(&format!(
+        rig::note(&format!(
             "{name}: {delivered} deliveries; attacker as uid {}: {} scans, {} sightings of {} cagepipe processes, \
              {} successes on the command after its exec, {} breaches",
             r["uid"],
@@ -760,8 +634,7 @@ struct Copy(PathBuf);
 
 impl Copy {
     fn install(from: &Path, name: &str, gid: u32, mode: u32, caps: Option<&str>) -> Copy {
-        let path = rig::scratch().join(name);
-        let _ = std::fs::remove_file(&path);
+        let path = rig::fresh(name);
         std::fs::copy(from, &path).unwrap();
         nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(0)), Some(nix::unistd::Gid::from_raw(gid))).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
@@ -779,19 +652,13 @@ impl Drop for Copy {
     }
 }
 
-fn file_caps() -> &'static str {
-    include_str!("../packaging/file-caps").trim()
-}
-
 #[test]
 fn reexecuting_cagepipe_from_inside_gains_nothing() {
-    if !common::require_root("reexecuting_cagepipe_from_inside_gains_nothing") {
-        return;
-    }
-    let s = setup("atk-reexec", "", |_| {});
+    let Some(_test) = rig::need(&[Root]) else { return };
+    let s = rig::cage("atk-reexec").start();
     // runc CVE-2019-5736: the container makes the runtime execute itself
     // inside (an interpreter of /proc/self/exe) and then writes to it.
-    let script = s.container.state_dir().join("rootfs/home").join(&s.user.name).join("reexec");
+    let script = s.container().state_dir().join("rootfs/home").join(&s.user.name).join("reexec");
     std::fs::write(&script, "#!/proc/self/exe --\n").unwrap();
     nix::unistd::chown(
         &script,
@@ -800,67 +667,66 @@ fn reexecuting_cagepipe_from_inside_gains_nothing() {
     )
     .unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let texts = [format!("|/home/{}/reexec /bin/true", s.user.name), "|/proc/self/exe -- /bin/true".to_owned()];
+    // What the re-executed cagepipe is asked to run: never runs.
+    let m = s.marker();
+    let command = format!("{PROBE} report --mark {}", m.path);
+    let texts = [format!("|/home/{}/reexec {command}", s.user.name), format!("|/proc/self/exe -- {command}")];
 
     // Installed as it must be (root:cagepipe 0750), the user's command
     // cannot even execute it.
     for text in &texts {
-        refused(&run(&s, &raw_pipe(text)), 126, "Permission denied");
+        m.assert_refused(&s.run(&raw_pipe(text)), 126, "Permission denied");
     }
 
     // A copy anyone may execute (a packaging mistake): it does run inside,
     // but under no_new_privs its file capabilities were not granted, and it
     // refuses. Meanwhile the user, inside, tries to open it for writing.
-    let loose = Copy::install(rig::installed_binary(), "cagepipe-loose", rig::cagepipe_gid(), 0o755, Some(file_caps()));
-    let before = common::fnv64(&std::fs::read(&loose.0).unwrap());
-    let attacker = spawn_attacker(&s.container, &s.user.name, 3.0);
-    let env = exim_env(&s.user);
+    let loose =
+        Copy::install(rig::installed_binary(), "cagepipe-loose", rig::cagepipe_gid(), 0o755, Some(rig::file_caps()));
+    let before = rig::fnv64(&std::fs::read(&loose.0).unwrap());
+    let attacker = spawn_attacker(s.container(), &s.user.name, 3.0);
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(2500);
     let mut runs = 0;
     while std::time::Instant::now() < deadline {
         for text in &texts {
-            let cmd = rig::command_via(&s.config, s.caller, &loose.0, &[], &raw_pipe(text), &env_refs(&env));
-            let d = rig::run_with_stdin(cmd, b"");
-            refused(&d, 75, "no_new_privs is already set");
+            let d = rig::run_with_stdin(s.command_via(&loose.0, &[], &raw_pipe(text)), b"");
+            m.assert_refused(&d, 75, "no_new_privs is already set");
             runs += 1;
         }
     }
     let r = attacker_report(attacker);
-    stderr_note(&format!(
+    rig::note(&format!(
         "reexecuting_cagepipe_from_inside_gains_nothing: {runs} re-executions; attacker: {} sightings, exe_write {}",
         r["sightings"], r["exe_write_errnos"]
     ));
     assert_eq!(r["control_exe"], "ok", "the attacker can open an exe of its own");
     assert!(r["sightings"].parse::<u64>().unwrap() > 0, "the attacker saw cagepipe run inside: {r:?}");
     assert_eq!((r["exe_write_breach"].as_str(), r["exe_write_late"].as_str()), ("0", "0"), "{r:?}");
-    assert_eq!(common::fnv64(&std::fs::read(&loose.0).unwrap()), before, "the binary is unchanged");
+    assert_eq!(rig::fnv64(&std::fs::read(&loose.0).unwrap()), before, "the binary is unchanged");
 }
 
 #[test]
 fn setuid_and_capability_binaries_inside_gain_nothing() {
-    if !common::require_root("setuid_and_capability_binaries_inside_gain_nothing") {
-        return;
-    }
+    let Some(_test) = rig::need(&[Root]) else { return };
     // Executable by the user's group only: no other account on the machine
     // gets a setuid-root program out of this test.
-    let user = common::test_user("cptest-atk-suid");
-    let probe_bin = common::probe_binary();
+    let user = rig::test_user("cptest-atk-suid");
+    let probe_bin = rig::probe_binary();
     let suid = Copy::install(probe_bin, "probe-setuid", user.gid, 0o4750, None);
     let caps = "cap_sys_admin,cap_dac_override,cap_setuid";
     let fcap = Copy::install(probe_bin, "probe-fcap", user.gid, 0o750, Some(&format!("{caps}=p")));
     let fcap_eff = Copy::install(probe_bin, "probe-fcap-eff", user.gid, 0o750, Some(&format!("{caps}=ep")));
-    let s = setup("atk-suid", "", |o| {
-        o.bind_ro = vec![
-            (suid.0.clone(), "/opt/atk/probe-setuid".into()),
-            (fcap.0.clone(), "/opt/atk/probe-fcap".into()),
-            (fcap_eff.0.clone(), "/opt/atk/probe-fcap-eff".into()),
-        ]
-    });
+    let binds = vec![
+        (suid.0.clone(), "/opt/atk/probe-setuid".into()),
+        (fcap.0.clone(), "/opt/atk/probe-fcap".into()),
+        (fcap_eff.0.clone(), "/opt/atk/probe-fcap-eff".into()),
+    ];
+    let s = rig::cage("atk-suid").container(move |o, _| o.bind_ro = binds).start();
     // Control: without no_new_privs they do what they are made for.
     let control = |bin: &str| {
-        let (uid, gid) = s.container.inside_ids(&s.user.name);
+        let (uid, gid) = s.container().inside_ids(&s.user.name);
         let out = s
-            .container
+            .container()
             .nsenter()
             .arg("setpriv")
             .arg(format!("--reuid={uid}"))
@@ -870,31 +736,31 @@ fn setuid_and_capability_binaries_inside_gain_nothing() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{bin}: {}", String::from_utf8_lossy(&out.stderr));
-        common::parse_report(&out.stdout)
+        rig::parse_report(&out.stdout)
     };
     assert_eq!(control("/opt/atk/probe-setuid")["euid"], "0", "the setuid bit works here");
     assert_ne!(control("/opt/atk/probe-fcap")["cap_prm"], "0000000000000000", "the file capabilities work here");
     assert_ne!(control("/opt/atk/probe-fcap-eff")["cap_eff"], "0000000000000000", "the file capabilities work here");
     // Delivered: the user's ids, nothing else.
     for bin in ["/opt/atk/probe-setuid", "/opt/atk/probe-fcap"] {
-        let r = report(&run(&s, &raw_pipe(&format!("|{bin} report"))));
-        assert_inside(&s.container, &s.user.name, &r);
+        let r = report(&s.run(&raw_pipe(&format!("|{bin} report"))));
+        assert_contained_as(s.container(), &s.user.name, &r);
     }
     // With the effective bit, the kernel refuses to start a program that
     // would not get all of its capabilities: the bounding set is empty.
-    refused(&run(&s, &raw_pipe("|/opt/atk/probe-fcap-eff report")), 126, "Operation not permitted");
+    let m = s.marker();
+    let text = format!("|/opt/atk/probe-fcap-eff report --mark {}", m.path);
+    m.assert_refused(&s.run(&raw_pipe(&text)), 126, "Operation not permitted");
 }
 
 // ---- 7. descriptors and working directory of the caller -------------------
 
 #[test]
 fn descriptors_and_cwd_of_the_caller_never_reach_the_container() {
-    if !common::require_root("descriptors_and_cwd_of_the_caller_never_reach_the_container") {
-        return;
-    }
+    let Some(_test) = rig::need(&[Root]) else { return };
     use nix::fcntl::{open, OFlag};
     use nix::sys::stat::Mode;
-    let s = setup("atk-fds", "", |_| {});
+    let s = rig::cage("atk-fds").start();
     // runc CVE-2024-21626: a descriptor of a host directory left open into
     // the container, and a working directory resolved through it.
     let host_root = open("/", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
@@ -932,26 +798,24 @@ fn descriptors_and_cwd_of_the_caller_never_reach_the_container() {
         cmd.current_dir("/sys/fs/cgroup");
         cmd
     };
-    let env = exim_env(&s.user);
-    let env = env_refs(&env);
     // Control: whatever stands where cagepipe does receives them all.
-    let ls = rig::command_via(&s.config, s.caller, Path::new("/bin/ls"), &[], &["/proc/self/fd".into()], &env);
+    let ls = s.command_via(Path::new("/bin/ls"), &[], &["/proc/self/fd".into()]);
     let d = rig::run_with_stdin(hostile(ls), b"");
     let listed: Vec<&str> = std::str::from_utf8(&d.stdout).unwrap().split_whitespace().collect();
     for fd in ["3", "4", "5", "77", "200"] {
         assert!(listed.contains(&fd), "fd {fd} reaches the program in cagepipe's place: {listed:?}");
     }
 
-    let deliver = |args: &[OsString]| rig::run_with_stdin(hostile(rig::command(&s.config, s.caller, args, &env)), b"");
+    let deliver = |args: &[OsString]| rig::run_with_stdin(hostile(s.command(args)), b"");
     let r = report(&deliver(&probe("report")));
-    assert_inside(&s.container, &s.user.name, &r);
-    let container_root = std::fs::metadata(format!("/proc/{}/root", s.container.pid)).unwrap();
+    assert_contained_as(s.container(), &s.user.name, &r);
+    let container_root = std::fs::metadata(format!("/proc/{}/root", s.container().pid)).unwrap();
     let container_root = format!("{}:{}", container_root.dev(), container_root.ino());
     assert_eq!(r["root_dev_ino"], container_root);
     assert_eq!(r["cwd"], "/", "the host's /sys/fs/cgroup is not in the container");
     assert_eq!(r["cwd_dev_ino"], container_root, "the working directory is the container's root");
     for text in ["|/proc/self/fd/3/usr/bin/id", "|/proc/self/fd/77/bin/true", "|/proc/self/fd/200/1/root/bin/true"] {
-        refused(&deliver(&raw_pipe(text)), 127, "not found inside the container");
+        assert_refused(&deliver(&raw_pipe(text)), 127, "not found inside the container");
     }
 }
 
@@ -976,14 +840,9 @@ const HOSTILE_SIGNALS: [&str; 5] = [
 
 #[test]
 fn the_callers_signal_state_is_not_the_commands() {
-    if !common::require_root("the_callers_signal_state_is_not_the_commands") {
-        return;
-    }
-    let s = setup("atk-signals", "", |_| {});
-    let env = exim_env(&s.user);
-    let hostile = |args: &[OsString]| {
-        rig::command_via(&s.config, s.caller, rig::installed_binary(), &HOSTILE_SIGNALS, args, &env_refs(&env))
-    };
+    let Some(_test) = rig::need(&[Root, Tool("perl")]) else { return };
+    let s = rig::cage("atk-signals").start();
+    let hostile = |args: &[OsString]| s.command_via(rig::installed_binary(), &HOSTILE_SIGNALS, args);
     // cagepipe itself does start that way.
     let child = hostile(&probe("report --sleep 1"))
         .stdin(Stdio::null())
@@ -1003,9 +862,9 @@ fn the_callers_signal_state_is_not_the_commands() {
     assert_ne!(blocked & sig_bit(libc::SIGTERM), 0, "cagepipe was started with SIGTERM blocked");
     assert_ne!(ignored & sig_bit(libc::SIGALRM), 0, "cagepipe was started with SIGALRM ignored");
     let out = child.wait_with_output().unwrap();
-    let r = common::parse_report(&out.stdout);
+    let r = rig::parse_report(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_inside(&s.container, &s.user.name, &r);
+    assert_contained_as(s.container(), &s.user.name, &r);
     assert_eq!(u64::from_str_radix(&r["sig_blk"], 16).unwrap(), 0, "the command's mask is empty");
     assert_eq!(u64::from_str_radix(&r["sig_ign"], 16).unwrap(), 0, "the command ignores nothing");
 
@@ -1018,16 +877,13 @@ fn the_callers_signal_state_is_not_the_commands() {
 
 #[test]
 fn the_callers_umask_passes_through_as_exim_sets_it() {
-    if !common::require_root("the_callers_umask_passes_through_as_exim_sets_it") {
-        return;
-    }
+    let Some(_test) = rig::need(&[Root]) else { return };
     // Exim's pipe transport has a `umask` option (default 022) that the
     // command must see; cagepipe creates no file, so it needs no umask of
     // its own, and an odd one affects only the user's own files inside.
-    let s = setup("atk-umask", "", |_| {});
-    let env = exim_env(&s.user);
+    let s = rig::cage("atk-umask").start();
     for mask in [0o000, 0o027, 0o777] {
-        let mut cmd = rig::command(&s.config, s.caller, &probe("report"), &env_refs(&env));
+        let mut cmd = s.command(&probe("report"));
         // SAFETY: umask is async-signal-safe.
         unsafe {
             cmd.pre_exec(move || {
@@ -1036,39 +892,29 @@ fn the_callers_umask_passes_through_as_exim_sets_it() {
             });
         }
         let r = report(&rig::run_with_stdin(cmd, b""));
-        assert_inside(&s.container, &s.user.name, &r);
+        assert_contained_as(s.container(), &s.user.name, &r);
         assert_eq!(r["umask"], format!("{mask:04o}"));
     }
 }
 
 #[test]
 fn closed_standard_descriptors_are_filled_not_reused() {
-    if !common::require_root("closed_standard_descriptors_are_filled_not_reused") {
-        return;
-    }
-    let s = setup("atk-closed", "", |_| {});
-    let env = exim_env(&s.user);
+    let Some(_test) = rig::need(&[Root]) else { return };
+    let s = rig::cage("atk-closed").start();
     let inside = format!("/home/{}/atk-report", s.user.name);
-    let on_host = s.container.state_dir().join("rootfs").join(inside.trim_start_matches('/'));
+    let on_host = s.host_path(&inside);
     let close_all = ["/bin/sh", "-c", "exec \"$@\" <&- >&- 2>&-", "sh"];
-    let cmd = rig::command_via(
-        &s.config,
-        s.caller,
-        rig::installed_binary(),
-        &close_all,
-        &probe(&format!("report --out {inside} --sleep 1")),
-        &env_refs(&env),
-    );
+    let cmd = s.command_via(rig::installed_binary(), &close_all, &probe(&format!("report --out {inside} --sleep 1")));
     let (d, links) = std::thread::scope(|scope| {
         let delivery = scope.spawn(|| rig::run_with_stdin(cmd, b""));
-        let p = wait_for_probe(&s.container);
+        let p = wait_for_probe(s.container());
         let links: Vec<u64> =
             (0..3).map(|fd| std::fs::metadata(format!("/proc/{p}/fd/{fd}")).unwrap().rdev()).collect();
         (delivery.join().unwrap(), links)
     });
     assert_eq!(d.code(), Some(0), "{d:?}");
-    let r = common::parse_report(&std::fs::read(&on_host).unwrap());
-    assert_inside(&s.container, &s.user.name, &r);
+    let r = rig::parse_report(&std::fs::read(&on_host).unwrap());
+    assert_contained_as(s.container(), &s.user.name, &r);
     // Had cagepipe opened a file (its configuration, a pidfile, a namespace)
     // while 0-2 were free, it would be among them. The C library of a
     // program with file capabilities fills them first, /dev/full to read
@@ -1081,40 +927,36 @@ fn closed_standard_descriptors_are_filled_not_reused() {
 
 #[test]
 fn a_tiny_descriptor_limit_fails_closed() {
-    if !common::require_root("a_tiny_descriptor_limit_fails_closed") {
-        return;
-    }
-    let s = setup("atk-nofile", "", |_| {});
-    let env = exim_env(&s.user);
+    let Some(_test) = rig::need(&[Root, Tool("prlimit")]) else { return };
+    let s = rig::cage("atk-nofile").start();
     let mut summary = Vec::new();
     for n in [3, 4, 5, 6, 7, 8, 10, 16, 64] {
         let limit = format!("--nofile={n}:{n}");
         let wrapper = ["/usr/bin/prlimit", limit.as_str(), "--"];
-        let cmd =
-            rig::command_via(&s.config, s.caller, rig::installed_binary(), &wrapper, &probe("report"), &env_refs(&env));
-        let d = rig::run_with_stdin(cmd, b"");
+        let m = s.marker();
+        let d = rig::run_with_stdin(s.command_via(rig::installed_binary(), &wrapper, &m.probe("")), b"");
         if d.code() == Some(0) {
-            assert_inside(&s.container, &s.user.name, &report(&d));
+            assert_contained_as(s.container(), &s.user.name, &report(&d));
+            m.assert_written();
             summary.push(format!("{n}: delivered"));
         } else {
             assert!(d.stdout.is_empty(), "RLIMIT_NOFILE {n}: nothing ran: {d:?}");
+            m.assert_absent();
             assert!(matches!(d.code(), Some(75 | 127)), "RLIMIT_NOFILE {n}: {d:?}");
             summary.push(format!("{n}: exit {:?}, {}", d.code(), d.stderr.lines().next().unwrap_or("")));
         }
     }
-    stderr_note(&format!("a_tiny_descriptor_limit_fails_closed: {}", summary.join("; ")));
+    rig::note(&format!("a_tiny_descriptor_limit_fails_closed: {}", summary.join("; ")));
     assert!(summary[0].starts_with("3: exit"), "3 descriptors are not enough: {summary:?}");
     assert!(summary.last().unwrap().ends_with("delivered"), "64 are: {summary:?}");
 }
 
 #[test]
 fn a_hostile_environment_reaches_neither_cagepipe_nor_the_command() {
-    if !common::require_root("a_hostile_environment_reaches_neither_cagepipe_nor_the_command") {
-        return;
-    }
-    let s = setup("atk-env", "", |_| {});
+    let Some(_test) = rig::need(&[Root]) else { return };
+    let s = rig::cage("atk-env").start();
     // A library that leaves a mark wherever it is loaded.
-    let dir = root_dir("atk-preload");
+    let dir = rig::fresh_dir("atk-preload");
     let marks = dir.join("marks");
     std::fs::create_dir(&marks).unwrap();
     std::fs::set_permissions(&marks, std::fs::Permissions::from_mode(0o1777)).unwrap();
@@ -1150,10 +992,10 @@ fn a_hostile_environment_reaches_neither_cagepipe_nor_the_command() {
             library.display().to_string()
         }
         other => {
-            stderr_note(&format!(
-                "SKIP (part) a_hostile_environment_reaches_neither_cagepipe_nor_the_command: no C compiler ({other:?}), \
-                 LD_PRELOAD is set to a library that does not exist"
-            ));
+            rig::skip_or_fail(
+                "part of a_hostile_environment_reaches_neither_cagepipe_nor_the_command",
+                &format!("no C compiler ({other:?}): LD_PRELOAD is set to a library that does not exist"),
+            );
             library.display().to_string()
         }
     };
@@ -1162,7 +1004,7 @@ fn a_hostile_environment_reaches_neither_cagepipe_nor_the_command() {
     nix::unistd::mkfifo(&tz, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
     let tz = tz.display().to_string();
     let dirs = dir.display().to_string();
-    let mut env = exim_env(&s.user);
+    let mut env = s.env();
     for (k, v) in [
         ("LD_PRELOAD", preload.as_str()),
         ("LD_AUDIT", preload.as_str()),
@@ -1179,9 +1021,9 @@ fn a_hostile_environment_reaches_neither_cagepipe_nor_the_command() {
         ("LC_ALL", "xx_XX.UTF-8"),
         ("TMPDIR", "/tmp/evil"),
     ] {
-        env.push((k, v.to_owned()));
+        env.push((k.to_owned(), v.to_owned()));
     }
-    let mut child = rig::command(&s.config, s.caller, &probe("report"), &env_refs(&env))
+    let mut child = rig::command(&s.config, s.caller, &probe("report"), &rig::env_refs(&env))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -1195,12 +1037,10 @@ fn a_hostile_environment_reaches_neither_cagepipe_nor_the_command() {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let out = child.wait_with_output().unwrap();
-    let d =
-        Delivery { status: out.status, stdout: out.stdout, stderr: String::from_utf8_lossy(&out.stderr).into_owned() };
+    let d = rig::delivered(child.wait_with_output().unwrap());
     let r = report(&d);
     assert!(d.stderr.is_empty(), "nothing on stderr (LD_DEBUG, RUST_LOG): {}", d.stderr);
-    assert_inside(&s.container, &s.user.name, &r);
+    assert_contained_as(s.container(), &s.user.name, &r);
     let env: BTreeMap<&str, &str> = r
         .iter()
         .filter_map(|(k, v)| Some((k.strip_prefix("env_")?, v.as_str())))
@@ -1210,6 +1050,10 @@ fn a_hostile_environment_reaches_neither_cagepipe_nor_the_command() {
     let expected: BTreeMap<&str, &str> = [
         ("LOCAL_PART", "support"),
         ("DOMAIN", "example.test"),
+        ("SENDER", "sender@example.org"),
+        ("RECIPIENT", "support@example.test"),
+        ("MESSAGE_ID", "1abcDE-000001-AB"),
+        ("QUALIFY_DOMAIN", "example.test"),
         ("TZ", tz.as_str()), // one of Exim's variables: passed on, never read by cagepipe
         ("HOME", home.as_str()),
         ("USER", s.user.name.as_str()),
@@ -1228,26 +1072,24 @@ fn a_hostile_environment_reaches_neither_cagepipe_nor_the_command() {
 
 #[test]
 fn a_fake_proc_inside_the_container_decides_nothing() {
-    if !common::require_root("a_fake_proc_inside_the_container_decides_nothing") {
-        return;
-    }
+    let Some(_test) = rig::need(&[Root]) else { return };
     // lxc-attach CVE-2015-1334 / CVE-2016-8649: a container root that
     // mounts over its /proc fools a tool that reads it after entering.
     for extra in ["", "[kernel]\ndisable = [\"pidfd\", \"clone_into_cgroup\"]\n"] {
-        let s = setup("atk-fakeproc", extra, |_| {});
+        let s = rig::cage("atk-fakeproc").config(extra).start();
         let fake = "mount -t tmpfs fakeproc /proc && mkdir -p /proc/self/fd /proc/self/ns /proc/1/ns \
                     && printf 'Name:\\tcagepipe\\nThreads:\\t1\\nNoNewPrivs:\\t0\\nCapBnd:\\tffffffffffffffff\\n' >/proc/self/status \
                     && echo 0::/ >/proc/self/cgroup && echo '0 0 4294967295' >/proc/self/uid_map \
                     && echo '1 0 0:1 / / rw - ext4 /dev/root rw' >/proc/self/mountinfo";
-        let out = s.container.nsenter().args(["sh", "-c", fake]).output().unwrap();
+        let out = s.container().nsenter().args(["sh", "-c", fake]).output().unwrap();
         assert!(out.status.success(), "mounting the fake /proc: {}", String::from_utf8_lossy(&out.stderr));
 
         let (d, seen) = std::thread::scope(|scope| {
-            let delivery = scope.spawn(|| run(&s, &probe("report --sleep 2")));
+            let delivery = scope.spawn(|| s.run(&probe("report --sleep 2")));
             // Watched from the host while the command runs.
-            let p = wait_for_probe(&s.container);
+            let p = wait_for_probe(s.container());
             let seen = (
-                ["mnt", "pid", "net", "uts", "ipc", "cgroup", "user", "time"].map(|k| (k, common::ns_inode_of(p, k))),
+                ["mnt", "pid", "net", "uts", "ipc", "cgroup", "user", "time"].map(|k| (k, rig::ns_inode_of(p, k))),
                 std::fs::read_to_string(format!("/proc/{p}/cgroup")).unwrap(),
                 ["Uid", "Gid", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs"]
                     .map(|k| (k, status_field(p as u32, k))),
@@ -1258,9 +1100,9 @@ fn a_fake_proc_inside_the_container_decides_nothing() {
         assert_eq!(r["ns_mnt"], "-", "inside, /proc is the fake one");
         let (ns, cgroup, status) = seen;
         for (kind, inode) in ns {
-            assert_eq!(inode, s.container.ns_inode(kind), "{kind} namespace");
+            assert_eq!(inode, s.container().ns_inode(kind), "{kind} namespace");
         }
-        let init_cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", s.container.pid)).unwrap();
+        let init_cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", s.container().pid)).unwrap();
         assert_eq!(cgroup, init_cgroup, "the container's cgroups, every hierarchy");
         let uid = s.user.uid.to_string();
         let gid = s.user.gid.to_string();
@@ -1278,24 +1120,22 @@ fn a_fake_proc_inside_the_container_decides_nothing() {
 
 // ---- 10. argument injection ------------------------------------------------
 // Quoted words in order, ${run{...}} and $HOME as plain words, `--` and
-// `-x` after it: tests/deliver.rs command_forms_and_path_search_happen_inside.
+// `-x` after it: deliver::command_forms_and_path_search_happen_inside.
 
 #[test]
 fn pipe_text_reaches_the_command_exactly_and_never_a_shell() {
-    if !common::require_root("pipe_text_reaches_the_command_exactly_and_never_a_shell") {
-        return;
-    }
-    let s = setup("atk-argv", "", |_| {});
+    let Some(_test) = rig::need(&[Root]) else { return };
+    let s = rig::cage("atk-argv").start();
     // Words that look like cagepipe's options are the command's name.
     for text in ["-c id", "--help", "--user=root /bin/true", "|--config=/tmp/x /bin/true", "|-- /bin/true"] {
-        refused(&run(&s, &raw_pipe(text)), 127, "not found inside the container");
+        assert_refused(&s.run(&raw_pipe(text)), 127, "not found inside the container");
     }
     // Shell syntax is text, quotes that do not close run to the end.
     let m = "/tmp/atk-shell-ran";
     let text = format!(
         "|{PROBE} report -- ; touch {m} && touch {m} | touch {m} `touch {m}` $(touch {m}) >{m} \"a -- b\" \\\"x 'open \"quote"
     );
-    let r = report(&run(&s, &raw_pipe(&text)));
+    let r = report(&s.run(&raw_pipe(&text)));
     let tick = format!("{m}`");
     let paren = format!("{m})");
     let redirect = format!(">{m}");
@@ -1323,7 +1163,7 @@ fn pipe_text_reaches_the_command_exactly_and_never_a_shell() {
     for (i, word) in expected.iter().enumerate() {
         assert_eq!(r[&format!("argv_{}", i + 2)], *word, "word {i}");
     }
-    assert!(!s.container.state_dir().join("rootfs").join(m.trim_start_matches('/')).exists(), "no shell ran");
+    assert!(!s.container().state_dir().join("rootfs").join(m.trim_start_matches('/')).exists(), "no shell ran");
     assert!(!Path::new(m).exists());
 
     // An escaped NUL ends its word, as in Exim; bytes that are not UTF-8
@@ -1331,7 +1171,7 @@ fn pipe_text_reaches_the_command_exactly_and_never_a_shell() {
     use std::os::unix::ffi::OsStringExt;
     let mut text = format!("--raw-pipe=|{PROBE} report -- \"a\\0b\" ").into_bytes();
     text.extend_from_slice(b"\xff\xfe");
-    let d = run(&s, &[OsString::from_vec(text)]);
+    let d = s.run(&[OsString::from_vec(text)]);
     assert_eq!(d.code(), Some(0), "{d:?}");
     let lines: Vec<&[u8]> = d.stdout.split(|&b| b == b'\n').collect();
     assert!(lines.contains(&&b"argv_3=a"[..]), "the word ends at the NUL");
@@ -1340,19 +1180,19 @@ fn pipe_text_reaches_the_command_exactly_and_never_a_shell() {
     // 100,000 arguments.
     let mut args: Vec<OsString> = ["--", PROBE, "report", "--"].iter().map(OsString::from).collect();
     args.extend(std::iter::repeat(OsString::from("x")).take(100_000));
-    let r = report(&run(&s, &args));
+    let r = report(&s.run(&args));
     assert_eq!(r["argv_count"], "100003");
     assert_eq!(r["argv_100002"], "x");
     // As many words as one --raw-pipe argument holds.
     let text = format!("|{PROBE} report --{}", " w".repeat(60_000));
-    let r = report(&run(&s, &raw_pipe(&text)));
+    let r = report(&s.run(&raw_pipe(&text)));
     assert_eq!(r["argv_count"], "60003");
     // 1 MiB of arguments, as eight of the largest single arguments the
     // kernel takes (MAX_ARG_STRLEN, 128 KiB with its NUL).
     let big: Vec<String> = (0..8u8).map(|i| char::from(b'a' + i).to_string().repeat(128 * 1024 - 1)).collect();
     let mut args: Vec<OsString> = ["--", PROBE, "report", "--"].iter().map(OsString::from).collect();
     args.extend(big.iter().map(OsString::from));
-    let r = report(&run(&s, &args));
+    let r = report(&s.run(&args));
     for (i, word) in big.iter().enumerate() {
         assert!(r[&format!("argv_{}", i + 3)] == *word, "argument {i} arrives whole");
     }
@@ -1418,14 +1258,12 @@ impl Pty {
 }
 
 fn collect(cmd: &mut Command) -> Delivery {
-    delivered(cmd.output().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}")))
+    rig::delivered(cmd.output().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}")))
 }
 
 #[test]
 fn a_command_cannot_type_into_the_callers_terminal() {
-    if !common::require_root("a_command_cannot_type_into_the_callers_terminal") {
-        return;
-    }
+    let Some(_test) = rig::need(&[Root]) else { return };
     // Linux 6.2+ can forbid TIOCSTI for everyone without CAP_SYS_ADMIN;
     // where it does, the kernel alone stops the injection and what is left
     // to check is that the command does not hold the terminal as its
@@ -1433,9 +1271,9 @@ fn a_command_cannot_type_into_the_callers_terminal() {
     let legacy = std::fs::read_to_string("/proc/sys/dev/tty/legacy_tiocsti")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "absent (kernel before 6.2: TIOCSTI always allowed on the controlling terminal)".into());
-    stderr_note(&format!("a_command_cannot_type_into_the_callers_terminal: dev.tty.legacy_tiocsti = {legacy}"));
+    rig::note(&format!("a_command_cannot_type_into_the_callers_terminal: dev.tty.legacy_tiocsti = {legacy}"));
     let tiocsti_allowed = legacy != "0";
-    let s = setup("atk-tty", "", |_| {});
+    let s = rig::cage("atk-tty").start();
     let text = "id > /tmp/typed-by-the-command\n";
 
     // Control: the probe itself, on the host, as the user, with the
@@ -1445,10 +1283,10 @@ fn a_command_cannot_type_into_the_callers_terminal() {
     cmd.arg(format!("--reuid={}", s.user.uid))
         .arg(format!("--regid={}", s.user.gid))
         .args(["--clear-groups", "--"])
-        .arg(common::probe_binary())
+        .arg(rig::probe_binary())
         .args(["tty", text]);
     pty.attach(&mut cmd);
-    let control = common::parse_report(&report_ok(collect(&mut cmd)).stdout);
+    let control = rig::parse_report(&report_ok(collect(&mut cmd)).stdout);
     assert_eq!(control["ctty"], "yes");
     if tiocsti_allowed {
         assert_eq!(control["tiocsti"], "ok", "the control must be able to inject");
@@ -1463,7 +1301,7 @@ fn a_command_cannot_type_into_the_callers_terminal() {
     let args = |root: bool| -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::new();
         if root {
-            a.extend(["--config".into(), s.config.file().into(), "--user".into(), s.user.name.clone().into()]);
+            a.extend(s.as_root());
         }
         a.extend(raw_pipe(&format!("|{PROBE} tty '{text}'")));
         a
@@ -1475,12 +1313,11 @@ fn a_command_cannot_type_into_the_callers_terminal() {
             c.args(args(true)).env_clear().current_dir("/");
             c
         } else {
-            let env = exim_env(&s.user);
-            rig::command(&s.config, s.caller, &args(false), &env_refs(&env))
+            s.command(&args(false))
         };
         pty.attach(&mut cmd);
         let d = collect(&mut cmd);
-        let r = common::parse_report(&report_ok(d).stdout);
+        let r = rig::parse_report(&report_ok(d).stdout);
         let who = if by_hand { "root by hand" } else { "the user" };
         assert_eq!(r["isatty"], "yes", "{who}: stdin is the terminal");
         assert!(r["ctty"].starts_with("no"), "{who}: the terminal is not the command's controlling terminal: {r:?}");
@@ -1504,17 +1341,15 @@ fn report_ok(d: Delivery) -> Delivery {
 
 #[test]
 fn refuses_to_run_when_installed_or_started_wrongly() {
-    if !common::require_root("refuses_to_run_when_installed_or_started_wrongly") {
-        return;
-    }
-    let s = setup("atk-install", "", |_| {});
+    let Some(_test) = rig::need(&[Root]) else { return };
+    let s = rig::cage("atk-install").start();
     let gid = rig::cagepipe_gid();
     let installed = rig::installed_binary();
-    let other_group = common::ensure_group("cptest-atk-sgid");
-    let fewer = file_caps().replace(",cap_sys_admin", "");
+    let other_group = rig::test_group("atk-sgid");
+    let fewer = rig::file_caps().replace(",cap_sys_admin", "");
     let cases = [
         (Copy::install(installed, "cagepipe-setuid", gid, 0o4750, None), vec![], "is running setuid"),
-        (Copy::install(installed, "cagepipe-setgid", other_group, 0o2755, None), vec![], "is running setgid"),
+        (Copy::install(installed, "cagepipe-setgid", other_group.gid, 0o2755, None), vec![], "is running setgid"),
         (
             Copy::install(installed, "cagepipe-fewer-caps", gid, 0o750, Some(&fewer)),
             vec![],
@@ -1526,51 +1361,47 @@ fn refuses_to_run_when_installed_or_started_wrongly() {
             "lacks the capabilities cap_dac_override, ",
         ),
         (
-            Copy::install(installed, "cagepipe-nnp", gid, 0o750, Some(file_caps())),
+            Copy::install(installed, "cagepipe-nnp", gid, 0o750, Some(rig::file_caps())),
             vec!["/usr/bin/setpriv", "--no-new-privs", "--"],
             "no_new_privs is already set",
         ),
     ];
-    let env = exim_env(&s.user);
+    let m = s.marker();
     for (copy, wrapper, words) in &cases {
-        let cmd = rig::command_via(&s.config, s.caller, &copy.0, wrapper, &probe("report"), &env_refs(&env));
-        refused(&rig::run_with_stdin(cmd, b""), 75, words);
+        m.assert_refused(&rig::run_with_stdin(s.command_via(&copy.0, wrapper, &m.probe("")), b""), 75, words);
     }
     // The same binary, properly installed, delivers.
-    assert_inside(&s.container, &s.user.name, &report(&run(&s, &probe("report"))));
+    assert_contained_as(s.container(), &s.user.name, &report(&s.run(&probe("report"))));
 }
 
 #[test]
 fn refuses_to_enter_the_container_it_already_runs_in() {
-    if !common::require_root("refuses_to_enter_the_container_it_already_runs_in") {
-        return;
-    }
+    let Some(_test) = rig::need(&[Root]) else { return };
     // cagepipe with its capabilities, started by a process already inside
     // the container (here: root enters it and becomes the user), with a
     // configuration and a pidfile it finds inside: the pidfile names the
     // container's init as the container sees it, process 1.
     let (inner, inner_pids) = ConfigDir::with_pidfile_dir("");
     let inner_pids_inside = inner_pids.display().to_string();
-    let s = setup("atk-inside", "", |o| {
-        o.bind_ro = vec![
-            (rig::installed_binary().to_path_buf(), "/opt/atk/cagepipe".into()),
-            (inner.dir.clone(), "/etc/cagepipe".into()),
-            (inner_pids.clone(), inner_pids_inside.clone()),
-        ]
-    });
+    let binds = vec![
+        (rig::installed_binary().to_path_buf(), "/opt/atk/cagepipe".into()),
+        (inner.dir.clone(), "/etc/cagepipe".into()),
+        (inner_pids.clone(), inner_pids_inside),
+    ];
+    let s = rig::cage("atk-inside").container(move |o, _| o.bind_ro = binds).start();
     write_pidfile(&inner_pids.join(format!("{}.pid", s.user.name)), "1\n");
+    let m = s.marker();
     let out = s
-        .container
+        .container()
         .nsenter()
         .arg("setpriv")
         .arg(format!("--reuid={}", s.user.uid))
         .arg(format!("--regid={}", rig::cagepipe_gid()))
         .args(["--clear-groups", "--", "/usr/bin/env", "-i", "PATH=/usr/bin:/bin"])
-        .args(["/opt/atk/cagepipe", "--raw-pipe=|/bin/true"])
+        .arg("/opt/atk/cagepipe")
+        .args(m.probe(""))
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let d =
-        Delivery { status: out.status, stdout: out.stdout, stderr: String::from_utf8_lossy(&out.stderr).into_owned() };
-    refused(&d, 75, "so it is not a container (or cagepipe already runs inside it)");
+    m.assert_refused(&rig::delivered(out), 75, "so it is not a container (or cagepipe already runs inside it)");
 }

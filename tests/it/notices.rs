@@ -5,10 +5,8 @@
 //! a real mail parser (`mail-parser`), and one goes through a real Exim
 //! (`exim4 -t`) into a mailbox and arrives intact.
 
-mod common;
-mod mta;
-mod rig;
-
+use crate::rig;
+use crate::rig::exim as mta;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -19,16 +17,16 @@ use mail_parser::{Address, HeaderValue, Message, MessageParser, MimeHeaders};
 use rig::{ConfigDir, Delivery};
 use serde_json::Value;
 
-const PROBE: &str = common::PROBE_IN_CONTAINER;
+const PROBE: &str = rig::PROBE_IN_CONTAINER;
 
 /// Root (and Exim, when `exim`) or a loud skip; with CAGEPIPE_STRICT=1 a
 /// test that cannot run fails.
-fn can_run(test: &str, exim: bool) -> bool {
-    let ok = common::require_root(test) && (!exim || mta::require_exim(test));
-    if !ok && std::env::var_os("CAGEPIPE_STRICT").is_some_and(|v| v == "1") {
-        panic!("{test} cannot run here (CAGEPIPE_STRICT=1): see the SKIP line above");
+fn can_run(_test: &str, exim: bool) -> Option<rig::need::Running> {
+    if exim {
+        rig::need(&[rig::Need::Root, rig::Need::Exim])
+    } else {
+        rig::need(&[rig::Need::Root])
     }
-    ok
 }
 
 /// A fixture server under one root-owned directory.
@@ -150,14 +148,15 @@ const EXPECTED_HEADERS: [&str; 8] =
 
 #[test]
 fn each_account_with_pipes_needing_attention_gets_one_message_that_parses() {
-    if !can_run("each_account_with_pipes_needing_attention_gets_one_message_that_parses", false) {
+    let Some(_running) = can_run("each_account_with_pipes_needing_attention_gets_one_message_that_parses", false)
+    else {
         return;
-    }
+    };
     let mut s = Server::new("main");
     // ready-ntc: its only pipe is ready (a running container has the probe).
-    let c = common::Container::start(
-        &common::unique_name("notices"),
-        &common::ContainerOpts { pidfile: Some(s.pids.join("ready-ntc.pid")), ..Default::default() },
+    let c = rig::Container::start(
+        &rig::unique_name("notices"),
+        &rig::ContainerOpts { pidfile: Some(s.pids.join("ready-ntc.pid")), ..Default::default() },
     );
     s.account("ready-ntc", 310_001, b"Ready Person", "ready-ntc", Some(format!("|{PROBE} report\n").as_bytes()));
     // three-ntc: two pipes in ~/.forward, one in an alias file (no container).
@@ -323,9 +322,9 @@ fn each_account_with_pipes_needing_attention_gets_one_message_that_parses() {
 
 #[test]
 fn a_broken_template_stops_before_the_survey_with_line_and_column() {
-    if !can_run("a_broken_template_stops_before_the_survey_with_line_and_column", false) {
+    let Some(_running) = can_run("a_broken_template_stops_before_the_survey_with_line_and_column", false) else {
         return;
-    }
+    };
     let mut s = Server::new("template");
     s.account("tmpl-ntc", 310_101, b"", "tmpl-ntc", Some(b"|/usr/bin/nothing-here\n"));
     let dir = s.path("notices");
@@ -374,9 +373,7 @@ fn a_broken_template_stops_before_the_survey_with_line_and_column() {
 
 #[test]
 fn a_notice_sent_through_exim_arrives_intact() {
-    if !can_run("a_notice_sent_through_exim_arrives_intact", true) {
-        return;
-    }
+    let Some(_running) = can_run("a_notice_sent_through_exim_arrives_intact", true) else { return };
     let mut s = Server::new("exim");
     let pipe = "|/usr/bin/pr\u{f6}g \x1b[2J \u{202e}x\n";
     s.account("mail-ntc", 310_201, "Zo\u{eb} \x07Mail".as_bytes(), "mail-ntc", Some(pipe.as_bytes()));
@@ -428,9 +425,7 @@ fn a_notice_sent_through_exim_arrives_intact() {
 
 #[test]
 fn notices_for_ten_thousand_accounts() {
-    if !can_run("notices_for_ten_thousand_accounts", false) {
-        return;
-    }
+    let Some(_running) = can_run("notices_for_ten_thousand_accounts", false) else { return };
     let mut s = Server::new("big");
     let n = 10_000;
     for i in 0..n {

@@ -8,45 +8,21 @@
 //! private mount namespace whose /usr/sbin/cagepipe is the binary under test,
 //! whatever this host has installed there (or not).
 
-mod common;
-mod mta;
-mod rig;
-
 use std::ffi::OsString;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use mta::{snippet, EXIM};
+use crate::rig::exim::{snippet, Exim, EXIM};
+use crate::rig::{self, ConfigDir, Need};
 
-fn ready(test: &str) -> bool {
-    common::require_root(test) && mta::require_exim(test)
-}
+const NEEDS: [Need; 2] = [Need::Root, Need::Exim];
 
-fn mkdir(path: &Path, mode: u32) {
-    std::fs::create_dir_all(path).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// Exim's own account: its log and spool directories belong to it, so that
-/// whatever a (broken) configuration makes Exim log lands in the scratch
-/// directory, never in the host's /var/log/exim4.
-fn exim_ids() -> Option<(u32, u32)> {
-    let out = Command::new("getent").args(["passwd", "Debian-exim"]).output().ok()?;
-    let line = String::from_utf8_lossy(&out.stdout).into_owned();
-    let f: Vec<&str> = line.trim().split(':').collect();
-    Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
-}
-
-/// One scratch directory: Exim configurations, its spool and log, a valid
-/// cagepipe configuration, and what /usr/sbin gains in the namespace.
+/// One scratch Exim (configurations, its spool and log, and what /usr/sbin
+/// gains in its namespace: the binary under test as /usr/sbin/cagepipe),
+/// and a valid cagepipe configuration.
 struct Lab {
-    dir: PathBuf,
-    cagepipe_config: rig::ConfigDir,
-    /// Holds `cagepipe`, a hard link to the installed binary under test
-    /// (a link keeps its owner, mode and capabilities).
-    sbin_add: PathBuf,
+    exim: Exim,
+    cagepipe_config: ConfigDir,
 }
 
 /// What one `cagepipe check` printed and returned.
@@ -97,37 +73,18 @@ fn checked(out: std::process::Output) -> Checked {
 
 impl Lab {
     fn new(name: &str) -> Lab {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = rig::scratch().join(format!("eximcheck-{name}-{}", N.fetch_add(1, Ordering::SeqCst)));
-        let _ = std::fs::remove_dir_all(&dir);
-        mkdir(&dir, 0o755);
-        for d in ["spool", "log"] {
-            mkdir(&dir.join(d), 0o750);
-            if let Some((uid, gid)) = exim_ids() {
-                nix::unistd::chown(&dir.join(d), Some(uid.into()), Some(gid.into())).unwrap();
-            }
-        }
-        let sbin_add = dir.join("sbin-add");
-        mkdir(&sbin_add, 0o755);
-        std::fs::hard_link(rig::installed_binary(), sbin_add.join("cagepipe")).expect("link the installed cagepipe");
-        let (cagepipe_config, _) = rig::ConfigDir::with_pidfile_dir("");
-        Lab { dir, cagepipe_config, sbin_add }
+        let (cagepipe_config, _) = ConfigDir::with_pidfile_dir("");
+        Lab { exim: Exim::new(&format!("check-{name}")), cagepipe_config }
     }
 
     /// The main-section lines every configuration here starts with.
     fn main_section(&self) -> String {
-        format!(
-            "primary_hostname = test.example\nspool_directory = {d}/spool\nlog_file_path = {d}/log/%slog\n",
-            d = self.dir.display()
-        )
+        self.exim.private_main()
     }
 
     /// Write `name` (root-owned 0644, as Exim wants its configuration).
     fn file(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        path
+        self.exim.file(name, text)
     }
 
     /// A complete configuration around a transports-section `fragment`: one
@@ -164,26 +121,9 @@ impl Lab {
     }
 
     /// `program ARGS` as root in a private mount namespace in which
-    /// /usr/sbin/cagepipe is the binary under test: bound over the host's
-    /// file if there is one, else added by a read-only overlay on /usr/sbin.
+    /// /usr/sbin/cagepipe is the binary under test (this Exim's namespace).
     fn with_test_binary_at_usr_sbin(&self, program: &Path, args: &[OsString]) -> Command {
-        let script = r#"set -e
-add=$1; shift
-if [ -e /usr/sbin/cagepipe ]; then
-    mount --bind "$add/cagepipe" /usr/sbin/cagepipe
-else
-    mount -t overlay cagepipe-eximcheck -o "ro,lowerdir=$add:/usr/sbin" /usr/sbin
-fi
-exec "$@""#;
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh"])
-            .arg(&self.sbin_add)
-            .arg(program)
-            .args(args)
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .current_dir("/");
-        cmd
+        self.exim.namespaced(program, args)
     }
 
     /// [`Lab::check`] with the shipped path /usr/sbin/cagepipe being the
@@ -237,9 +177,7 @@ fn assert_clean(what: &str, c: &Checked, transports: &[&str]) {
 
 #[test]
 fn every_shipped_snippet_is_clean() {
-    if !ready("every_shipped_snippet_is_clean") {
-        return;
-    }
+    let Some(_test) = rig::need(&NEEDS) else { return };
     let lab = Lab::new("shipped");
     // exim.conf is complete; only the spool and log are prepended.
     let generic =
@@ -287,9 +225,7 @@ fn every_shipped_snippet_is_clean() {
 /// group no longer matches.
 #[test]
 fn the_shipped_group_is_compared_with_the_binary_at_usr_sbin() {
-    if !ready("the_shipped_group_is_compared_with_the_binary_at_usr_sbin") {
-        return;
-    }
+    let Some(_test) = rig::need(&NEEDS) else { return };
     let lab = Lab::new("usrsbin");
     let out = lab
         .with_test_binary_at_usr_sbin(
@@ -305,7 +241,7 @@ fn the_shipped_group_is_compared_with_the_binary_at_usr_sbin() {
     );
 
     // Replace the link with a root:root copy: the group check must notice.
-    let link = lab.sbin_add.join("cagepipe");
+    let link = lab.exim.sbin_add.join("cagepipe");
     std::fs::remove_file(&link).unwrap();
     std::fs::copy(rig::installed_binary(), &link).unwrap();
     nix::unistd::chown(&link, Some(0.into()), Some(0.into())).unwrap();
@@ -324,9 +260,7 @@ fn the_shipped_group_is_compared_with_the_binary_at_usr_sbin() {
 
 #[test]
 fn each_problem_gets_its_own_line_and_exit_78() {
-    if !ready("each_problem_gets_its_own_line_and_exit_78") {
-        return;
-    }
+    let Some(_test) = rig::need(&NEEDS) else { return };
     let lab = Lab::new("broken");
     // The baseline every variant breaks is clean.
     let conf = lab.with_transports("clean.conf", "clean", &transport("clean", &[]));
@@ -351,9 +285,7 @@ fn each_problem_gets_its_own_line_and_exit_78() {
 
 #[test]
 fn problems_are_counted_per_transport_in_one_configuration() {
-    if !ready("problems_are_counted_per_transport_in_one_configuration") {
-        return;
-    }
+    let Some(_test) = rig::need(&NEEDS) else { return };
     let lab = Lab::new("many");
     let mut text = String::from("address_file:\n  driver = appendfile\n\n");
     text.push_str(&transport("fine", &[]));
@@ -377,19 +309,17 @@ fn problems_are_counted_per_transport_in_one_configuration() {
     // The same for monitoring, as one JSON object.
     let c = lab.check(&conf, &["--format=json"]);
     assert_eq!(c.code, 78, "{c}");
-    let j: serde_json::Value = serde_json::from_str(&c.stdout).unwrap_or_else(|e| panic!("{e}: {c}"));
-    assert_eq!(j["verdict"], "CONFIGURATION OK", "{j}");
-    assert_eq!(j["exit"], 78, "{j}");
-    assert_eq!(j["exim_problems"], BROKEN.len(), "{j}");
-    assert_eq!(j["exim"]["problems"].as_array().map(Vec::len), Some(BROKEN.len()), "{j}");
-    assert_eq!(j["exim"]["ok"][0], "fine: ok", "{j}");
+    let j = rig::CheckJson::parse(c.stdout.as_bytes(), &c);
+    assert_eq!(j.verdict(), "CONFIGURATION OK", "{j}");
+    assert_eq!(j.exit(), 78, "{j}");
+    assert_eq!(j.exim_problem_count(), BROKEN.len() as u64, "{j}");
+    assert_eq!(j.exim_problems().len(), BROKEN.len(), "{j}");
+    assert_eq!(j.exim_transports()[0], "fine: ok", "{j}");
 }
 
 #[test]
 fn what_is_fine_is_not_a_problem() {
-    if !ready("what_is_fine_is_not_a_problem") {
-        return;
-    }
+    let Some(_test) = rig::need(&NEEDS) else { return };
     let lab = Lab::new("fine");
     let bin = rig::installed_binary().display().to_string();
     let fixed = format!(
@@ -425,14 +355,12 @@ fn what_is_fine_is_not_a_problem() {
 
 #[test]
 fn exim_itself_missing_or_failing() {
-    if !ready("exim_itself_missing_or_failing") {
-        return;
-    }
+    let Some(_test) = rig::need(&NEEDS) else { return };
     let lab = Lab::new("exim");
     let conf = lab.with_transports("ok.conf", "ok", &transport("ok", &[]));
 
     // An --exim that does not exist is a problem.
-    let missing = lab.dir.join("no-such-exim");
+    let missing = lab.exim.dir.join("no-such-exim");
     let c = checked_delivery(rig::run_as_root(&lab.check_args(missing.to_str().unwrap(), &conf, &[]), b""));
     assert_eq!(c.code, 78, "{c}");
     assert_eq!(c.problems().len(), 1, "{c}");
@@ -485,11 +413,10 @@ fn checked_delivery(d: rig::Delivery) -> Checked {
 /// problems are reported after it. A user checking themself never runs Exim.
 #[test]
 fn the_delivery_verdict_comes_first_and_users_do_not_run_exim() {
-    if !ready("the_delivery_verdict_comes_first_and_users_do_not_run_exim") {
-        return;
-    }
+    let Some(_test) = rig::need(&NEEDS) else { return };
     let lab = Lab::new("user");
-    let user = common::test_user("cptest-eximchk");
+    let s = rig::cage("eximchk").stopped().start();
+    let user = &s.user;
     let conf = lab.with_transports("bad.conf", "bad", &transport("bad", &[("temp_errors = 75:73", "temp_errors = 1")]));
 
     // No container for the user: not deliverable, and that code wins.
@@ -507,7 +434,7 @@ fn the_delivery_verdict_comes_first_and_users_do_not_run_exim() {
     assert_eq!(c.problems().len(), 1, "{c}");
 
     // The same user checking themself: no Exim lines at all.
-    let caller = rig::Caller { uid: user.uid, gid: rig::cagepipe_gid() };
+    let caller = s.caller;
     let d = rig::deliver(&lab.cagepipe_config, caller, &["check".into()], &[], b"");
     let c = checked_delivery(d);
     assert!(c.stdout.contains("NOT DELIVERABLE"), "{c}");

@@ -7,17 +7,15 @@
 //!
 //! With CAGEPIPE_STRICT=1 a test that cannot run fails instead of skipping.
 
-mod common;
-mod rig;
-
+use crate::rig;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Container, ContainerOpts};
 use rig::{raw_pipe, Caller, ConfigDir};
+use rig::{Container, ContainerOpts};
 
 /// Calls from cagepipe's exec to the command's exec (parent and child), on
 /// a kernel with pidfd, clone3 and close_range: the figure measured on
@@ -32,22 +30,12 @@ const FALLBACK_BUDGET: &[(&str, usize)] = &[("pidfd", 40), ("close_range", 1100)
 
 /// Root, and strace (installed by testbed/test), or a loud skip; with
 /// CAGEPIPE_STRICT=1 a panic.
-fn can_run(test: &str) -> bool {
-    let strict = std::env::var("CAGEPIPE_STRICT").is_ok_and(|v| v == "1");
-    if !common::require_root(test) {
-        assert!(!strict, "{test}: CAGEPIPE_STRICT=1 but not root");
-        return false;
-    }
-    if Command::new("strace").arg("-V").output().map(|o| !o.status.success()).unwrap_or(true) {
-        assert!(!strict, "{test}: CAGEPIPE_STRICT=1 but strace is not installed (testbed/test installs it)");
-        let _ = writeln!(std::io::stderr(), "SKIP {test}: strace is not installed (testbed/test installs it)");
-        return false;
-    }
-    true
+fn can_run(_test: &str) -> Option<rig::need::Running> {
+    rig::need(&[rig::Need::Root, rig::Need::Tool("strace")])
 }
 
 /// The test account, removed with its home when the test ends.
-struct Account(common::User);
+struct Account(rig::User);
 
 impl Drop for Account {
     fn drop(&mut self) {
@@ -207,14 +195,14 @@ struct Setup {
 }
 
 fn setup(test: &str) -> Setup {
-    let user = Account(common::test_user(&format!("cptest-{test}")));
+    let user = Account(rig::test_user(&format!("cptest-{test}")));
     let (_, piddir) = ConfigDir::with_pidfile_dir("");
     let opts = ContainerOpts {
         users: vec![user.0.name.clone()],
         pidfile: Some(piddir.join(format!("{}.pid", user.0.name))),
         ..Default::default()
     };
-    let container = Container::start(&common::unique_name(test), &opts);
+    let container = Container::start(&rig::unique_name(test), &opts);
     Setup { _container: container, user, piddir }
 }
 
@@ -236,7 +224,7 @@ fn traced_delivery(s: &Setup, extra: &str, trace: &Path) -> Count {
         ("SHELL", "/bin/sh"),
         ("PATH", "/bin:/usr/bin"),
     ];
-    let args: Vec<OsString> = raw_pipe(&format!("|{} report", common::PROBE_IN_CONTAINER));
+    let args: Vec<OsString> = raw_pipe(&format!("|{} report", rig::PROBE_IN_CONTAINER));
     let inner = rig::command(&config, caller, &args, &env);
     // strace runs as root (ptrace of a capability-raising exec needs
     // CAP_SYS_PTRACE in the tracer, or the file capabilities are not granted).
@@ -253,7 +241,7 @@ fn traced_delivery(s: &Setup, extra: &str, trace: &Path) -> Count {
     }
     let d = rig::run_with_stdin(cmd, b"x");
     assert_eq!(d.code(), Some(0), "delivery under strace failed: {d:?}");
-    let report = common::parse_report(&d.stdout);
+    let report = rig::parse_report(&d.stdout);
     assert_eq!(report["uid"], user.uid.to_string(), "the command ran as the user");
     assert_eq!(report["ns_mnt"], s._container.ns_inode("mnt").to_string(), "the command ran in the container");
     let text = std::fs::read_to_string(trace).unwrap();
@@ -276,9 +264,7 @@ fn print(label: &str, c: &Count) {
 
 #[test]
 fn budget_is_held() {
-    if !can_run("budget_is_held") {
-        return;
-    }
+    let Some(_running) = can_run("budget_is_held") else { return };
     let s = setup("budget");
     let trace = rig::scratch().join("budget.trace");
     // Twice: the first run may differ (a cold page cache), the second is

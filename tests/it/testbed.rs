@@ -3,28 +3,26 @@
 //! users' homes) and takes them apart again; the probe reports what it
 //! should. Asserted from the host and from inside.
 
-mod common;
-
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Container, ContainerOpts, User};
+use crate::rig::container::{cgroup_dir, cgroup_lines, cgroup_mounts, container_script, TESTBED_STATE_ROOT};
+use crate::rig::{self, Container, ContainerOpts, Need::Root, Report, User, PROBE_IN_CONTAINER};
 
 /// Namespaces every container has of its own (`user` only with --userns).
 const OWN_NAMESPACES: [&str; 7] = ["mnt", "pid", "uts", "ipc", "net", "cgroup", "time"];
 
 /// A pidfile in a directory that does not exist yet: the script creates it.
 fn pidfile_for(name: &str) -> PathBuf {
-    PathBuf::from(format!("/run/cagepipe-it/testbed-{name}/init.pid"))
+    rig::scratch().join(format!("testbed-{name}/init.pid"))
 }
 
-fn report_of(out: &Output) -> BTreeMap<String, String> {
+fn report_of(out: &Output) -> Report {
     assert!(out.status.success(), "probe failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
-    common::parse_report(&out.stdout)
+    rig::parse_report(&out.stdout)
 }
 
 fn dev_ino(path: impl AsRef<Path>) -> String {
@@ -35,23 +33,23 @@ fn dev_ino(path: impl AsRef<Path>) -> String {
 /// Everything that must hold for a running container, checked from the
 /// host and then from inside.
 fn assert_container_is_sound(c: &Container, user: &User, userns: bool) {
-    assert!(common::process_running(c.pid), "init {} runs", c.pid);
+    assert!(rig::process_running(c.pid), "init {} runs", c.pid);
     for kind in OWN_NAMESPACES {
-        assert_ne!(c.ns_inode(kind), common::host_ns_inode(kind), "{kind} namespace is new");
+        assert_ne!(c.ns_inode(kind), rig::host_ns_inode(kind), "{kind} namespace is new");
     }
     if userns {
-        assert_ne!(c.ns_inode("user"), common::host_ns_inode("user"), "user namespace is new");
+        assert_ne!(c.ns_inode("user"), rig::host_ns_inode("user"), "user namespace is new");
     } else {
-        assert_eq!(c.ns_inode("user"), common::host_ns_inode("user"), "host user namespace");
+        assert_eq!(c.ns_inode("user"), rig::host_ns_inode("user"), "host user namespace");
     }
 
     // In its own cgroup in the v2 tree and in every v1 hierarchy, nested
     // under the cgroup of whoever started it (this test).
-    let mounts = common::cgroup_mounts();
-    let lines = common::cgroup_lines(c.pid);
-    let mine = common::cgroup_lines(std::process::id() as i32);
+    let mounts = cgroup_mounts();
+    let lines = cgroup_lines(c.pid);
+    let mine = cgroup_lines(std::process::id() as i32);
     assert!(mounts.iter().any(|m| m.fs_type == "cgroup2"), "cgroup2 is mounted");
-    let mounted: Vec<_> = lines.iter().filter(|l| common::cgroup_dir(l, &mounts).is_some()).collect();
+    let mounted: Vec<_> = lines.iter().filter(|l| cgroup_dir(l, &mounts).is_some()).collect();
     assert_eq!(c.cgroup_dirs().len(), mounted.len(), "a cgroup in every mounted hierarchy: {lines:?}");
     for line in &mounted {
         let base = mine.iter().find(|m| m.hierarchy == line.hierarchy).expect("same hierarchies");
@@ -101,7 +99,7 @@ fn stop_and_assert_gone(mut c: Container) {
     let started = Instant::now();
     c.stop().unwrap();
     eprintln!("stop {} took {:?}", c.name, started.elapsed());
-    assert!(!common::process_running(pid), "init {pid} is dead");
+    assert!(!rig::process_running(pid), "init {pid} is dead");
     // (The cagepipe-testbed group above them goes once no other
     // container, say of a parallel test, uses it.)
     for dir in &dirs {
@@ -115,7 +113,7 @@ fn stop_and_assert_gone(mut c: Container) {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&state.display().to_string()), "no mounts left under {}", state.display());
     // Idempotent.
-    let again = common::stop_container(&c.name);
+    let again = rig::stop_container(&c.name);
     assert!(again.status.success(), "second stop: {}", String::from_utf8_lossy(&again.stderr));
 }
 
@@ -128,11 +126,9 @@ fn timed_start(name: &str, opts: &ContainerOpts) -> Container {
 
 #[test]
 fn plain_container_has_its_own_namespaces_cgroups_and_home() {
-    if !common::require_root("plain_container_has_its_own_namespaces_cgroups_and_home") {
-        return;
-    }
-    let user = common::test_user("cptest-testbed");
-    let name = common::unique_name("plain");
+    let Some(_test) = rig::need(&[Root]) else { return };
+    let user = rig::test_user("cptest-testbed");
+    let name = rig::unique_name("plain");
     let opts =
         ContainerOpts { users: vec![user.name.clone()], pidfile: Some(pidfile_for(&name)), ..Default::default() };
     let c = timed_start(&name, &opts);
@@ -140,18 +136,16 @@ fn plain_container_has_its_own_namespaces_cgroups_and_home() {
     // pivot_root: the mount namespace's root is the container's root.
     let ns_root = report_of(&run(Command::new("nsenter")
         .args(["-t", &c.pid.to_string(), "--all"])
-        .args([common::PROBE_IN_CONTAINER, "report"])));
+        .args([PROBE_IN_CONTAINER, "report"])));
     assert_eq!(ns_root["root_dev_ino"], dev_ino(format!("/proc/{}/root", c.pid)));
     stop_and_assert_gone(c);
 }
 
 #[test]
 fn user_namespace_container_maps_ids() {
-    if !common::require_root("user_namespace_container_maps_ids") {
-        return;
-    }
-    let user = common::test_user("cptest-testbed");
-    let name = common::unique_name("userns");
+    let Some(_test) = rig::need(&[Root]) else { return };
+    let user = rig::test_user("cptest-testbed");
+    let name = rig::unique_name("userns");
     let opts = ContainerOpts {
         users: vec![user.name.clone()],
         userns: true,
@@ -178,7 +172,7 @@ fn user_namespace_container_maps_ids() {
 
     // A shifted map: the user's host ids appear as 5000/6000 inside; on
     // disk the home still belongs to the host ids.
-    let name = common::unique_name("usernsmap");
+    let name = rig::unique_name("usernsmap");
     let opts = ContainerOpts {
         users: vec![user.name.clone()],
         uid_map: Some(format!("0 100000 1000,5000 {} 1", user.uid)),
@@ -194,21 +188,19 @@ fn user_namespace_container_maps_ids() {
     stop_and_assert_gone(c);
 
     // Not mapped at all: a loud failure, nothing left behind.
-    let name = common::unique_name("usernsunmapped");
+    let name = rig::unique_name("usernsunmapped");
     let opts =
         ContainerOpts { users: vec![user.name.clone()], uid_map: Some("0 200000 65536".into()), ..Default::default() };
     let err = Container::try_start(&name, &opts).unwrap_err();
     assert!(err.contains("is not mapped"), "{err}");
-    assert!(!Path::new(common::TESTBED_STATE_ROOT).join(&name).exists());
+    assert!(!Path::new(TESTBED_STATE_ROOT).join(&name).exists());
 }
 
 #[test]
 fn chroot_container_has_a_process_root_unlike_its_namespace_root() {
-    if !common::require_root("chroot_container_has_a_process_root_unlike_its_namespace_root") {
-        return;
-    }
-    let user = common::test_user("cptest-testbed");
-    let name = common::unique_name("chroot");
+    let Some(_test) = rig::need(&[Root]) else { return };
+    let user = rig::test_user("cptest-testbed");
+    let name = rig::unique_name("chroot");
     let opts = ContainerOpts {
         users: vec![user.name.clone()],
         chroot: true,
@@ -226,7 +218,7 @@ fn chroot_container_has_a_process_root_unlike_its_namespace_root() {
     assert!(ns_root.status.success(), "{ns_root:?}");
     let ns_root = String::from_utf8(ns_root.stdout).unwrap();
     assert_ne!(ns_root.trim(), dev_ino(format!("/proc/{}/root", c.pid)));
-    let probe_outside = format!("{}/rootfs{}", c.state_dir().display(), common::PROBE_IN_CONTAINER);
+    let probe_outside = format!("{}/rootfs{}", c.state_dir().display(), PROBE_IN_CONTAINER);
     let status = Command::new("nsenter")
         .args(["-t", &c.pid.to_string(), "--all", "test", "-x", &probe_outside])
         .status()
@@ -237,28 +229,24 @@ fn chroot_container_has_a_process_root_unlike_its_namespace_root() {
 
 #[test]
 fn stop_of_an_absent_container_succeeds() {
-    if !common::require_root("stop_of_an_absent_container_succeeds") {
-        return;
-    }
-    let out = common::stop_container(&common::unique_name("never-started"));
+    let Some(_test) = rig::need(&[Root]) else { return };
+    let out = rig::stop_container(&rig::unique_name("never-started"));
     assert!(out.status.success(), "{out:?}");
     assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{out:?}");
-    let out = run(Command::new(common::container_script()).args(["pid", &common::unique_name("absent")]));
+    let out = run(Command::new(container_script()).args(["pid", &rig::unique_name("absent")]));
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
 
 #[test]
 fn parallel_containers_do_not_interfere() {
-    if !common::require_root("parallel_containers_do_not_interfere") {
-        return;
-    }
-    let user = common::test_user("cptest-testbed");
+    let Some(_test) = rig::need(&[Root]) else { return };
+    let user = rig::test_user("cptest-testbed");
     let started: Vec<Container> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..2)
             .map(|i| {
                 let user = &user;
                 scope.spawn(move || {
-                    let name = common::unique_name(&format!("parallel{i}"));
+                    let name = rig::unique_name(&format!("parallel{i}"));
                     let opts = ContainerOpts {
                         users: vec![user.name.clone()],
                         userns: i == 1,
@@ -287,11 +275,9 @@ fn parallel_containers_do_not_interfere() {
 
 #[test]
 fn init_reaps_orphans() {
-    if !common::require_root("init_reaps_orphans") {
-        return;
-    }
-    let user = common::test_user("cptest-testbed");
-    let name = common::unique_name("reaper");
+    let Some(_test) = rig::need(&[Root]) else { return };
+    let user = rig::test_user("cptest-testbed");
+    let name = rig::unique_name("reaper");
     let opts =
         ContainerOpts { users: vec![user.name.clone()], pidfile: Some(pidfile_for(&name)), ..Default::default() };
     let c = timed_start(&name, &opts);
@@ -325,17 +311,15 @@ fn init_reaps_orphans() {
 
 #[test]
 fn failed_start_is_loud_and_leaves_nothing() {
-    if !common::require_root("failed_start_is_loud_and_leaves_nothing") {
-        return;
-    }
+    let Some(_test) = rig::need(&[Root]) else { return };
     // Fails inside the new namespaces (the bind source vanishes between
     // the script's check and the mount is hard to arrange; an unreadable
     // one in a user namespace does it): stderr carries the setup log.
-    let secret_dir = PathBuf::from(format!("/run/cagepipe-it/testbed-{}-secret", std::process::id()));
+    let secret_dir = rig::fresh("testbed-secret");
     std::fs::create_dir_all(&secret_dir).unwrap();
     std::fs::set_permissions(&secret_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     std::fs::write(secret_dir.join("file"), "x").unwrap();
-    let name = common::unique_name("failing");
+    let name = rig::unique_name("failing");
     let pidfile_dir = pidfile_for(&name).parent().unwrap().to_owned();
     let opts = ContainerOpts {
         userns: true,
@@ -347,12 +331,12 @@ fn failed_start_is_loud_and_leaves_nothing() {
     std::fs::remove_dir_all(&secret_dir).unwrap();
     assert!(err.contains("setup log") && err.contains("/opt/secret"), "{err}");
     assert!(err.contains("start of") && err.contains("failed"), "{err}");
-    assert!(!Path::new(common::TESTBED_STATE_ROOT).join(&name).exists(), "state removed");
+    assert!(!Path::new(TESTBED_STATE_ROOT).join(&name).exists(), "state removed");
     assert!(!pidfile_dir.exists(), "no pidfile for a failed container");
-    let mine = common::cgroup_lines(std::process::id() as i32);
-    let mounts = common::cgroup_mounts();
+    let mine = cgroup_lines(std::process::id() as i32);
+    let mounts = cgroup_mounts();
     for line in &mine {
-        if let Some(dir) = common::cgroup_dir(line, &mounts) {
+        if let Some(dir) = cgroup_dir(line, &mounts) {
             let dir = dir.join("cagepipe-testbed").join(&name);
             assert!(!dir.exists(), "{} removed", dir.display());
         }
@@ -366,43 +350,39 @@ fn failed_start_is_loud_and_leaves_nothing() {
         (&["--uid-map", "0 100000"], "is not 'IN OUT COUNT'"),
         (&["--frobnicate"], "unknown option"),
     ] {
-        let name = common::unique_name("refused");
-        let out = run(Command::new(common::container_script()).args(["start", &name]).args(args));
+        let name = rig::unique_name("refused");
+        let out = run(Command::new(container_script()).args(["start", &name]).args(args));
         assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(words), "{args:?}: stderr {stderr:?} should say {words:?}");
         assert!(out.stdout.is_empty());
-        assert!(!Path::new(common::TESTBED_STATE_ROOT).join(&name).exists(), "state removed");
+        assert!(!Path::new(TESTBED_STATE_ROOT).join(&name).exists(), "state removed");
     }
-    let out = run(Command::new(common::container_script()).args(["start", "bad_name"]));
+    let out = run(Command::new(container_script()).args(["start", "bad_name"]));
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid container name"), "{out:?}");
 }
 
 #[test]
 fn no_cgroup_container_stays_in_the_callers_cgroups() {
-    if !common::require_root("no_cgroup_container_stays_in_the_callers_cgroups") {
-        return;
-    }
-    let name = common::unique_name("nocgroup");
+    let Some(_test) = rig::need(&[Root]) else { return };
+    let name = rig::unique_name("nocgroup");
     let c = timed_start(&name, &ContainerOpts { no_cgroup: true, ..Default::default() });
     assert!(c.cgroup_dirs().is_empty());
-    let mine = common::cgroup_lines(std::process::id() as i32);
-    assert_eq!(common::cgroup_lines(c.pid), mine, "same cgroups as the test that started it");
-    assert_ne!(c.ns_inode("cgroup"), common::host_ns_inode("cgroup"), "still its own cgroup namespace");
+    let mine = cgroup_lines(std::process::id() as i32);
+    assert_eq!(cgroup_lines(c.pid), mine, "same cgroups as the test that started it");
+    assert_ne!(c.ns_inode("cgroup"), rig::host_ns_inode("cgroup"), "still its own cgroup namespace");
     stop_and_assert_gone(c);
 }
 
 #[test]
 fn restarting_a_name_replaces_the_old_container() {
-    if !common::require_root("restarting_a_name_replaces_the_old_container") {
-        return;
-    }
-    let name = common::unique_name("restart");
+    let Some(_test) = rig::need(&[Root]) else { return };
+    let name = rig::unique_name("restart");
     let opts = ContainerOpts { pidfile: Some(pidfile_for(&name)), ..Default::default() };
     let first = Container::start(&name, &opts);
     let second = Container::start(&name, &opts);
-    assert!(!common::process_running(first.pid), "the old init was killed");
+    assert!(!rig::process_running(first.pid), "the old init was killed");
     assert_ne!(first.pid, second.pid);
     let pidfile = opts.pidfile.as_ref().unwrap();
     assert_eq!(std::fs::read_to_string(pidfile).unwrap(), format!("{}\n", second.pid));
@@ -420,7 +400,7 @@ fn run(cmd: &mut Command) -> Output {
 
 fn probe_with_stdin(args: &[&str], env: &[(&str, &[u8])], stdin: &[u8]) -> Output {
     use std::os::unix::ffi::OsStrExt;
-    let mut cmd = Command::new(common::probe_binary());
+    let mut cmd = Command::new(rig::probe_binary());
     cmd.arg("report").args(args).env_clear();
     for (k, v) in env {
         cmd.env(k, std::ffi::OsStr::from_bytes(v));
@@ -438,6 +418,7 @@ fn probe_with_stdin(args: &[&str], env: &[(&str, &[u8])], stdin: &[u8]) -> Outpu
 
 #[test]
 fn probe_report_round_trips_escapes_and_hashes_stdin() {
+    let _test = rig::need_nothing();
     let odd = b"line one\nline\ttwo \\ =x\x01\xff\xc3\xa9";
     let message: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let out =
@@ -445,11 +426,11 @@ fn probe_report_round_trips_escapes_and_hashes_stdin() {
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8(out.stdout.clone()).expect("the report is ASCII");
     assert!(text.lines().all(|l| l.contains('=')), "one key=value per line");
-    let r = common::parse_report(&out.stdout);
+    let r = rig::parse_report(&out.stdout);
     assert_eq!(r["stdin_len"], message.len().to_string());
-    assert_eq!(r["stdin_fnv64"], common::fnv64(&message));
-    assert_eq!(common::fnv64(b""), "cbf29ce484222325");
-    assert_eq!(common::fnv64(b"a"), "af63dc4c8601ec8c", "FNV-1a 64 reference value");
+    assert_eq!(r["stdin_fnv64"], rig::fnv64(&message));
+    assert_eq!(rig::fnv64(b""), "cbf29ce484222325");
+    assert_eq!(rig::fnv64(b"a"), "af63dc4c8601ec8c", "FNV-1a 64 reference value");
     assert!(text.contains("env_ODD=line one\\nline\\ttwo \\\\ =x\\x01\\xff\\xc3\\xa9\n"), "{text}");
     assert_eq!(r["env_ODD"], String::from_utf8_lossy(odd));
     assert_eq!(r["env_count"], "2");
@@ -480,7 +461,7 @@ fn probe_report_round_trips_escapes_and_hashes_stdin() {
     ] {
         assert!(r.contains_key(key), "report has {key}");
     }
-    assert_eq!(r["ns_mnt"], common::host_ns_inode("mnt").to_string());
+    assert_eq!(r["ns_mnt"], rig::host_ns_inode("mnt").to_string());
     assert_eq!(r["root_dev_ino"], dev_ino("/"));
     // Whatever else the test process inherited (it is not cagepipe's job
     // here) comes after the standard three.
@@ -489,8 +470,9 @@ fn probe_report_round_trips_escapes_and_hashes_stdin() {
 
 #[test]
 fn probe_sees_what_rust_start_up_would_hide() {
+    let _test = rig::need_nothing();
     // An ignored SIGPIPE and a closed stdin must show as they are.
-    let out = run(Command::new("sh").arg("-c").arg("trap '' PIPE; exec \"$0\" report <&-").arg(common::probe_binary()));
+    let out = run(Command::new("sh").arg("-c").arg("trap '' PIPE; exec \"$0\" report <&-").arg(rig::probe_binary()));
     let r = report_of(&out);
     let ignored = u64::from_str_radix(&r["sig_ign"], 16).unwrap();
     assert_ne!(ignored & 1 << (libc::SIGPIPE - 1), 0, "SIGPIPE ignored: {}", r["sig_ign"]);
@@ -500,25 +482,27 @@ fn probe_sees_what_rust_start_up_would_hide() {
 
 #[test]
 fn probe_exits_and_signals_as_asked() {
+    let _test = rig::need_nothing();
     use std::os::unix::process::ExitStatusExt;
     let out = probe_with_stdin(&["--exit", "42"], &[], b"");
     assert_eq!(out.status.code(), Some(42));
-    assert!(!common::parse_report(&out.stdout).is_empty(), "the report comes first");
+    assert!(!rig::parse_report(&out.stdout).is_empty(), "the report comes first");
     let out = probe_with_stdin(&["--signal", "15"], &[], b"");
     assert_eq!(out.status.signal(), Some(15));
-    assert!(common::parse_report(&out.stdout).contains_key("pid"), "flushed before the signal");
+    assert!(rig::parse_report(&out.stdout).contains_key("pid"), "flushed before the signal");
     // --read-bytes stops reading; the writer gets EPIPE, not a hang.
     let big = vec![b'x'; 1 << 20];
     let out = probe_with_stdin(&["--read-bytes", "10"], &[], &big);
     let r = report_of(&out);
-    assert_eq!((r["stdin_len"].as_str(), r["stdin_fnv64"].clone()), ("10", common::fnv64(&big[..10])));
+    assert_eq!((r["stdin_len"].as_str(), r["stdin_fnv64"].clone()), ("10", rig::fnv64(&big[..10])));
     let out = probe_with_stdin(&["--exit", "300"], &[], b"");
     assert_eq!(out.status.code(), Some(2), "bad arguments are a usage error");
 }
 
 #[test]
 fn probe_spawn_bg_leaves_a_child_in_its_process_group() {
-    let mut child = Command::new(common::probe_binary())
+    let _test = rig::need_nothing();
+    let mut child = Command::new(rig::probe_binary())
         .args(["report", "--spawn-bg"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -539,7 +523,7 @@ fn probe_spawn_bg_leaves_a_child_in_its_process_group() {
         let n = std::io::Read::read(&mut stdout, &mut buf).unwrap();
         text.extend_from_slice(&buf[..n]);
     }
-    let r = common::parse_report(&text);
+    let r = rig::parse_report(&text);
     let bg: i32 = r["bg_pid"].parse().unwrap();
     let stat = std::fs::read_to_string(format!("/proc/{bg}/stat")).unwrap();
     let pgid: i32 = stat.rsplit_once(") ").unwrap().1.split(' ').nth(2).unwrap().parse().unwrap();

@@ -5,20 +5,18 @@
 //! from at least one fixture and is asserted, in text and in JSON; a
 //! generated server of 10,000 accounts shows the cost stays linear.
 
-mod common;
-mod rig;
-
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{Container, ContainerOpts, User};
-use rig::{ConfigDir, Delivery};
 use serde_json::Value;
 
-const PROBE: &str = common::PROBE_IN_CONTAINER;
+use crate::rig::{
+    self, ConfigDir, Container, Delivery,
+    Need::{Root, Tool},
+    User, PROBE_IN_CONTAINER as PROBE,
+};
 
 /// A fixture server: every file the survey reads, under one root-owned
 /// directory.
@@ -32,8 +30,7 @@ struct Fixture {
 
 impl Fixture {
     fn new(name: &str, rollout: &str) -> Fixture {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = rig::scratch().join(format!("survey-{name}-{}", N.fetch_add(1, Ordering::SeqCst)));
+        let dir = rig::fresh(&format!("survey-{name}"));
         let pids = dir.join("pids");
         for d in [&dir, &pids, &dir.join("etc"), &dir.join("home")] {
             std::fs::create_dir_all(d).unwrap();
@@ -117,11 +114,6 @@ fn inside(c: &Container, user: &User, rel: &str, contents: &[u8], mode: u32) {
     user_file(&path, contents, user.uid, mode);
 }
 
-fn container_for(user: &User, test: &str, pidfile: PathBuf) -> Container {
-    let opts = ContainerOpts { users: vec![user.name.clone()], pidfile: Some(pidfile), ..Default::default() };
-    Container::start(&common::unique_name(test), &opts)
-}
-
 fn json(d: &Delivery) -> Value {
     serde_json::from_slice(&d.stdout).unwrap_or_else(|e| panic!("survey --format json printed no JSON ({e}): {d:?}"))
 }
@@ -138,25 +130,21 @@ fn by_place(j: &Value, list: &str) -> BTreeMap<String, Value> {
 
 #[test]
 fn every_pipe_on_the_server_lands_in_one_of_two_lists_with_its_reason() {
-    if !common::require_root("every_pipe_on_the_server_lands_in_one_of_two_lists_with_its_reason") {
-        return;
-    }
-    let a = common::test_user("cptest-sva");
-    let b = common::test_user("cptest-svb");
-    let mut fx = Fixture::new("reasons", &format!("contain = [\"{}\"]", a.name));
-    let ca = container_for(&a, "surveya", fx.pids.join(format!("{}.pid", a.name)));
-    let _cb = container_for(&b, "surveyb", fx.pids.join(format!("{}.pid", b.name)));
-    fx.real(&a);
-    fx.real(&b);
+    let Some(_test) = rig::need(&[Root]) else { return };
+    let mut fx = Fixture::new("reasons", "contain = [\"cptest-sva\"]");
+    let (sa, sb) = (rig::cage("sva").piddir(&fx.pids).start(), rig::cage("svb").piddir(&fx.pids).start());
+    let (a, b, ca) = (&sa.user, &sb.user, sa.container());
+    fx.real(a);
+    fx.real(b);
     fx.passwd.push("daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin".into());
     fx.passwd.push("bad/name:x:300999:300999::/nonexistent:/bin/sh".into());
     fx.group.push(format!("{}:x:{}:", a.name, a.gid));
 
     // Inside a's container: scripts that cannot run, for the reasons a
     // customer can fix.
-    inside(&ca, &a, "bin/php-script", b"#!/usr/bin/php-cagepipe-none\n<?php\n", 0o755);
-    inside(&ca, &a, "bin/plain-file", b"echo hi\n", 0o644);
-    inside(&ca, &a, "bin/wrapped", format!("#!{}/bin/plain-file\n", a.home.display()).as_bytes(), 0o755);
+    inside(ca, a, "bin/php-script", b"#!/usr/bin/php-cagepipe-none\n<?php\n", 0o755);
+    inside(ca, a, "bin/plain-file", b"echo hi\n", 0o644);
+    inside(ca, a, "bin/wrapped", format!("#!{}/bin/plain-file\n", a.home.display()).as_bytes(), 0o755);
     let ah = a.home.display().to_string();
     // A script argument only the host has (the fixture lives on the host).
     let host_only = fx.file("host-only.php", b"<?php\n", 0o644).display().to_string();
@@ -353,22 +341,15 @@ fn every_pipe_on_the_server_lands_in_one_of_two_lists_with_its_reason() {
     assert!(text.contains("      no-container: The account's container is not running"), "{text}");
     let summary = format!("7 of {} pipes ready ({share:.1}%), {} need attention", 7 + expect.len(), expect.len());
     assert!(text.lines().last().unwrap().starts_with(&summary), "{text}");
-    // Test accounts outlive the run; their pipes must not show up in a
-    // later survey of the machine.
-    for u in [&a, &b] {
-        let _ = std::fs::remove_file(u.home.join(".forward"));
-    }
 }
 
 #[test]
 fn survey_is_for_root_and_exit_zero_means_every_pipe_is_ready() {
-    if !common::require_root("survey_is_for_root_and_exit_zero_means_every_pipe_is_ready") {
-        return;
-    }
-    let a = common::test_user("cptest-svc");
+    let Some(_test) = rig::need(&[Root, Tool("script")]) else { return };
     let mut fx = Fixture::new("clean", "contain = \"all\"");
-    let _c = container_for(&a, "surveyc", fx.pids.join(format!("{}.pid", a.name)));
-    fx.real(&a);
+    let s = rig::cage("svc").piddir(&fx.pids).start();
+    let a = &s.user;
+    fx.real(a);
     user_file(&a.home.join(".forward"), format!("|{PROBE} report\n").as_bytes(), a.uid, 0o644);
     let d = fx.survey(&[]);
     let text = String::from_utf8_lossy(&d.stdout).into_owned();
@@ -428,14 +409,11 @@ fn generate(fx: &mut Fixture, n: usize, container_pid: i32) {
 
 #[test]
 fn ten_thousand_accounts_survey_in_seconds() {
-    if !common::require_root("ten_thousand_accounts_survey_in_seconds") {
-        return;
-    }
-    let a = common::test_user("cptest-svd");
+    let Some(_test) = rig::need(&[Root]) else { return };
     let mut fx = Fixture::new("big", "contain = \"all\"");
-    let c = container_for(&a, "surveyd", fx.pids.join(format!("{}.pid", a.name)));
+    let s = rig::cage("svd").piddir(&fx.pids).start();
     let n = 10_000;
-    generate(&mut fx, n, c.pid);
+    generate(&mut fx, n, s.container().pid);
     let started = std::time::Instant::now();
     let d = fx.survey(&["--format=json"]);
     let took = started.elapsed();
@@ -455,20 +433,17 @@ fn ten_thousand_accounts_survey_in_seconds() {
 
 #[test]
 fn with_the_sandbox_on_a_program_outside_its_execute_paths_needs_attention_and_really_fails() {
-    if !common::require_root("with_the_sandbox_on_a_program_outside_its_execute_paths_needs_attention_and_really_fails")
-    {
-        return;
-    }
-    let a = common::test_user("cptest-sve");
+    let Some(_test) = rig::need(&[Root]) else { return };
     let mut fx = Fixture::new("sandbox", "contain = \"all\"");
-    let c = container_for(&a, "surveye", fx.pids.join(format!("{}.pid", a.name)));
+    let s = rig::cage("sve").piddir(&fx.pids).start();
+    let (a, c) = (&s.user, s.container());
     fx.config.write(&format!(
         "[container]\npidfile = \"{}/{{user}}.pid\"\n[sandbox]\nlandlock = \"required\"\nwrite = [\"{{home}}\", \"/tmp\"]\n\
          execute = [\"/usr\", \"/bin\", \"/lib\", \"/lib64\", \"/opt/cagepipe-probe\"]\n",
         fx.pids.display()
     ));
-    fx.real(&a);
-    inside(&c, &a, "bin/hello", b"#!/bin/sh\necho hello\n", 0o755);
+    fx.real(a);
+    inside(c, a, "bin/hello", b"#!/bin/sh\necho hello\n", 0o755);
     let hello = format!("{}/bin/hello", a.home.display());
     user_file(&a.home.join(".forward"), format!("|{PROBE} report\n|{hello}\n").as_bytes(), a.uid, 0o644);
     let d = fx.survey(&["--format=json"]);

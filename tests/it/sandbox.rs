@@ -8,21 +8,12 @@
 //! the way such a kernel does, so cagepipe and the landlock crate take the
 //! same path they would take there.
 
-mod common;
-mod rig;
-
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{Container, ContainerOpts};
-use rig::{raw_pipe, Caller, ConfigDir, Delivery};
-
-const PROBE: &str = "/opt/cagepipe-probe/probe";
+use crate::rig::{self, Cage, Delivery, Need::Root, Report};
+use rig::raw_pipe;
 
 /// Writable by the user as far as file permissions go (sticky and
 /// world-writable, like /tmp), but listed in no `write` entry.
@@ -32,125 +23,61 @@ const DROP_DIR: &str = "/srv/drop";
 /// dynamic loader and /usr/bin.
 const EXECUTE: &str = r#"["/usr", "/bin", "/lib", "/lib64", "/opt/cagepipe-probe"]"#;
 
-struct Setup {
-    container: Container,
-    config: ConfigDir,
-    user: common::User,
-    caller: Caller,
-    syslog: Syslog,
-}
-
-/// A container for a fresh test user with [`DROP_DIR`] inside, and a
+/// A cage for a fresh test user with [`DROP_DIR`] inside, and a
 /// configuration with `sandbox` (the lines of a `[sandbox]` section) whose
-/// audit lines go to a socket of this test.
-fn setup(test: &str, sandbox: &str) -> Setup {
-    let user = common::test_user(&format!("cptest-{}", &test[..test.len().min(12)]));
-    let syslog = Syslog::bind();
-    let extra = format!("[log]\nsocket = \"{}\"\n[sandbox]\n{sandbox}", syslog.path.display());
-    let (config, piddir) = ConfigDir::with_pidfile_dir(&extra);
-    let opts = ContainerOpts {
-        users: vec![user.name.clone()],
-        pidfile: Some(piddir.join(format!("{}.pid", user.name))),
-        ..Default::default()
-    };
-    let container = Container::start(&common::unique_name(test), &opts);
-    let caller = Caller { uid: user.uid, gid: rig::cagepipe_gid() };
-    let s = Setup { container, config, user, caller, syslog };
+/// audit lines go to the cage's syslog catcher.
+fn setup(test: &str, sandbox: &str) -> Cage {
+    let s = rig::cage(test).syslog().config(&format!("[sandbox]\n{sandbox}")).start();
     let drop_dir = s.host_path(DROP_DIR);
     std::fs::create_dir_all(&drop_dir).unwrap();
     std::fs::set_permissions(&drop_dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
     s
 }
 
-impl Setup {
-    /// Where a path inside the container is on the host.
-    fn host_path(&self, inside: &str) -> PathBuf {
-        self.container.state_dir().join("rootfs").join(inside.trim_start_matches('/'))
-    }
+fn home(s: &Cage) -> String {
+    s.user.home.display().to_string()
+}
 
-    fn home(&self) -> String {
-        self.user.home.display().to_string()
-    }
+/// A directory inside the container, owned by the user.
+fn user_dir(s: &Cage, inside: &str) {
+    let dir = s.host_path(inside);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (uid, gid) = (nix::unistd::Uid::from_raw(s.user.uid), nix::unistd::Gid::from_raw(s.user.gid));
+    nix::unistd::chown(&dir, Some(uid), Some(gid)).unwrap();
+}
 
-    /// A directory inside the container, owned by the user.
-    fn user_dir(&self, inside: &str) {
-        let dir = self.host_path(inside);
-        std::fs::create_dir_all(&dir).unwrap();
-        let (uid, gid) = (nix::unistd::Uid::from_raw(self.user.uid), nix::unistd::Gid::from_raw(self.user.gid));
-        nix::unistd::chown(&dir, Some(uid), Some(gid)).unwrap();
-    }
+/// Rewrite the `[sandbox]` section (the rest of the configuration stays).
+fn set_sandbox(s: &Cage, sandbox: &str) {
+    let text = s.config_text();
+    let kept = &text[..text.find("[sandbox]\n").unwrap()];
+    s.config.write(&format!("{kept}[sandbox]\n{sandbox}"));
+}
 
-    /// Rewrite the `[sandbox]` section (the rest of the configuration stays).
-    fn set_sandbox(&self, sandbox: &str) {
-        let text = std::fs::read_to_string(self.config.file()).unwrap();
-        let kept = &text[..text.find("[sandbox]\n").unwrap()];
-        self.config.write(&format!("{kept}[sandbox]\n{sandbox}"));
-    }
+fn run(s: &Cage, args: &[OsString]) -> Delivery {
+    s.deliver(args, b"a message\n")
+}
 
-    fn command(&self, args: &[OsString]) -> Command {
-        let home = self.home();
-        let env = [("HOME", home.as_str()), ("PATH", "/bin:/usr/bin"), ("USER", "support")];
-        rig::command(&self.config, self.caller, args, &env)
-    }
-
-    fn run(&self, args: &[OsString]) -> Delivery {
-        rig::run_with_stdin(self.command(args), b"a message\n")
-    }
-
-    /// The delivery as on a kernel whose Landlock system calls fail with `errno`.
-    fn run_without_landlock(&self, args: &[OsString], errno: i32) -> Delivery {
-        let mut cmd = self.command(args);
-        hide_landlock(&mut cmd, errno);
-        rig::run_with_stdin(cmd, b"a message\n")
-    }
+/// The delivery as on a kernel whose Landlock system calls fail with `errno`.
+fn run_without_landlock(s: &Cage, args: &[OsString], errno: i32) -> Delivery {
+    let mut cmd = s.command(args);
+    hide_landlock(&mut cmd, errno);
+    rig::run_with_stdin(cmd, b"a message\n")
 }
 
 /// The probe's report after a delivery that must have succeeded silently
 /// (Exim's `return_output` would bounce a delivery that writes to stderr).
-fn report(d: &Delivery) -> BTreeMap<String, String> {
-    assert_eq!(d.code(), Some(0), "delivery failed: {d:?}");
+fn report(d: &Delivery) -> Report {
+    let r = rig::report(d);
     assert_eq!(d.stderr, "", "a successful delivery says nothing on stderr");
-    common::parse_report(&d.stdout)
+    r
 }
 
 fn probe(args: &[&str]) -> Vec<OsString> {
-    raw_pipe(&format!("|{PROBE} report {}", args.join(" ")))
+    rig::probe(&format!("report {}", args.join(" ")))
 }
 
 fn sandbox(mode: &str, write: &str, execute: &str) -> String {
     format!("landlock = \"{mode}\"\nwrite = {write}\nexecute = {execute}\n")
-}
-
-/// A datagram socket standing in for /dev/log.
-struct Syslog {
-    path: PathBuf,
-    socket: UnixDatagram,
-}
-
-impl Syslog {
-    fn bind() -> Syslog {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let name = format!("log-sandbox-{}-{}.sock", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
-        let path = rig::scratch().join(name);
-        let _ = std::fs::remove_file(&path);
-        let socket = UnixDatagram::bind(&path).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
-        socket.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
-        Syslog { path, socket }
-    }
-
-    /// The next audit line.
-    fn line(&self) -> String {
-        let mut buf = vec![0u8; 4096];
-        let n = self.socket.recv(&mut buf).expect("an audit line");
-        String::from_utf8(buf[..n].to_vec()).unwrap()
-    }
-}
-
-impl Drop for Syslog {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
 }
 
 /// Make Landlock's system calls fail with `errno`, as on a kernel without
@@ -198,14 +125,12 @@ fn hide_landlock(cmd: &mut Command, errno: i32) {
 
 #[test]
 fn writing_is_allowed_only_beneath_the_write_paths() {
-    if !common::require_root("writing_is_allowed_only_beneath_the_write_paths") {
-        return;
-    }
+    let Some(_test) = rig::need(&[Root]) else { return };
     let s = setup("sbwrite", &sandbox("required", r#"["{home}", "/tmp", "/dev/null"]"#, EXECUTE));
-    let home = s.home();
+    let home = home(&s);
     let (in_home, in_tmp, in_drop) = (format!("{home}/note"), "/tmp/note", format!("{DROP_DIR}/note"));
     let tries = ["--try-write", &in_home, "--try-write", in_tmp, "--try-write", "/dev/null", "--try-write", &in_drop];
-    let r = report(&s.run(&probe(&tries)));
+    let r = report(&run(&s, &probe(&tries)));
     assert_eq!(r[&format!("try_write:{in_home}")], "ok");
     assert_eq!(r["try_write:/tmp/note"], "ok");
     assert_eq!(r["try_write:/dev/null"], "ok");
@@ -215,131 +140,124 @@ fn writing_is_allowed_only_beneath_the_write_paths() {
     let written = std::fs::metadata(s.host_path(&in_home)).unwrap();
     assert_eq!(written.uid(), s.user.uid);
     assert_eq!(r["no_new_privs"], "1");
-    let line = s.syslog.line();
-    assert!(line.contains(&format!("pid={} sandbox=enforced outcome=exited exit=0 ", s.container.pid)), "{line}");
+    let line = s.log().line();
+    assert!(line.contains(&format!("pid={} sandbox=enforced outcome=exited exit=0 ", s.container().pid)), "{line}");
 
     // The same delivery without the sandbox may write there: what refused
     // it above was the sandbox, not the file permissions.
-    s.set_sandbox("landlock = \"off\"\n");
-    let r = report(&s.run(&probe(&tries)));
+    set_sandbox(&s, "landlock = \"off\"\n");
+    let r = report(&run(&s, &probe(&tries)));
     assert_eq!(r[&format!("try_write:{in_drop}")], "ok");
-    assert!(!s.syslog.line().contains("sandbox="), "no sandbox, no sandbox field");
+    assert!(!s.log().line().contains("sandbox="), "no sandbox, no sandbox field");
 }
 
 #[test]
 fn executing_is_allowed_only_beneath_the_execute_paths() {
-    if !common::require_root("executing_is_allowed_only_beneath_the_execute_paths") {
-        return;
-    }
+    let Some(_test) = rig::need(&[Root]) else { return };
     let s = setup("sbexec", &sandbox("required", r#"["{home}", "/tmp"]"#, EXECUTE));
-    let home = s.home();
+    let home = home(&s);
     // A program of the user's own, in the home: writable, but not listed
     // for execution.
-    s.user_dir(&format!("{home}/bin"));
+    user_dir(&s, &format!("{home}/bin"));
     let own = format!("{home}/bin/true");
     std::fs::copy("/usr/bin/true", s.host_path(&own)).unwrap();
     nix::unistd::chown(&s.host_path(&own), Some(nix::unistd::Uid::from_raw(s.user.uid)), None).unwrap();
     let tries = ["--try-exec", "/usr/bin/true", "--try-exec", &own];
-    let r = report(&s.run(&probe(&tries)));
+    let r = report(&run(&s, &probe(&tries)));
     assert_eq!(r["try_exec:/usr/bin/true"], "ok");
     assert_eq!(r[&format!("try_exec:{own}")], "EACCES");
     // Nor can it be the delivered command itself.
-    let d = s.run(&raw_pipe(&format!("|{own}")));
+    let d = run(&s, &raw_pipe(&format!("|{own}")));
     assert_eq!(d.code(), Some(126), "{d:?}");
     assert!(d.stderr.contains("cannot execute") && d.stderr.contains("Permission denied"), "{}", d.stderr);
 
     // Listed, it runs: the refusal above was the sandbox's.
-    s.set_sandbox(&sandbox("required", r#"["{home}", "/tmp"]"#, r#"["/usr", "/lib", "/lib64", "/opt", "{home}"]"#));
-    let r = report(&s.run(&probe(&tries)));
+    set_sandbox(&s, &sandbox("required", r#"["{home}", "/tmp"]"#, r#"["/usr", "/lib", "/lib64", "/opt", "{home}"]"#));
+    let r = report(&run(&s, &probe(&tries)));
     assert_eq!(r[&format!("try_exec:{own}")], "ok");
-    assert_eq!(s.run(&raw_pipe(&format!("|{own}"))).code(), Some(0));
+    assert_eq!(run(&s, &raw_pipe(&format!("|{own}"))).code(), Some(0));
 }
 
 #[test]
 fn maildir_delivery_renames_from_tmp_to_new_under_the_sandbox() {
-    if !common::require_root("maildir_delivery_renames_from_tmp_to_new_under_the_sandbox") {
-        return;
-    }
+    let Some(_test) = rig::need(&[Root]) else { return };
     // /var/tmp is not in this container: skipped, and said so.
     let s = setup("sbmaildir", &sandbox("required", r#"["{home}/Maildir", "/dev/null", "/var/tmp"]"#, EXECUTE));
-    let maildir = format!("{}/Maildir", s.home());
+    let maildir = format!("{}/Maildir", home(&s));
     for sub in ["", "/tmp", "/new", "/cur"] {
-        s.user_dir(&format!("{maildir}{sub}"));
+        user_dir(&s, &format!("{maildir}{sub}"));
     }
     // What a Maildir delivery agent does: write into tmp, then rename into
     // new, a move between directories (Landlock's Refer right).
     let (tmp, new) = (format!("{maildir}/tmp/1.probe"), format!("{maildir}/new/1.probe"));
-    let r = report(&s.run(&probe(&["--try-write", &tmp, "--try-rename", &tmp, &new])));
+    let r = report(&run(&s, &probe(&["--try-write", &tmp, "--try-rename", &tmp, &new])));
     assert_eq!(r[&format!("try_write:{tmp}")], "ok");
     assert_eq!(r[&format!("try_rename:{tmp}")], "ok");
     assert!(!s.host_path(&tmp).exists());
     assert_eq!(std::fs::read_to_string(s.host_path(&new)).unwrap(), "written by the probe\n");
-    let line = s.syslog.line();
+    let line = s.log().line();
     assert!(line.contains(" sandbox=\"enforced; absent or out of reach inside, skipped: /var/tmp\" "), "{line}");
     // Moving it out of the write paths is refused (renaming out needs the
     // right to remove it from new/ and to create it in the home).
-    let outside = format!("{}/1.probe", s.home());
-    let r = report(&s.run(&probe(&["--try-rename", &new, &outside])));
+    let outside = format!("{}/1.probe", home(&s));
+    let r = report(&run(&s, &probe(&["--try-rename", &new, &outside])));
     assert_eq!(r[&format!("try_rename:{new}")], "EACCES");
     assert!(s.host_path(&new).exists());
 }
 
 #[test]
 fn best_effort_without_landlock_delivers_and_says_the_sandbox_is_not_applied() {
-    if !common::require_root("best_effort_without_landlock_delivers_and_says_the_sandbox_is_not_applied") {
-        return;
-    }
+    let Some(_test) = rig::need(&[Root]) else { return };
     let s = setup("sbbest", &sandbox("best-effort", r#"["{home}", "/tmp", "/dev/null"]"#, EXECUTE));
     let in_drop = format!("{DROP_DIR}/note");
     let args = probe(&["--try-write", &in_drop]);
     // This kernel has Landlock: enforced.
-    let r = report(&s.run(&args));
+    let r = report(&run(&s, &args));
     assert_eq!(r[&format!("try_write:{in_drop}")], "EACCES");
-    assert!(s.syslog.line().contains(" sandbox=enforced "));
+    assert!(s.log().line().contains(" sandbox=enforced "));
     // As on a kernel without it: delivered, unsandboxed, and the audit line
     // (not stderr, which Exim's return_output would bounce) says so.
-    let r = report(&s.run_without_landlock(&args, libc::ENOSYS));
+    let r = report(&run_without_landlock(&s, &args, libc::ENOSYS));
     assert_eq!(r[&format!("try_write:{in_drop}")], "ok", "no sandbox was applied");
-    let line = s.syslog.line();
+    let line = s.log().line();
     assert!(line.contains(" sandbox=\"not applied: this kernel has no Landlock"), "{line}");
     assert!(line.contains("outcome=exited exit=0"), "{line}");
-    let r = report(&s.run_without_landlock(&args, libc::EOPNOTSUPP));
+    let r = report(&run_without_landlock(&s, &args, libc::EOPNOTSUPP));
     assert_eq!(r[&format!("try_write:{in_drop}")], "ok");
-    let line = s.syslog.line();
+    let line = s.log().line();
     assert!(line.contains(" sandbox=\"not applied: Landlock is built into this kernel but not enabled"), "{line}");
 }
 
 #[test]
 fn required_without_landlock_defers_and_runs_nothing() {
-    if !common::require_root("required_without_landlock_defers_and_runs_nothing") {
-        return;
-    }
+    let Some(_test) = rig::need(&[Root]) else { return };
     let s = setup("sbrequired", &sandbox("required", r#"["{home}", "/tmp"]"#, EXECUTE));
-    let marker = format!("{}/ran", s.home());
-    let args = probe(&["--try-write", &marker]);
+    let marker = format!("{}/ran", home(&s));
+    let m = s.marker();
+    let args = m.probe(&format!("--try-write {marker}"));
     for (errno, why) in [(libc::ENOSYS, "this kernel has no Landlock"), (libc::EOPNOTSUPP, "not enabled")] {
-        let d = s.run_without_landlock(&args, errno);
+        let d = run_without_landlock(&s, &args, errno);
         assert_eq!(d.code(), Some(75), "{d:?}");
         assert!(d.stdout.is_empty(), "nothing ran: {d:?}");
         assert!(!s.host_path(&marker).exists(), "nothing ran");
+        m.assert_absent();
         for words in ["[sandbox] landlock = \"required\" cannot be met", why, "nothing was run", "\"best-effort\""] {
             assert!(d.stderr.contains(words), "stderr should say {words:?}: {}", d.stderr);
         }
-        let line = s.syslog.line();
+        let line = s.log().line();
         assert!(line.contains("outcome=deferred exit=75 reason=\"[sandbox] landlock = "), "{line}");
         // Quotes inside the quoted reason are escaped once: \" (not \\").
         assert!(line.contains(r#"landlock = \"required\" cannot be met"#), "{line}");
         assert!(line.contains(why), "{line}");
     }
     // With Landlock, the same delivery runs.
-    assert_eq!(report(&s.run(&args))[&format!("try_write:{marker}")], "ok");
+    assert_eq!(report(&run(&s, &args))[&format!("try_write:{marker}")], "ok");
+    m.assert_written();
 }
 
 #[test]
 fn an_invalid_sandbox_section_defers_naming_line_and_column() {
-    if !common::require_root("an_invalid_sandbox_section_defers_naming_line_and_column") {
-        return;
-    }
+    let Some(_test) = rig::need(&[Root]) else { return };
     let s = setup("sbinvalid", &sandbox("required", r#"["{home}"]"#, EXECUTE));
     // Lines 1-2 are [container], 3-4 [log], 5 is "[sandbox]".
     for (section, where_, words) in [
@@ -348,27 +266,27 @@ fn an_invalid_sandbox_section_defers_naming_line_and_column() {
         ("landlock = \"required\"\nwrite = [\"/tmp\",\n  \"tmp\"]\nexecute = []\n", "line 8, column 3", "absolute"),
         ("landlock = \"off\"\nexec = [\"/usr\"]\n", "line 7, column 1", "exec"),
     ] {
-        s.set_sandbox(section);
-        let d = s.run(&probe(&[]));
+        set_sandbox(&s, section);
+        let m = s.marker();
+        let d = run(&s, &m.probe(""));
         assert_eq!(d.code(), Some(75), "{section}: {d:?}");
         assert!(d.stderr.contains(where_) && d.stderr.contains(words), "{section}: {}", d.stderr);
         assert!(d.stdout.is_empty(), "nothing ran: {d:?}");
+        m.assert_absent();
     }
 }
 
 #[test]
 fn dry_run_shows_the_sandbox_for_the_user() {
-    if !common::require_root("dry_run_shows_the_sandbox_for_the_user") {
-        return;
-    }
+    let Some(_test) = rig::need(&[Root]) else { return };
     let s = setup("sbdryrun", &sandbox("best-effort", r#"["{home}/Maildir", "/var/mail/{user}"]"#, r#"["/usr"]"#));
     let mut args = vec![OsString::from("--dry-run")];
     args.extend(probe(&[]));
-    let d = s.run(&args);
+    let d = run(&s, &args);
     let out = String::from_utf8_lossy(&d.stdout).into_owned();
     assert_eq!(d.code(), Some(0), "{d:?}");
     assert!(out.contains("sandbox               landlock, best-effort: what the kernel supports\n"), "{out}");
-    let write = format!("sandbox may write     beneath {}/Maildir /var/mail/{}\n", s.home(), s.user.name);
+    let write = format!("sandbox may write     beneath {}/Maildir /var/mail/{}\n", home(&s), s.user.name);
     assert!(out.contains(&write), "{out}");
     assert!(out.contains("sandbox may execute   beneath /usr\n"), "{out}");
 }

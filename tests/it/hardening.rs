@@ -3,18 +3,16 @@
 //! passing reason defers, and running out of memory defers. The real
 //! binary, with file capabilities, run as the user the way Exim runs it.
 
-mod common;
-mod rig;
-
+use crate::rig;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::{Container, ContainerOpts};
 use rig::{raw_pipe, write_pidfile, Caller, ConfigDir};
+use rig::{Container, ContainerOpts};
 
-fn env_of(user: &common::User) -> Vec<(&'static str, String)> {
+fn env_of(user: &rig::User) -> Vec<(&'static str, String)> {
     vec![
         ("HOME", user.home.display().to_string()),
         ("USER", user.name.clone()),
@@ -24,7 +22,7 @@ fn env_of(user: &common::User) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn deliver(config: &ConfigDir, user: &common::User, pipe: &str) -> rig::Delivery {
+fn deliver(config: &ConfigDir, user: &rig::User, pipe: &str) -> rig::Delivery {
     let env = env_of(user);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let caller = Caller { uid: user.uid, gid: rig::cagepipe_gid() };
@@ -36,10 +34,8 @@ fn deliver(config: &ConfigDir, user: &common::User, pipe: &str) -> rig::Delivery
 /// pidfile naming it must not make it the user's container.
 #[test]
 fn a_host_daemon_with_a_private_mount_namespace_is_not_a_container() {
-    if !common::require_root("a_host_daemon_with_a_private_mount_namespace_is_not_a_container") {
-        return;
-    }
-    let user = common::test_user("cptest-hd-daemon");
+    let Some(_running) = rig::need(&[rig::Need::Root]) else { return };
+    let user = rig::test_user("cptest-hd-daemon");
     let (config, piddir) = ConfigDir::with_pidfile_dir("");
     let marker = user.home.join("cagepipe-hd-ran");
     let _ = std::fs::remove_file(&marker);
@@ -51,7 +47,7 @@ fn a_host_daemon_with_a_private_mount_namespace_is_not_a_container() {
     // The pid of `sleep` itself: unshare execs it in place.
     std::thread::sleep(std::time::Duration::from_millis(200));
     let pid = daemon.id() as i32;
-    assert_ne!(common::ns_inode_of(pid, "mnt"), common::host_ns_inode("mnt"), "the daemon has its own mount namespace");
+    assert_ne!(rig::ns_inode_of(pid, "mnt"), rig::host_ns_inode("mnt"), "the daemon has its own mount namespace");
     write_pidfile(&piddir.join(format!("{}.pid", user.name)), &format!("{pid}\n"));
 
     let d = deliver(&config, &user, &format!("|/bin/sh -c 'touch {}'", marker.display()));
@@ -67,10 +63,8 @@ fn a_host_daemon_with_a_private_mount_namespace_is_not_a_container() {
 /// waits in the queue instead of bouncing with 126.
 #[test]
 fn an_exec_that_fails_for_a_passing_reason_defers() {
-    if !common::require_root("an_exec_that_fails_for_a_passing_reason_defers") {
-        return;
-    }
-    let user = common::test_user("cptest-hd-txtbsy");
+    let Some(_running) = rig::need(&[rig::Need::Root]) else { return };
+    let user = rig::test_user("cptest-hd-txtbsy");
     let (config, piddir) = ConfigDir::with_pidfile_dir("");
     let pidfile = piddir.join(format!("{}.pid", user.name));
     let program = rig::scratch().join(format!("busy-{}", std::process::id()));
@@ -82,7 +76,7 @@ fn an_exec_that_fails_for_a_passing_reason_defers() {
         bind_ro: vec![(program.clone(), "/opt/busy".into())],
         ..Default::default()
     };
-    let _container = Container::start(&common::unique_name("hd-txtbsy"), &opts);
+    let _container = Container::start(&rig::unique_name("hd-txtbsy"), &opts);
 
     let ok = deliver(&config, &user, "|/opt/busy");
     assert_eq!(ok.code(), Some(0), "the program runs when nobody writes it: {ok:?}");
@@ -131,10 +125,8 @@ fn running_out_of_memory_defers_and_never_aborts() {
 /// must say so.
 #[test]
 fn the_sandbox_enforces_what_the_documentation_says_and_no_more() {
-    if !common::require_root("the_sandbox_enforces_what_the_documentation_says_and_no_more") {
-        return;
-    }
-    let user = common::test_user("cptest-hd-landlock");
+    let Some(_running) = rig::need(&[rig::Need::Root]) else { return };
+    let user = rig::test_user("cptest-hd-landlock");
     let sandbox =
         "[sandbox]\nlandlock = \"required\"\nwrite = [\"{home}\", \"/dev/null\"]\nexecute = [\"/usr\", \"/bin\", \"/lib\", \"/lib64\"]\n";
     let (config, piddir) = ConfigDir::with_pidfile_dir(sandbox);
@@ -143,7 +135,7 @@ fn the_sandbox_enforces_what_the_documentation_says_and_no_more() {
         pidfile: Some(piddir.join(format!("{}.pid", user.name))),
         ..Default::default()
     };
-    let container = Container::start(&common::unique_name("hd-landlock"), &opts);
+    let container = Container::start(&rig::unique_name("hd-landlock"), &opts);
     // Outside every write path: a directory and a file of the user's own,
     // so that only the sandbox can refuse.
     let rootfs = container.state_dir().join("rootfs");

@@ -5,136 +5,103 @@
 //! from the probe's report. Configurations are built from the shipped files
 //! with `.include`, never retyped.
 
-mod common;
-mod mta;
-mod rig;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Container, ContainerOpts, User};
-use mta::{message, snippet, wait_for, Exim, Verdict};
+use crate::rig::exim::{message, snippet, wait_for, Exim, Verdict, EXIM};
+use crate::rig::{self, Cage, Container, Need, Report, User, PROBE_IN_CONTAINER as PROBE};
 
-const PROBE: &str = common::PROBE_IN_CONTAINER;
+const NEEDS: [Need; 2] = [Need::Root, Need::Exim];
+/// And Debian's configuration generator (exim4-config).
+const NEEDS_DEBIAN: [Need; 3] = [Need::Root, Need::Exim, Need::Tool("update-exim4.conf")];
 
-fn ready(test: &str) -> bool {
-    common::require_root(test) && mta::require_exim(test)
-}
-
-/// An Exim, a test user with a container, and cagepipe configured to find it.
+/// An Exim, and a cage (test account, container, configuration) whose
+/// configuration that Exim's deliveries see as /etc/cagepipe/cagepipe.toml.
 struct World {
     exim: Exim,
-    user: User,
-    piddir: PathBuf,
-    container: Option<Container>,
+    cage: Cage,
+}
+
+/// The probe's directory (which exists only inside containers) on PATH.
+fn command_path() -> String {
+    format!("\n[command]\npath = \"/usr/bin:/bin:{}\"\n", Path::new(PROBE).parent().unwrap().display())
 }
 
 impl World {
     /// `short` names the test account (cptest-x<short>); no container yet.
     fn new(short: &str) -> World {
-        let user = common::test_user(&format!("cptest-x{}", &short[..short.len().min(20)]));
+        let cage = rig::cage(&format!("x{short}")).config(&command_path()).stopped().start();
         let exim = Exim::new(short);
-        let piddir = exim.dir.join("pids");
-        std::fs::create_dir_all(&piddir).unwrap();
-        std::fs::set_permissions(&piddir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        exim.cagepipe_toml(&Self::toml(&piddir));
-        World { exim, user, piddir, container: None }
+        exim.cagepipe_toml(&cage.config_text());
+        World { exim, cage }
     }
 
-    /// A valid cagepipe configuration: pidfiles in `piddir`, and the probe's
-    /// directory (which exists only inside containers) on PATH.
-    fn toml(piddir: &Path) -> String {
-        format!(
-            "[container]\npidfile = \"{}/{{user}}.pid\"\n\n[command]\npath = \"/usr/bin:/bin:{}\"\n",
-            piddir.display(),
-            Path::new(PROBE).parent().unwrap().display()
-        )
-    }
-
-    fn start_container(&mut self, test: &str) {
-        let opts = ContainerOpts {
-            users: vec![self.user.name.clone()],
-            pidfile: Some(self.piddir.join(format!("{}.pid", self.user.name))),
-            ..Default::default()
-        };
-        self.container = Some(Container::start(&common::unique_name(test), &opts));
-    }
-
-    fn with_container(short: &str, test: &str) -> World {
+    fn with_container(short: &str) -> World {
         let mut w = World::new(short);
-        w.start_container(test);
+        w.cage.start_container();
         w
     }
 
+    /// A valid cagepipe configuration: pidfiles where the container writes
+    /// them, and the probe on PATH.
+    fn toml(&self) -> String {
+        self.cage.config_text()
+    }
+
+    fn user(&self) -> &User {
+        &self.cage.user
+    }
+
     fn container(&self) -> &Container {
-        self.container.as_ref().expect("a running container")
+        self.cage.container()
     }
 
     /// The user's ~/.forward on the host, as Exim reads it.
     fn forward(&self, text: &str) {
-        let path = self.user.home.join(".forward");
+        let user = self.user();
+        let path = user.home.join(".forward");
         std::fs::write(&path, text).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        nix::unistd::chown(&path, Some(self.user.uid.into()), Some(self.user.gid.into())).unwrap();
+        nix::unistd::chown(&path, Some(user.uid.into()), Some(user.gid.into())).unwrap();
     }
 
     fn rcpt(&self) -> String {
-        format!("{}@localhost", self.user.name)
+        format!("{}@localhost", self.user().name)
     }
 
     /// A file in the user's home inside the container, as the host sees it.
     fn inside(&self, name: &str) -> PathBuf {
-        PathBuf::from(format!("/proc/{}/root{}/{name}", self.container().pid, self.user.home.display()))
+        PathBuf::from(format!("/proc/{}/root{}/{name}", self.container().pid, self.user().home.display()))
     }
 
     /// Where the probe writes its report: in the home inside the container.
     fn report_path(&self) -> String {
-        format!("{}/report", self.user.home.display())
+        format!("{}/report", self.user().home.display())
     }
 
-    fn report(&self) -> BTreeMap<String, String> {
+    fn report(&self) -> Report {
         let path = self.inside("report");
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("no probe report at {}: {e}", path.display()));
-        common::parse_report(&bytes)
+        rig::parse_report(&bytes)
     }
 
+    /// Nothing ran: the probe wrote no report.
     fn no_report(&self) -> bool {
         !self.inside("report").exists()
     }
-}
 
-/// Test accounts outlive the run: their pipes must not show up in a later
-/// `cagepipe survey` of the machine (the demo runs one).
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.user.home.join(".forward"));
+    /// What must hold inside for a delivery as the account.
+    fn assert_contained(&self, r: &Report) {
+        rig::assert_contained(self.container(), r, self.user().uid, self.user().gid);
     }
 }
 
 /// The generic configuration, as shipped, with this Exim's spool and log.
 fn generic(exim: &Exim) -> String {
     format!("{}.include {}\n", exim.private_main(), snippet("exim.conf").display())
-}
-
-/// What must hold inside for a delivery as `uid` into `c`.
-fn assert_contained(c: &Container, r: &BTreeMap<String, String>, uid: u32) {
-    for ns in ["mnt", "pid", "uts", "ipc", "net", "cgroup", "time"] {
-        assert_eq!(r[&format!("ns_{ns}")], c.ns_inode(ns).to_string(), "{ns} namespace is the container's");
-    }
-    assert_eq!(r["hostname"], c.name);
-    for line in r["cgroup"].split(';') {
-        assert!(line.ends_with(":/"), "cgroup line {line:?} is the container's own cgroup");
-    }
-    for k in ["uid", "euid", "suid", "fsuid"] {
-        assert_eq!(r[k], uid.to_string(), "{k}");
-    }
-    for k in ["cap_inh", "cap_prm", "cap_eff", "cap_bnd", "cap_amb"] {
-        assert_eq!(u64::from_str_radix(&r[k], 16).unwrap(), 0, "{k} = {}", r[k]);
-    }
-    assert_eq!(r["home_marker"], c.name, "the files seen are the container's");
 }
 
 /// The bytes Exim writes into a pipe for message `id` after its `From `
@@ -186,12 +153,10 @@ fn pipe_input_after_from_line(exim: &Exim, id: &str) -> Vec<u8> {
 
 #[test]
 fn forward_pipe_is_delivered_inside_the_container_with_the_message_intact() {
-    if !ready("forward_pipe_is_delivered_inside_the_container_with_the_message_intact") {
-        return;
-    }
-    let w = World::with_container("fwd", "eximfwd");
+    let Some(_test) = rig::need(&NEEDS) else { return };
+    let w = World::with_container("fwd");
     w.exim.write_conf(&generic(&w.exim));
-    let saved = format!("{}/stdin", w.user.home.display());
+    let saved = format!("{}/stdin", w.user().home.display());
     w.forward(&format!("|{PROBE} report --out {} --save-stdin {saved}\n", w.report_path()));
     // A body bigger than any pipe buffer, every byte value but NUL and
     // bare CR, lines of odd lengths.
@@ -209,8 +174,8 @@ fn forward_pipe_is_delivered_inside_the_container_with_the_message_intact() {
     assert!(!w.exim.on_queue(&id));
 
     let r = w.report();
-    assert_contained(w.container(), &r, w.user.uid);
-    assert_eq!(r["cwd"], w.user.home.display().to_string(), "a .forward pipe starts in the home, as with Exim");
+    w.assert_contained(&r);
+    assert_eq!(r["cwd"], w.user().home.display().to_string(), "a .forward pipe starts in the home, as with Exim");
     let got = std::fs::read(w.inside("stdin")).unwrap();
     let nl = got.iter().position(|&c| c == b'\n').expect("a From line");
     assert!(got.starts_with(b"From sender@example.org "), "Exim's message_prefix: {:?}", &got[..nl]);
@@ -239,12 +204,10 @@ fn directadmin(exim: &Exim) -> String {
 
 #[test]
 fn directadmin_alias_pipe_runs_as_the_domain_owner_from_the_root() {
-    if !ready("directadmin_alias_pipe_runs_as_the_domain_owner_from_the_root") {
-        return;
-    }
-    let w = World::with_container("da", "eximda");
+    let Some(_test) = rig::need(&NEEDS) else { return };
+    let w = World::with_container("da");
     w.exim.write_conf(&directadmin(&w.exim));
-    w.exim.etc_file("virtual/domainowners", &format!("example.test: {}\n", w.user.name));
+    w.exim.etc_file("virtual/domainowners", &format!("example.test: {}\n", w.user().name));
     w.exim.etc_file(
         "virtual/example.test/aliases",
         &format!("support: \"|{PROBE} report --stdin-hash --out {}\"\n", w.report_path()),
@@ -255,7 +218,7 @@ fn directadmin_alias_pipe_runs_as_the_domain_owner_from_the_root() {
     w.exim.deliver(&id);
     assert_eq!(w.exim.verdict(&id, "support@example.test"), Verdict::Delivered, "{:?}", w.exim.log_of(&id));
     let r = w.report();
-    assert_contained(w.container(), &r, w.user.uid);
+    w.assert_contained(&r);
     assert_eq!(r["cwd"], "/", "an alias pipe starts in /, as with Exim");
     let root = std::fs::metadata(format!("/proc/{}/root", w.container().pid)).unwrap();
     use std::os::unix::fs::MetadataExt;
@@ -268,9 +231,7 @@ fn directadmin_alias_pipe_runs_as_the_domain_owner_from_the_root() {
 
 #[test]
 fn no_container_running_defers_and_the_retry_delivers() {
-    if !ready("no_container_running_defers_and_the_retry_delivers") {
-        return;
-    }
+    let Some(_test) = rig::need(&NEEDS) else { return };
     let mut w = World::new("retry");
     w.exim.write_conf(&generic(&w.exim));
     w.forward(&format!("|{PROBE} report --stdin-hash --out {}\n", w.report_path()));
@@ -283,12 +244,12 @@ fn no_container_running_defers_and_the_retry_delivers() {
     let log = w.exim.log_of(&id).join("\n");
     assert!(log.contains("pidfile"), "Exim's log says why (log_defer_output): {log}");
 
-    w.start_container("eximretry");
+    w.cage.start_container();
     w.exim.deliver(&id);
     assert_eq!(w.exim.verdict(&id, &w.rcpt()), Verdict::Delivered, "{:?}", w.exim.log_of(&id));
     assert!(!w.exim.on_queue(&id));
     let r = w.report();
-    assert_contained(w.container(), &r, w.user.uid);
+    w.assert_contained(&r);
     assert!(r["stdin_len"].parse::<usize>().unwrap() > "wait for me\n".len());
 }
 
@@ -296,10 +257,8 @@ fn no_container_running_defers_and_the_retry_delivers() {
 
 #[test]
 fn the_commands_exit_status_decides_defer_bounce_or_delivered() {
-    if !ready("the_commands_exit_status_decides_defer_bounce_or_delivered") {
-        return;
-    }
-    let w = World::with_container("status", "eximstatus");
+    let Some(_test) = rig::need(&NEEDS) else { return };
+    let w = World::with_container("status");
     w.exim.write_conf(&generic(&w.exim));
 
     w.forward(&format!("|{PROBE} report --out {} --exit 75\n", w.report_path()));
@@ -344,10 +303,8 @@ fn without_cagepipe(exim: &Exim) -> String {
 
 #[test]
 fn a_command_killed_by_a_signal_is_logged_as_without_cagepipe() {
-    if !ready("a_command_killed_by_a_signal_is_logged_as_without_cagepipe") {
-        return;
-    }
-    let w = World::with_container("signal", "eximsignal");
+    let Some(_test) = rig::need(&NEEDS) else { return };
+    let w = World::with_container("signal");
     w.exim.write_conf(&generic(&w.exim));
     w.forward(&format!("|{PROBE} report --out {} --signal 11\n", w.report_path()));
     let (_, with) = w.exim.send(&w.rcpt(), &message("sig", "x\n"));
@@ -355,7 +312,7 @@ fn a_command_killed_by_a_signal_is_logged_as_without_cagepipe() {
     // The same signal from the same program run on the host by a plain pipe.
     let plain = Exim::new("signal-plain");
     plain.write_conf(&without_cagepipe(&plain));
-    w.forward(&format!("|{} report --signal 11\n", common::probe_binary().display()));
+    w.forward(&format!("|{} report --signal 11\n", rig::probe_binary().display()));
     let (_, without) = plain.send(&w.rcpt(), &message("sig", "x\n"));
 
     let tail = |v: &Verdict| match v {
@@ -368,29 +325,10 @@ fn a_command_killed_by_a_signal_is_logged_as_without_cagepipe() {
 
 // 6 ------------------------------------------------------------------------
 
-/// Host pids of processes in `c`'s pid namespace other than its init.
-fn processes_in(c: &Container) -> Vec<i32> {
-    let ns = c.ns_inode("pid");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != c.pid)
-        .filter(|&pid| {
-            std::fs::metadata(format!("/proc/{pid}/ns/pid"))
-                .map(|_| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok())
-                .ok()
-                .flatten()
-                .is_some_and(|l| l.to_string_lossy() == format!("pid:[{ns}]"))
-        })
-        .collect()
-}
-
 #[test]
 fn exims_timeout_leaves_nothing_running_in_the_container() {
-    if !ready("exims_timeout_leaves_nothing_running_in_the_container") {
-        return;
-    }
-    let w = World::with_container("timeout", "eximtimeout");
+    let Some(_test) = rig::need(&NEEDS) else { return };
+    let w = World::with_container("timeout");
     // A local setting appended right after the shipped transport, which the
     // generic configuration keeps last for exactly this.
     w.exim.write_conf(&format!("{}  timeout = 2s\n", generic(&w.exim)));
@@ -404,9 +342,9 @@ fn exims_timeout_leaves_nothing_running_in_the_container() {
     assert!(r.contains_key("bg_pid"), "the command left a background child");
     let c = w.container();
     assert!(
-        wait_for(Duration::from_secs(10), || processes_in(c).is_empty()),
-        "still running in the container: {:?}",
-        processes_in(c)
+        wait_for(Duration::from_secs(10), || c.leftovers().is_empty()),
+        "still running in the container:\n{}",
+        rig::describe_pids(&c.leftovers())
     );
 }
 
@@ -414,10 +352,8 @@ fn exims_timeout_leaves_nothing_running_in_the_container() {
 
 #[test]
 fn expansion_syntax_in_a_forward_file_is_never_expanded() {
-    if !ready("expansion_syntax_in_a_forward_file_is_never_expanded") {
-        return;
-    }
-    let w = World::with_container("expand", "eximexpand");
+    let Some(_test) = rig::need(&NEEDS) else { return };
+    let w = World::with_container("expand");
     w.exim.write_conf(&generic(&w.exim));
     // On the host, runnable by the user: what ${run} would execute.
     let marker = w.exim.dir.join("ran-on-the-host");
@@ -429,7 +365,7 @@ fn expansion_syntax_in_a_forward_file_is_never_expanded() {
     let (_, v) = w.exim.send(&w.rcpt(), &message("expand", "x\n"));
     assert_eq!(v, Verdict::Delivered);
     let r = w.report();
-    assert_contained(w.container(), &r, w.user.uid);
+    w.assert_contained(&r);
     assert!(!marker.exists(), "${{run}} executed {} on the host", evil.display());
     let argv: Vec<&str> = (0..r["argv_count"].parse().unwrap()).map(|i| r[&format!("argv_{i}")].as_str()).collect();
     assert_eq!(argv[argv.len() - 3..], [words[0].as_str(), words[1].as_str(), words[2].as_str()], "{argv:?}");
@@ -439,10 +375,8 @@ fn expansion_syntax_in_a_forward_file_is_never_expanded() {
 
 #[test]
 fn quoted_words_arrive_in_order_and_a_bare_name_is_found_inside() {
-    if !ready("quoted_words_arrive_in_order_and_a_bare_name_is_found_inside") {
-        return;
-    }
-    let w = World::with_container("quotes", "eximquotes");
+    let Some(_test) = rig::need(&NEEDS) else { return };
+    let w = World::with_container("quotes");
     w.exim.write_conf(&generic(&w.exim));
     // The probe's directory exists only inside the container: only a PATH
     // search in there finds `probe`.
@@ -452,9 +386,9 @@ fn quoted_words_arrive_in_order_and_a_bare_name_is_found_inside() {
         w.report_path()
     ));
     let (_, v) = w.exim.send(&w.rcpt(), &message("quotes", "x\n"));
-    assert_eq!(v, Verdict::Delivered, "{:?}", std::fs::read_to_string(w.user.home.join(".forward")));
+    assert_eq!(v, Verdict::Delivered, "{:?}", std::fs::read_to_string(w.user().home.join(".forward")));
     let r = w.report();
-    assert_contained(w.container(), &r, w.user.uid);
+    w.assert_contained(&r);
     let argv: Vec<&str> = (0..r["argv_count"].parse().unwrap()).map(|i| r[&format!("argv_{i}")].as_str()).collect();
     assert_eq!(argv[0], "probe");
     // Exim undid the .forward item's quoting (\" and \\); cagepipe split the
@@ -466,13 +400,11 @@ fn quoted_words_arrive_in_order_and_a_bare_name_is_found_inside() {
 
 #[test]
 fn a_broken_or_unsafe_config_defers_with_the_reason_and_the_fix_delivers() {
-    if !ready("a_broken_or_unsafe_config_defers_with_the_reason_and_the_fix_delivers") {
-        return;
-    }
-    let w = World::with_container("config", "eximconfig");
+    let Some(_test) = rig::need(&NEEDS) else { return };
+    let w = World::with_container("config");
     w.exim.write_conf(&generic(&w.exim));
     w.forward(&format!("|{PROBE} report --out {}\n", w.report_path()));
-    let good = World::toml(&w.piddir);
+    let good = w.toml();
 
     // A typo: the unknown key, with its line and column.
     w.exim.cagepipe_toml(&good.replace("pidfile =", "pidfil ="));
@@ -495,17 +427,15 @@ fn a_broken_or_unsafe_config_defers_with_the_reason_and_the_fix_delivers() {
     w.exim.cagepipe_toml(&good);
     w.exim.deliver(&id);
     assert_eq!(w.exim.verdict(&id, &w.rcpt()), Verdict::Delivered, "{:?}", w.exim.log_of(&id));
-    assert_contained(w.container(), &w.report(), w.user.uid);
+    w.assert_contained(&w.report());
 }
 
 // 10 -----------------------------------------------------------------------
 
 #[test]
 fn the_command_dies_from_sigterm_sent_inside_the_container() {
-    if !ready("the_command_dies_from_sigterm_sent_inside_the_container") {
-        return;
-    }
-    let w = World::with_container("sigterm", "eximsigterm");
+    let Some(_test) = rig::need(&NEEDS) else { return };
+    let w = World::with_container("sigterm");
     w.exim.write_conf(&generic(&w.exim));
     w.forward(&format!("|{PROBE} report --out {} --sleep 60\n", w.report_path()));
     let id = w.exim.submit("sender@example.org", &[&w.rcpt()], &message("term", "x\n"));
@@ -528,25 +458,22 @@ fn the_command_dies_from_sigterm_sent_inside_the_container() {
 
 #[test]
 fn postfix_style_dash_c_runs_through_the_containers_shell() {
-    if !ready("postfix_style_dash_c_runs_through_the_containers_shell") {
-        return;
-    }
+    let Some(_test) = rig::need(&NEEDS) else { return };
     // Postfix's local(8) with `local_command_shell = /usr/sbin/cagepipe -c`
     // runs `cagepipe -c 'COMMAND'` as the user, with the message on stdin.
     // Postfix and Exim cannot both be installed on Debian, so the rig plays
     // local(8): same user, same group, same arguments.
-    let w = World::with_container("shell", "eximshell");
-    let config = rig::ConfigDir::new(&World::toml(&w.piddir));
-    let caller = rig::Caller { uid: w.user.uid, gid: rig::cagepipe_gid() };
-    let home = w.user.home.display().to_string();
+    let w = World::with_container("shell");
+    let home = w.user().home.display().to_string();
     // Shell syntax only a shell understands; the test -x is true only inside.
     let script = format!(
         "test -x {PROBE} || exit 9; X='two words'; probe report --stdin-hash --out \"$HOME/report\" \"$X\" $((6*7)) | cat; exit 7"
     );
-    let d = rig::deliver(&config, caller, &["-c".into(), script.into()], &[("HOME", &home)], b"message\n");
+    let d =
+        rig::deliver(&w.cage.config, w.cage.caller, &["-c".into(), script.into()], &[("HOME", &home)], b"message\n");
     assert_eq!(d.code(), Some(7), "the shell's status: {d:?}");
     let r = w.report();
-    assert_contained(w.container(), &r, w.user.uid);
+    w.assert_contained(&r);
     assert_eq!(r["argv_5"], "two words");
     assert_eq!(r["argv_6"], "42");
     assert_eq!(r["stdin_len"], "8", "the message reached the command through the shell");
@@ -593,7 +520,7 @@ fn debian(exim: &Exim, split: bool) -> String {
 }
 
 fn debian_forward_is_contained(short: &str, split: bool) {
-    let w = World::with_container(short, &format!("exim{short}"));
+    let w = World::with_container(short);
     w.exim.write_conf(&debian(&w.exim, split));
     w.exim.etc_file("aliases", "postmaster: root\n");
     w.forward(&format!("|{PROBE} report --stdin-hash --out {}\n", w.report_path()));
@@ -605,23 +532,19 @@ fn debian_forward_is_contained(short: &str, split: bool) {
         "Debian's userforward router, cagepipe's address_pipe: {line}"
     );
     let r = w.report();
-    assert_contained(w.container(), &r, w.user.uid);
-    assert_eq!(r["cwd"], w.user.home.display().to_string());
+    w.assert_contained(&r);
+    assert_eq!(r["cwd"], w.user().home.display().to_string());
 }
 
 #[test]
 fn debian_split_config_with_the_rul_transport_delivers_inside() {
-    if !ready("debian_split_config_with_the_rul_transport_delivers_inside") {
-        return;
-    }
+    let Some(_test) = rig::need(&NEEDS_DEBIAN) else { return };
     debian_forward_is_contained("debsplit", true);
 }
 
 #[test]
 fn debian_template_with_the_transport_replaced_delivers_inside() {
-    if !ready("debian_template_with_the_transport_replaced_delivers_inside") {
-        return;
-    }
+    let Some(_test) = rig::need(&NEEDS_DEBIAN) else { return };
     debian_forward_is_contained("debtmpl", false);
 }
 
@@ -647,12 +570,10 @@ fn cpanel(exim: &Exim) -> String {
 
 #[test]
 fn cpanel_forwarder_pipe_of_an_account_domain_runs_inside() {
-    if !ready("cpanel_forwarder_pipe_of_an_account_domain_runs_inside") {
-        return;
-    }
-    let w = World::with_container("cpanel", "eximcpanel");
+    let Some(_test) = rig::need(&NEEDS) else { return };
+    let w = World::with_container("cpanel");
     w.exim.write_conf(&cpanel(&w.exim));
-    w.exim.etc_file("userdomains", &format!("example.test: {}\n*: nobody\n", w.user.name));
+    w.exim.etc_file("userdomains", &format!("example.test: {}\n*: nobody\n", w.user().name));
     w.exim.etc_file(
         "valiases-test",
         &format!("tickets@example.test: |{PROBE} report --out {}\nother@unowned.test: |/bin/true\n", w.report_path()),
@@ -662,7 +583,7 @@ fn cpanel_forwarder_pipe_of_an_account_domain_runs_inside() {
     let line = w.exim.log_of(&id).into_iter().find(|l| l.contains(" => ")).unwrap();
     assert!(line.contains("T=cagepipe_virtual_address_pipe"), "{line}");
     let r = w.report();
-    assert_contained(w.container(), &r, w.user.uid);
+    w.assert_contained(&r);
     assert_eq!(r["cwd"], "/");
 
     // A domain no account owns keeps cPanel's stock transport (as nobody).
@@ -678,10 +599,8 @@ fn cpanel_forwarder_pipe_of_an_account_domain_runs_inside() {
 /// /etc/cagepipe as the deliveries see them: exit code and output.
 fn check_exim(exim: &Exim) -> (i32, String) {
     let conf = exim.conf.to_str().unwrap().to_string();
-    let out = exim
-        .namespaced("/usr/sbin/cagepipe", &["check", "--exim", mta::EXIM, "--exim-config", &conf])
-        .output()
-        .unwrap();
+    let out =
+        exim.namespaced("/usr/sbin/cagepipe", &["check", "--exim", EXIM, "--exim-config", &conf]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code().expect("exited"), text)
 }
@@ -692,9 +611,7 @@ fn problem_lines(text: &str) -> Vec<&str> {
 
 #[test]
 fn check_finds_every_shipped_snippet_clean() {
-    if !ready("check_finds_every_shipped_snippet_clean") {
-        return;
-    }
+    let Some(_test) = rig::need(&NEEDS_DEBIAN) else { return };
     let w = World::new("lintok");
     let configs: Vec<(&str, String, &[&str])> = vec![
         ("generic", generic(&w.exim), &["cagepipe_pipe"]),
@@ -719,9 +636,7 @@ fn check_finds_every_shipped_snippet_clean() {
 
 #[test]
 fn check_reports_each_broken_variant_of_the_generic_transport() {
-    if !ready("check_reports_each_broken_variant_of_the_generic_transport") {
-        return;
-    }
+    let Some(_test) = rig::need(&NEEDS) else { return };
     let w = World::new("lintbad");
     let shipped = std::fs::read_to_string(snippet("exim.conf")).unwrap();
     let variants = [
@@ -759,15 +674,15 @@ fn check_reports_each_broken_variant_of_the_generic_transport() {
     let conf = w.exim.conf.to_str().unwrap().to_string();
     let out = w
         .exim
-        .namespaced("/usr/sbin/cagepipe", &["check", "--format=json", "--exim", mta::EXIM, "--exim-config", &conf])
+        .namespaced("/usr/sbin/cagepipe", &["check", "--format=json", "--exim", EXIM, "--exim-config", &conf])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(78));
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
-    assert_eq!(j["verdict"], "CONFIGURATION OK");
-    assert_eq!(j["exit"], 78);
-    assert_eq!(j["exim_problems"], 1);
-    assert!(j["exim"]["problems"][0].as_str().unwrap().contains("Exim configuration error"), "{j}");
+    let j = rig::CheckJson::parse(&out.stdout, &out);
+    assert_eq!(j.verdict(), "CONFIGURATION OK");
+    assert_eq!(j.exit(), 78);
+    assert_eq!(j.exim_problem_count(), 1);
+    assert!(j.exim_problems()[0].contains("Exim configuration error"), "{j}");
 }
 
 // rollout ------------------------------------------------------------------
@@ -777,17 +692,15 @@ fn host_report(user: &User, name: &str) -> BTreeMap<String, String> {
     let path = user.home.join(name);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("no probe report at {}: {e}", path.display()));
     let _ = std::fs::remove_file(&path);
-    common::parse_report(&bytes)
+    rig::parse_report(&bytes)
 }
 
 #[test]
 fn rollout_runs_an_uncontained_account_like_a_plain_pipe_and_a_listed_one_inside() {
-    if !ready("rollout_runs_an_uncontained_account_like_a_plain_pipe_and_a_listed_one_inside") {
-        return;
-    }
-    let w = World::with_container("rollout", "eximrollout");
-    let probe = common::probe_binary().display().to_string();
-    let forward_on_host = format!("|{probe} report --out {}/report-host 'a b'\n", w.user.home.display());
+    let Some(_test) = rig::need(&NEEDS) else { return };
+    let w = World::with_container("rollout");
+    let probe = rig::probe_binary().display().to_string();
+    let forward_on_host = format!("|{probe} report --out {}/report-host 'a b'\n", w.user().home.display());
 
     // Without cagepipe: what Exim itself gives the command.
     let plain = Exim::new("rollout-plain");
@@ -795,16 +708,16 @@ fn rollout_runs_an_uncontained_account_like_a_plain_pipe_and_a_listed_one_inside
     w.forward(&forward_on_host);
     let (_, v) = plain.send(&w.rcpt(), &message("plain", "x\n"));
     assert_eq!(v, Verdict::Delivered, "{v:?}");
-    let without = host_report(&w.user, "report-host");
+    let without = host_report(w.user(), "report-host");
 
     // force_command on, the account not contained yet.
     w.exim.write_conf(&generic(&w.exim));
-    w.exim.cagepipe_toml(&format!("{}\n[rollout]\ncontain = \"none\"\n", World::toml(&w.piddir)));
+    w.exim.cagepipe_toml(&format!("{}\n[rollout]\ncontain = \"none\"\n", w.toml()));
     let (id, v) = w.exim.send(&w.rcpt(), &message("rollout", "x\n"));
     assert_eq!(v, Verdict::Delivered, "{:?}", w.exim.log_of(&id));
-    let with = host_report(&w.user, "report-host");
+    let with = host_report(w.user(), "report-host");
     assert!(w.no_report(), "nothing ran in the container");
-    assert_eq!(with["ns_pid"], common::host_ns_inode("pid").to_string(), "on the host");
+    assert_eq!(with["ns_pid"], rig::host_ns_inode("pid").to_string(), "on the host");
     // Everything Exim decides is the same (ids, groups, capabilities,
     // no_new_privs, environment, cwd). What cagepipe always does
     // differently: it resets the signals Exim leaves ignored and closes
@@ -823,16 +736,16 @@ fn rollout_runs_an_uncontained_account_like_a_plain_pipe_and_a_listed_one_inside
         "differs from a plain pipe: {:?}",
         differing.iter().map(|k| (k, with.get(k), without.get(k))).collect::<Vec<_>>()
     );
-    assert_eq!(with["uid"], w.user.uid.to_string());
+    assert_eq!(with["uid"], w.user().uid.to_string());
     assert_eq!(with["argv_4"], "a b");
     assert_eq!(with["env_MESSAGE_ID"], id, "Exim's own variables");
     assert_eq!(with["fds"], "0,1,2");
     assert_eq!(u64::from_str_radix(&with["sig_ign"], 16).unwrap(), 0, "cagepipe resets Exim's ignored signals");
 
     // The account listed: the same kind of pipe runs inside its container.
-    w.exim.cagepipe_toml(&format!("{}\n[rollout]\ncontain = [\"{}\"]\n", World::toml(&w.piddir), w.user.name));
+    w.exim.cagepipe_toml(&format!("{}\n[rollout]\ncontain = [\"{}\"]\n", w.toml(), w.user().name));
     w.forward(&format!("|{PROBE} report --out {}\n", w.report_path()));
     let (id, v) = w.exim.send(&w.rcpt(), &message("contained", "x\n"));
     assert_eq!(v, Verdict::Delivered, "{:?}", w.exim.log_of(&id));
-    assert_contained(w.container(), &w.report(), w.user.uid);
+    w.assert_contained(&w.report());
 }

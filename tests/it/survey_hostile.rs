@@ -5,9 +5,7 @@
 //!
 //! With CAGEPIPE_STRICT=1 a test that cannot run fails instead of skipping.
 
-mod common;
-mod rig;
-
+use crate::rig;
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -15,24 +13,16 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Container, ContainerOpts, User};
 use rig::{ConfigDir, Delivery};
+use rig::{Container, ContainerOpts, User};
 use serde_json::Value;
 
-const PROBE: &str = common::PROBE_IN_CONTAINER;
+const PROBE: &str = rig::PROBE_IN_CONTAINER;
 
 /// Whether the test can run; when it cannot, a SKIP line, or in strict
 /// mode (CI) a failure.
-fn can_run(test: &str, ok: bool, why: &str) -> bool {
-    if !ok {
-        assert!(std::env::var("CAGEPIPE_STRICT").as_deref() != Ok("1"), "{test} cannot run: {why}");
-        eprintln!("SKIP {test}: {why}");
-    }
-    ok
-}
-
-fn need_root(test: &str) -> bool {
-    can_run(test, nix::unistd::geteuid().is_root(), "needs root (containers, accounts); run `sudo testbed/test`")
+fn need_root(_test: &str) -> Option<rig::need::Running> {
+    rig::need(&[rig::Need::Root])
 }
 
 /// A server of one account: its passwd and group, the configuration and
@@ -68,7 +58,7 @@ impl Server {
             pidfile: Some(self.pids.join(format!("{}.pid", user.name))),
             ..Default::default()
         };
-        Container::start(&common::unique_name(test), &opts)
+        Container::start(&rig::unique_name(test), &opts)
     }
 
     fn args(&self, extra: &[&str]) -> Vec<OsString> {
@@ -150,10 +140,8 @@ fn codes(j: &Value) -> Vec<String> {
 /// the survey reads, and varies its arguments so that no cache helps.
 #[test]
 fn one_accounts_files_cannot_make_the_survey_slow() {
-    if !need_root("one_accounts_files_cannot_make_the_survey_slow") {
-        return;
-    }
-    let user = common::test_user("cptest-hcpu");
+    let Some(_running) = need_root("one_accounts_files_cannot_make_the_survey_slow") else { return };
+    let user = rig::test_user("cptest-hcpu");
     let mut server = Server::new("cpu");
     let home = home_for(&server, &user);
     server.account(&user, &home);
@@ -192,16 +180,8 @@ fn one_accounts_files_cannot_make_the_survey_slow() {
 /// in text and in JSON.
 #[test]
 fn one_accounts_files_cannot_make_the_survey_big() {
-    if !need_root("one_accounts_files_cannot_make_the_survey_big")
-        || !can_run(
-            "one_accounts_files_cannot_make_the_survey_big",
-            Path::new("/usr/bin/time").exists(),
-            "needs GNU time",
-        )
-    {
-        return;
-    }
-    let user = common::test_user("cptest-hmem");
+    let Some(_running) = rig::need(&[rig::Need::Root, rig::Need::Tool("/usr/bin/time")]) else { return };
+    let user = rig::test_user("cptest-hmem");
     let mut server = Server::new("mem");
     let home = home_for(&server, &user);
     server.account(&user, &home);
@@ -222,10 +202,8 @@ fn one_accounts_files_cannot_make_the_survey_big() {
 /// unreadable script whatever its #! line says.
 #[test]
 fn the_survey_tells_no_more_than_the_account_could_see() {
-    if !need_root("the_survey_tells_no_more_than_the_account_could_see") {
-        return;
-    }
-    let user = common::test_user("cptest-horacle");
+    let Some(_running) = need_root("the_survey_tells_no_more_than_the_account_could_see") else { return };
+    let user = rig::test_user("cptest-horacle");
     let mut server = Server::new("oracle");
     let home = home_for(&server, &user);
     server.account(&user, &home);
@@ -259,10 +237,8 @@ fn the_survey_tells_no_more_than_the_account_could_see() {
 /// init sits in reach neither survey nor check as raw bytes.
 #[test]
 fn hostile_text_reaches_no_terminal_raw() {
-    if !need_root("hostile_text_reaches_no_terminal_raw") {
-        return;
-    }
-    let user = common::test_user("cptest-hterm");
+    let Some(_running) = need_root("hostile_text_reaches_no_terminal_raw") else { return };
+    let user = rig::test_user("cptest-hterm");
     let mut server = Server::new("term");
     let home = home_for(&server, &user);
     server.account(&user, &home);
@@ -311,11 +287,8 @@ fn hostile_text_reaches_no_terminal_raw() {
 /// the account NEEDS ATTENTION with the reason, not silently absent.
 #[test]
 fn an_account_the_survey_cannot_read_needs_attention() {
-    let test = "an_account_the_survey_cannot_read_needs_attention";
-    if !need_root(test) || !can_run(test, Path::new("/usr/bin/bindfs").exists(), "needs bindfs (and fuse3)") {
-        return;
-    }
-    let user = common::test_user("cptest-hfuse");
+    let Some(_running) = rig::need(&[rig::Need::Root, rig::Need::Tool("bindfs")]) else { return };
+    let user = rig::test_user("cptest-hfuse");
     let mut server = Server::new("fuse");
     let home = home_for(&server, &user);
     server.account(&user, &home);

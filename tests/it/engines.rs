@@ -7,13 +7,10 @@
 //! filesystems, bundles and logs go when the last test here ends.
 //! With CAGEPIPE_STRICT=1 a test that cannot run fails instead of skipping.
 
-mod common;
-mod mta;
-mod rig;
-
+use crate::rig;
+use crate::rig::exim as mta;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -26,20 +23,10 @@ const PROBE: &str = "/opt/cagepipe-probe/probe";
 
 /// Whether this test can run: root and every tool present. Skips loudly,
 /// or panics under CAGEPIPE_STRICT=1.
-fn can_run(test: &str, tools: &[&str]) -> bool {
-    let strict = std::env::var("CAGEPIPE_STRICT").is_ok_and(|v| v == "1");
-    if !common::require_root(test) {
-        assert!(!strict, "{test}: CAGEPIPE_STRICT=1 but not root");
-        return false;
-    }
-    for tool in tools {
-        if !Path::new(tool).exists() {
-            assert!(!strict, "{test}: CAGEPIPE_STRICT=1 but {tool} is not installed (.ci/run installs it)");
-            let _ = writeln!(std::io::stderr(), "SKIP {test}: {tool} is not installed");
-            return false;
-        }
-    }
-    true
+fn can_run(_test: &str, tools: &[&'static str]) -> Option<rig::need::Running> {
+    let mut needs = vec![rig::Need::Root];
+    needs.extend(tools.iter().map(|t| rig::Need::Tool(t)));
+    rig::need(&needs)
 }
 
 fn run(cmd: &mut Command) -> String {
@@ -117,7 +104,7 @@ fn make_rootfs(root: &Path) {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
-    let probe = common::probe_binary();
+    let probe = rig::probe_binary();
     let binaries: [(&Path, &str); 4] = [
         (Path::new("/bin/dash"), "bin/sh"),
         (Path::new("/bin/sleep"), "bin/sleep"),
@@ -155,8 +142,8 @@ fn hard_limit(resource: nix::sys::resource::Resource) -> u64 {
     nix::sys::resource::getrlimit(resource).unwrap().1
 }
 
-fn user(tag: &str) -> (common::User, Caller) {
-    let user = common::test_user(&format!("cptest-eng-{tag}"));
+fn user(tag: &str) -> (rig::User, Caller) {
+    let user = rig::test_user(&format!("cptest-eng-{tag}"));
     let caller = Caller { uid: user.uid, gid: rig::cagepipe_gid() };
     (user, caller)
 }
@@ -168,16 +155,12 @@ fn probe(config: &ConfigDir, caller: Caller) -> Delivery {
 /// Everything that must hold inside for a delivery into the container
 /// whose init is `init`: its namespaces, its cgroups, the user's own uid
 /// and no capability at all.
-fn assert_inside(d: &Delivery, init: i32, hostname: &str, user: &common::User) -> BTreeMap<String, String> {
+fn assert_inside(d: &Delivery, init: i32, hostname: &str, user: &rig::User) -> BTreeMap<String, String> {
     assert_eq!(d.code(), Some(0), "delivery failed: {d:?}");
-    let r = common::parse_report(&d.stdout);
+    let r = rig::parse_report(&d.stdout);
     for ns in ["mnt", "pid", "uts", "ipc", "net"] {
-        assert_eq!(
-            r[&format!("ns_{ns}")],
-            common::ns_inode_of(init, ns).to_string(),
-            "{ns} namespace is the container's"
-        );
-        assert_ne!(r[&format!("ns_{ns}")], common::host_ns_inode(ns).to_string(), "{ns} namespace is not the host's");
+        assert_eq!(r[&format!("ns_{ns}")], rig::ns_inode_of(init, ns).to_string(), "{ns} namespace is the container's");
+        assert_ne!(r[&format!("ns_{ns}")], rig::host_ns_inode(ns).to_string(), "{ns} namespace is not the host's");
     }
     assert_eq!(r["hostname"], hostname);
     let init_cgroups = std::fs::read_to_string(format!("/proc/{init}/cgroup")).unwrap();
@@ -207,10 +190,9 @@ fn start_ticks(pid: i32) -> u64 {
 /// One real Exim delivery through `backend`: Debian's exim4 with the
 /// shipped configuration routes a message for the user through their
 /// ~/.forward pipe and cagepipe into the container whose init is `init`.
-fn exim_delivers(user: &common::User, backend: &str, init: i32) {
-    let strict = std::env::var("CAGEPIPE_STRICT").is_ok_and(|v| v == "1");
-    if !mta::require_exim("exim through an engine") {
-        assert!(!strict, "CAGEPIPE_STRICT=1 but {} is not installed", mta::EXIM);
+fn exim_delivers(user: &rig::User, backend: &str, init: i32) {
+    if !std::path::Path::new(mta::EXIM).exists() {
+        rig::skip_or_fail("exim through an engine", &format!("{} is not installed", mta::EXIM));
         return;
     }
     let exim = mta::Exim::new(&format!("eng-{}", user.name));
@@ -227,10 +209,10 @@ fn exim_delivers(user: &common::User, backend: &str, init: i32) {
     let _ = std::fs::remove_file(&forward);
     assert_eq!(verdict, mta::Verdict::Delivered, "{:?}", exim.log_of(&id));
     let inside = format!("/proc/{init}/root{report}");
-    let r = common::parse_report(&std::fs::read(&inside).unwrap_or_else(|e| panic!("no report at {inside}: {e}")));
+    let r = rig::parse_report(&std::fs::read(&inside).unwrap_or_else(|e| panic!("no report at {inside}: {e}")));
     let _ = std::fs::remove_file(&inside);
     for ns in ["mnt", "pid", "uts", "net"] {
-        assert_eq!(r[&format!("ns_{ns}")], common::ns_inode_of(init, ns).to_string(), "{ns} namespace");
+        assert_eq!(r[&format!("ns_{ns}")], rig::ns_inode_of(init, ns).to_string(), "{ns} namespace");
     }
     assert_eq!(r["uid"], user.uid.to_string());
     assert!(exim.paniclog().is_empty(), "{}", exim.paniclog());
@@ -299,9 +281,11 @@ impl Drop for Runc {
 
 #[test]
 fn oci_backend_delivers_into_a_runc_container_and_guards_its_state() {
-    if !can_run("oci_backend_delivers_into_a_runc_container_and_guards_its_state", &["/usr/sbin/runc"]) {
+    let Some(_running) =
+        can_run("oci_backend_delivers_into_a_runc_container_and_guards_its_state", &["/usr/sbin/runc"])
+    else {
         return;
-    }
+    };
     let _lease = Lease::take();
     let (user, caller) = user("oci");
     let config = ConfigDir::new("[container]\nbackend = \"oci\"\nid = \"{user}\"\n");
@@ -408,9 +392,11 @@ impl Drop for Lxc {
 
 #[test]
 fn lxc_backend_delivers_into_the_init_never_into_a_process_that_unshared() {
-    if !can_run("lxc_backend_delivers_into_the_init_never_into_a_process_that_unshared", &["/usr/bin/lxc-start"]) {
+    let Some(_running) =
+        can_run("lxc_backend_delivers_into_the_init_never_into_a_process_that_unshared", &["/usr/bin/lxc-start"])
+    else {
         return;
-    }
+    };
     let _lease = Lease::take();
     let (user, caller) = user("lxc");
     let config = ConfigDir::new("[container]\nbackend = [\"oci\", \"lxc\"]\n");
@@ -437,16 +423,16 @@ fn lxc_backend_delivers_into_the_init_never_into_a_process_that_unshared() {
         let other = members
             .split_whitespace()
             .filter_map(|p| p.parse::<i32>().ok())
-            .find(|&p| common::ns_inode_of(p, "user") != common::ns_inode_of(first, "user"));
+            .find(|&p| rig::ns_inode_of(p, "user") != rig::ns_inode_of(first, "user"));
         if let Some(p) = other {
             break p;
         }
         assert!(Instant::now() < deadline, "the unsharing process did not appear in {}", procs.display());
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert_ne!(common::ns_inode_of(unshared, "mnt"), common::ns_inode_of(first, "mnt"));
+    assert_ne!(rig::ns_inode_of(unshared, "mnt"), rig::ns_inode_of(first, "mnt"));
     let r = assert_inside(&probe(&config, caller), first, &user.name, &user);
-    assert_eq!(r["ns_user"], common::ns_inode_of(first, "user").to_string());
+    assert_eq!(r["ns_user"], rig::ns_inode_of(first, "user").to_string());
     let _ = inside.kill();
     let _ = inside.wait();
 
@@ -518,9 +504,11 @@ fn stop_dockerd() {
 
 #[test]
 fn docker_backend_delivers_by_container_name() {
-    if !can_run("docker_backend_delivers_by_container_name", &["/usr/sbin/dockerd", "/usr/bin/docker"]) {
+    let Some(_running) =
+        can_run("docker_backend_delivers_by_container_name", &["/usr/sbin/dockerd", "/usr/bin/docker"])
+    else {
         return;
-    }
+    };
     let _lease = Lease::take();
     let (user, caller) = user("dock");
     start_dockerd();
@@ -640,12 +628,12 @@ impl Drop for Podman {
 
 #[test]
 fn podman_backend_delivers_into_a_rootful_container_and_guards_its_state() {
-    if !can_run(
+    let Some(_running) = can_run(
         "podman_backend_delivers_into_a_rootful_container_and_guards_its_state",
         &["/usr/bin/podman", "/usr/bin/conmon", "/usr/sbin/runc"],
-    ) {
+    ) else {
         return;
-    }
+    };
     let _lease = Lease::take();
     let (user, caller) = user("pod");
     let config = ConfigDir::new("[container]\nbackend = \"podman\"\n");
@@ -787,9 +775,11 @@ fn start_ticks_of(pid: i32) -> Option<u64> {
 
 #[test]
 fn cgroup_backend_delivers_into_nspawns_payload_and_guards_it() {
-    if !can_run("cgroup_backend_delivers_into_nspawns_payload_and_guards_it", &["/usr/bin/systemd-nspawn"]) {
+    let Some(_running) =
+        can_run("cgroup_backend_delivers_into_nspawns_payload_and_guards_it", &["/usr/bin/systemd-nspawn"])
+    else {
         return;
-    }
+    };
     let _lease = Lease::take();
     let (user, caller) = user("cg");
     let unit = format!("cpeng-{}.scope", user.name);
@@ -899,12 +889,12 @@ impl Drop for Machined {
 
 #[test]
 fn machined_backend_delivers_into_a_registered_nspawn_machine() {
-    if !can_run(
+    let Some(_running) = can_run(
         "machined_backend_delivers_into_a_registered_nspawn_machine",
         &["/usr/bin/systemd-nspawn", "/lib/systemd/systemd-machined", "/usr/bin/dbus-daemon", "/usr/bin/busctl"],
-    ) {
+    ) else {
         return;
-    }
+    };
     let _lease = Lease::take();
     let (user, caller) = user("mach");
     let unit = format!("cpeng-{}.scope", user.name);

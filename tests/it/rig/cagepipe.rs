@@ -4,7 +4,6 @@
 //! group, with SIGHUP/SIGINT/SIGTERM/SIGUSR1 ignored, in a private mount
 //! namespace whose /etc/cagepipe is a bind mount of a test directory (so each
 //! test has its own configuration and the host's is never touched).
-#![allow(dead_code)]
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -12,21 +11,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-/// Where this test process keeps its installed binary and configurations.
-pub fn scratch() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = PathBuf::from(format!("/run/cagepipe-it/{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        for d in [Path::new("/run/cagepipe-it"), dir.as_path()] {
-            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        dir
-    })
-}
+use super::accounts::User;
+use super::scratch::{fresh_dir, scratch};
 
 fn run_ok(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -52,7 +40,7 @@ pub fn installed_binary() -> &'static Path {
         std::fs::copy(env!("CARGO_BIN_EXE_cagepipe"), &bin).unwrap();
         nix::unistd::chown(&bin, Some(nix::unistd::Uid::from_raw(0)), Some(nix::unistd::Gid::from_raw(gid))).unwrap();
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o750)).unwrap();
-        let caps = include_str!("../../packaging/file-caps").trim();
+        let caps = file_caps().trim();
         run_ok(Command::new("setcap").arg(caps).arg(&bin));
         std::fs::create_dir_all("/etc/cagepipe").unwrap();
         bin
@@ -66,11 +54,7 @@ pub struct ConfigDir {
 
 impl ConfigDir {
     pub fn new(toml: &str) -> ConfigDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = scratch().join(format!("conf{}", N.fetch_add(1, Ordering::SeqCst)));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let c = ConfigDir { dir };
+        let c = ConfigDir { dir: fresh_dir("conf") };
         c.write(toml);
         c
     }
@@ -86,12 +70,13 @@ impl ConfigDir {
 
     /// A configuration whose pidfiles live in a fresh root-owned directory.
     pub fn with_pidfile_dir(extra: &str) -> (ConfigDir, PathBuf) {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let piddir = scratch().join(format!("pids{}", N.fetch_add(1, Ordering::SeqCst)));
-        std::fs::create_dir_all(&piddir).unwrap();
-        std::fs::set_permissions(&piddir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let toml = format!("[container]\npidfile = \"{}/{{user}}.pid\"\n{extra}", piddir.display());
-        (ConfigDir::new(&toml), piddir)
+        let piddir = fresh_dir("pids");
+        (ConfigDir::with_pidfile_template(&piddir, extra), piddir)
+    }
+
+    /// A configuration whose pidfiles are `DIR/{user}.pid`, then `extra`.
+    pub fn with_pidfile_template(piddir: &Path, extra: &str) -> ConfigDir {
+        ConfigDir::new(&format!("[container]\npidfile = \"{}/{{user}}.pid\"\n{extra}", piddir.display()))
     }
 }
 
@@ -205,4 +190,40 @@ pub fn raw_pipe(text: &str) -> Vec<OsString> {
 pub fn write_pidfile(path: &Path, contents: &str) {
     std::fs::write(path, contents).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+/// The file capabilities the packages install (packaging/file-caps).
+pub fn file_caps() -> &'static str {
+    include_str!("../../../packaging/file-caps").trim()
+}
+
+/// Exim's environment for a `.forward` pipe of `user` (tests add what a
+/// hostile caller would).
+pub fn exim_env(user: &User) -> Vec<(String, String)> {
+    [
+        ("LOCAL_PART", "support".to_owned()),
+        ("DOMAIN", "example.test".into()),
+        ("SENDER", "sender@example.org".into()),
+        ("RECIPIENT", "support@example.test".into()),
+        ("MESSAGE_ID", "1abcDE-000001-AB".into()),
+        ("QUALIFY_DOMAIN", "example.test".into()),
+        ("USER", "support".into()),
+        ("LOGNAME", "support".into()),
+        ("HOME", user.home.display().to_string()),
+        ("SHELL", "/bin/sh".into()),
+        ("PATH", "/bin:/usr/bin".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// `[("K", "V")]` views of an owned environment.
+pub fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// A finished process as a [`Delivery`].
+pub fn delivered(out: std::process::Output) -> Delivery {
+    Delivery { status: out.status, stdout: out.stdout, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
 }

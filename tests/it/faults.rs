@@ -3,80 +3,39 @@
 //! container. The real binary, with file capabilities, run as the user the
 //! way Exim runs it, against real containers.
 //!
-//! Already covered in tests/deliver.rs and not repeated here: stale and
+//! Already covered in the deliver module and not repeated here: stale and
 //! zombie pidfiles (`a_pidfile_older_than_its_process_is_stale_and_never_entered`,
 //! `a_zombie_target_is_not_running`), a container that died and was
 //! restarted (`a_dead_container_defers_and_a_restarted_one_delivers`), and
 //! Exim's timeout killing the process group
 //! (`killing_the_process_group_leaves_nothing_in_the_container`).
 
-mod common;
-mod rig;
-
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{Container, ContainerOpts};
-use rig::{raw_pipe, write_pidfile, Caller, ConfigDir, Delivery};
+use crate::rig::{self, Cage, ConfigDir, Container, Delivery, Marker, Need::Root};
+use rig::write_pidfile;
 
-const PROBE: &str = common::PROBE_IN_CONTAINER;
-
-struct Setup {
-    container: Container,
-    config: ConfigDir,
-    pidfile: PathBuf,
-    user: common::User,
-    caller: Caller,
+/// A cage for the test account `cptest-f<tag>` (with `extra_config`).
+fn setup(tag: &str, extra_config: &str) -> Cage {
+    rig::cage(&format!("f{tag}")).config(extra_config).start()
 }
 
-/// A container for the test user `cptest-f<tag>`, its pidfile where a
-/// fresh configuration (plus `extra_config`) looks for it.
-fn setup(tag: &str, extra_config: &str) -> Setup {
-    let user = common::test_user(&format!("cptest-f{}", &tag[..tag.len().min(12)]));
-    let (config, piddir) = ConfigDir::with_pidfile_dir(extra_config);
-    let pidfile = piddir.join(format!("{}.pid", user.name));
-    let opts = ContainerOpts { users: vec![user.name.clone()], pidfile: Some(pidfile.clone()), ..Default::default() };
-    let container = Container::start(&common::unique_name(&format!("fault-{tag}")), &opts);
-    let caller = Caller { uid: user.uid, gid: rig::cagepipe_gid() };
-    Setup { container, config, pidfile, user, caller }
+/// Deliver `stdin` to the marked `|PROBE report --mark M ARGS` with
+/// `config`; the marker shows whether it ran.
+fn deliver_with(s: &Cage, config: &ConfigDir, args: &str, stdin: &[u8]) -> (Delivery, Marker) {
+    let m = s.marker();
+    (s.deliver_with(config, &m.probe(args), stdin), m)
 }
 
-impl Setup {
-    fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("HOME", self.user.home.display().to_string()),
-            ("USER", self.user.name.clone()),
-            ("LOGNAME", self.user.name.clone()),
-            ("LOCAL_PART", self.user.name.clone()),
-            ("DOMAIN", "example.test".into()),
-            ("SENDER", "sender@example.org".into()),
-            ("PATH", "/bin:/usr/bin".into()),
-        ]
-    }
+/// [`deliver_with`] the cage's own configuration and an empty message.
+fn deliver(s: &Cage, args: &str) -> (Delivery, Marker) {
+    deliver_with(s, &s.config, args, b"")
+}
 
-    /// Deliver `stdin` to `|PROBE report ARGS` with configuration `config`.
-    fn deliver_with(&self, config: &ConfigDir, args: &str, stdin: &[u8]) -> Delivery {
-        let env = self.env();
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        rig::deliver(config, self.caller, &raw_pipe(&format!("|{PROBE} report {args}")), &env, stdin)
-    }
-
-    fn deliver(&self, args: &str) -> Delivery {
-        self.deliver_with(&self.config, args, b"")
-    }
-
-    /// The command of `rig::command`, to be spawned by the test itself.
-    fn command(&self, args: &str) -> std::process::Command {
-        let env = self.env();
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        rig::command(&self.config, self.caller, &raw_pipe(&format!("|{PROBE} report {args}")), &env)
-    }
-
-    /// The pidfile line the container manager wrote.
-    fn pidfile_text(&self) -> String {
-        format!("{}\n", self.container.pid)
-    }
+/// The command of a delivery of `|PROBE report ARGS`, for the test to spawn.
+fn command(s: &Cage, args: &str) -> std::process::Command {
+    s.command(&rig::probe(&format!("report {args}")))
 }
 
 /// Poll `done` for up to `limit`; false if it never held.
@@ -102,30 +61,31 @@ fn assert_clean(c: &Container, after: &str) {
         left = c.leftovers();
         left.is_empty()
     }) {
-        panic!("after {after}, processes are left in container {}:\n{}", c.name, common::describe_pids(&left));
+        panic!("after {after}, processes are left in container {}:\n{}", c.name, rig::describe_pids(&left));
     }
 }
 
-/// Exim defers (75), nothing ran (no report on stdout), and stderr says why.
-fn assert_deferred(d: &Delivery, fault: &str, words: &str) {
+/// Exim defers (75), nothing ran (no report on stdout, no marker), and
+/// stderr says why.
+fn assert_deferred((d, m): &(Delivery, Marker), fault: &str, words: &str) {
     assert_eq!(d.code(), Some(75), "{fault}: Exim must see 75: {d:?}");
     assert!(d.stdout.is_empty(), "{fault}: nothing may run: {d:?}");
+    m.assert_absent();
     assert!(d.stderr.contains(words), "{fault}: stderr should say {words:?}: {}", d.stderr);
 }
 
 /// A good delivery into `s`: the report comes from inside the container.
-fn assert_delivers(s: &Setup, config: &ConfigDir) {
-    let d = s.deliver_with(config, "", b"");
+fn assert_delivers(s: &Cage, config: &ConfigDir) {
+    let (d, m) = deliver_with(s, config, "", b"");
     assert_eq!(d.code(), Some(0), "control delivery: {d:?}");
-    let r = common::parse_report(&d.stdout);
-    assert_eq!(r["hostname"], s.container.name, "control delivery ran inside");
+    let r = rig::parse_report(&d.stdout);
+    assert_eq!(r["hostname"], s.container().name, "control delivery ran inside");
+    m.assert_written();
 }
 
 #[test]
 fn configuration_faults_defer_and_nothing_enters_the_container() {
-    if !common::require_root("configuration_faults_defer_and_nothing_enters_the_container") {
-        return;
-    }
+    let Some(_test) = rig::need(&[Root]) else { return };
     let s = setup("config", "");
     let good = format!("[container]\npidfile = \"{}/{{user}}.pid\"\n", s.pidfile.parent().unwrap().display());
     let mode = |path: &std::path::Path, mode: u32| {
@@ -174,10 +134,11 @@ fn configuration_faults_defer_and_nothing_enters_the_container() {
     for (fault, break_it, words) in &faults {
         let config = ConfigDir::new(&good);
         break_it(&config);
-        let d = s.deliver_with(&config, "", b"");
-        assert_deferred(&d, fault, words);
+        let deferred = deliver_with(&s, &config, "", b"");
+        assert_deferred(&deferred, fault, words);
+        let d = &deferred.0;
         assert!(d.stderr.contains("configuration /etc/cagepipe/cagepipe.toml"), "{fault}: names the file: {d:?}");
-        assert_clean(&s.container, fault);
+        assert_clean(s.container(), fault);
     }
     // The container itself was fine all along.
     assert_delivers(&s, &ConfigDir::new(&good));
@@ -185,9 +146,7 @@ fn configuration_faults_defer_and_nothing_enters_the_container() {
 
 #[test]
 fn pidfile_faults_defer_and_nothing_enters_the_container() {
-    if !common::require_root("pidfile_faults_defer_and_nothing_enters_the_container") {
-        return;
-    }
+    let Some(_test) = rig::need(&[Root]) else { return };
     let s = setup("pidfile", "");
     enum Break {
         Remove,
@@ -244,7 +203,7 @@ fn pidfile_faults_defer_and_nothing_enters_the_container() {
                 std::fs::set_permissions(&s.pidfile, std::fs::Permissions::from_mode(*mode)).unwrap();
             }
         }
-        let d = s.deliver("");
+        let d = deliver(&s, "");
         if let Some(mut child) = host_process {
             child.kill().unwrap();
             child.wait().unwrap();
@@ -252,7 +211,7 @@ fn pidfile_faults_defer_and_nothing_enters_the_container() {
         for w in words.iter() {
             assert_deferred(&d, fault, w);
         }
-        assert_clean(&s.container, fault);
+        assert_clean(s.container(), fault);
         write_pidfile(&s.pidfile, &s.pidfile_text());
     }
     assert_delivers(&s, &s.config);
@@ -283,11 +242,7 @@ fn race_deliveries_against_a_stop(tag: &str, extra_config: &str) -> RaceOutcome 
     const BEFORE: usize = 16; // deliveries finished before the stop starts
     const AFTER: usize = 16; // begun after it returned
     let s = setup(tag, extra_config);
-    let inside: Vec<(String, String)> = ["mnt", "pid", "uts", "net", "ipc", "cgroup"]
-        .iter()
-        .map(|ns| (format!("ns_{ns}"), s.container.ns_inode(ns).to_string()))
-        .chain([("hostname".to_string(), s.container.name.clone())])
-        .collect();
+    let inside = rig::Inside::of(s.container(), s.user.uid, s.user.gid);
     let finished = AtomicUsize::new(0);
     let stop_done = AtomicBool::new(false);
     let results = Mutex::new(Vec::new());
@@ -300,7 +255,7 @@ fn race_deliveries_against_a_stop(tag: &str, extra_config: &str) -> RaceOutcome 
                     if stop_done.load(Ordering::SeqCst) {
                         after_stop += 1;
                     }
-                    let d = s.deliver("");
+                    let d = s.run(&rig::probe("report"));
                     finished.fetch_add(1, Ordering::SeqCst);
                     results.lock().unwrap().push(d);
                 }
@@ -309,7 +264,7 @@ fn race_deliveries_against_a_stop(tag: &str, extra_config: &str) -> RaceOutcome 
         assert!(eventually(Duration::from_secs(60), || finished.load(Ordering::SeqCst) >= BEFORE));
         stopped_at = finished.load(Ordering::SeqCst);
         // The free function: the workers hold `s` (Drop stops it again, a no-op).
-        let out = common::stop_container(&s.container.name);
+        let out = rig::stop_container(&s.container().name);
         assert!(out.status.success(), "stop with deliveries entering: {}", String::from_utf8_lossy(&out.stderr));
         stop_done.store(true, Ordering::SeqCst);
     });
@@ -318,8 +273,8 @@ fn race_deliveries_against_a_stop(tag: &str, extra_config: &str) -> RaceOutcome 
     for d in &results {
         match d.code() {
             Some(0) => {
-                let r = common::parse_report(&d.stdout);
-                let differ: Vec<_> = inside.iter().filter(|(k, v)| r.get(k) != Some(v)).collect();
+                let r = rig::parse_report(&d.stdout);
+                let differ = inside.differences(&r);
                 if differ.is_empty() {
                     outcome.delivered_inside += 1;
                 } else {
@@ -341,16 +296,14 @@ fn race_deliveries_against_a_stop(tag: &str, extra_config: &str) -> RaceOutcome 
         }
     }
     println!("{tag}: {} deliveries, the stop began after {stopped_at}: {outcome:#?}", results.len());
-    let left = s.container.leftovers();
-    assert!(left.is_empty(), "after the stop, left in the container:\n{}", common::describe_pids(&left));
+    let left = s.container().leftovers();
+    assert!(left.is_empty(), "after the stop, left in the container:\n{}", rig::describe_pids(&left));
     outcome
 }
 
 #[test]
 fn deliveries_racing_a_container_stop_defer_or_run_inside() {
-    if !common::require_root("deliveries_racing_a_container_stop_defer_or_run_inside") {
-        return;
-    }
+    let Some(_test) = rig::need(&[Root]) else { return };
     // Each kernel path: pidfd and clone3 into the cgroup, and neither (the
     // child then joins the cgroup v2 itself, through cgroup.procs).
     for (tag, config) in
@@ -362,16 +315,6 @@ fn deliveries_racing_a_container_stop_defer_or_run_inside() {
     }
 }
 
-/// Host pids of the probes (not the init) running in the container,
-/// zombies excluded.
-fn commands_inside(c: &Container) -> Vec<i32> {
-    c.leftovers()
-        .into_iter()
-        .filter(|p| common::process_running(*p))
-        .filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|comm| comm.trim() == "probe"))
-        .collect()
-}
-
 /// The command is running (and has a child of its own) when its container
 /// stops. The container manager kills the command, so the message was not
 /// (or not completely) handled: Exim sees 75 and keeps the message, and the
@@ -380,9 +323,7 @@ fn commands_inside(c: &Container) -> Vec<i32> {
 /// ("terminated by signal 9").
 #[test]
 fn a_container_stopped_mid_delivery_defers() {
-    if !common::require_root("a_container_stopped_mid_delivery_defers") {
-        return;
-    }
+    let Some(_test) = rig::need(&[Root]) else { return };
     enum Stop {
         /// testbed/container stop: SIGKILL to the init first, which makes
         /// the kernel kill everything else in its pid namespace.
@@ -396,38 +337,35 @@ fn a_container_stopped_mid_delivery_defers() {
         [("midstop", "", Stop::TestBed), ("midstopfallback", all_off, Stop::TestBed), ("midkill", "", Stop::CgroupKill)]
     {
         let mut s = setup(tag, config);
-        let child = s
-            .command("--spawn-bg --sleep 60")
+        let child = command(&s, "--spawn-bg --sleep 60")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         assert!(
-            eventually(Duration::from_secs(10), || commands_inside(&s.container).len() == 2),
+            eventually(Duration::from_secs(10), || s.container().commands().len() == 2),
             "{tag}: the command and its background child run"
         );
         match stop {
-            Stop::TestBed => s.container.stop().unwrap(),
+            Stop::TestBed => s.container_mut().stop().unwrap(),
             Stop::CgroupKill => {
-                let v2 = s.container.cgroup_dirs().into_iter().find(|d| d.join("cgroup.kill").exists());
+                let v2 = s.container().cgroup_dirs().into_iter().find(|d| d.join("cgroup.kill").exists());
                 let Some(v2) = v2 else {
-                    println!("SKIP {tag}: no cgroup.kill (Linux 5.14+) in the container's cgroup v2");
+                    rig::skip_or_fail(tag, "no cgroup.kill (Linux 5.14+) in the container's cgroup v2");
                     continue;
                 };
                 std::fs::write(v2.join("cgroup.kill"), "1").unwrap();
             }
         }
-        let out = child.wait_with_output().unwrap();
-        let d =
-            Delivery { status: out.status, stdout: out.stdout, stderr: String::from_utf8_lossy(&out.stderr).into() };
+        let d = rig::delivered(child.wait_with_output().unwrap());
         assert_eq!(d.code(), Some(75), "{tag}: Exim must defer: {d:?}");
         assert!(d.stderr.contains(STOPPED_DURING), "{tag}: stderr says why: {}", d.stderr);
         assert!(d.stderr.contains("killed by signal 9"), "{tag}: and how: {}", d.stderr);
-        let r = common::parse_report(&d.stdout);
-        assert_eq!(r["hostname"], s.container.name, "{tag}: the command had run inside");
-        s.container.stop().unwrap();
-        assert_clean(&s.container, tag);
+        let r = rig::parse_report(&d.stdout);
+        assert_eq!(r["hostname"], s.container().name, "{tag}: the command had run inside");
+        s.container_mut().stop().unwrap();
+        assert_clean(s.container(), tag);
     }
 }
 
@@ -442,33 +380,29 @@ fn cagepipe_lines(stderr: &str) -> Vec<&str> {
 /// because syslog is down.
 #[test]
 fn without_syslog_deliveries_work_and_only_failures_write_the_audit_line_to_stderr() {
-    if !common::require_root("without_syslog_deliveries_work_and_only_failures_write_the_audit_line_to_stderr") {
-        return;
-    }
-    let dir = rig::scratch();
-    let not_a_socket = dir.join(format!("not-a-socket-{}", std::process::id()));
+    let Some(_test) = rig::need(&[Root]) else { return };
+    let not_a_socket = rig::fresh("not-a-socket");
     std::fs::write(&not_a_socket, "").unwrap();
-    let refused = dir.join(format!("nobody-listens-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&refused);
+    let refused = rig::fresh("nobody-listens").with_extension("sock");
     drop(std::os::unix::net::UnixDatagram::bind(&refused).unwrap()); // the file stays, unbound
-    let missing = dir.join("no-such-dir/log");
+    let missing = rig::fresh("no-such-dir").join("log");
     for (what, socket) in [("missing", &missing), ("not a socket", &not_a_socket), ("nobody listening", &refused)] {
         let s = setup("nosyslog", &format!("[log]\nsocket = \"{}\"\n", socket.display()));
         let user = format!("user={} uid={} ", s.user.name, s.user.uid);
 
-        let d = s.deliver("--stdin-hash");
+        let (d, _) = deliver(&s, "--stdin-hash");
         assert_eq!(d.code(), Some(0), "{what}: delivered: {d:?}");
-        assert_eq!(common::parse_report(&d.stdout)["hostname"], s.container.name, "{what}");
+        assert_eq!(rig::parse_report(&d.stdout)["hostname"], s.container().name, "{what}");
         assert_eq!(d.stderr, "", "{what}: a success writes nothing to stderr");
 
-        let d = s.deliver("--exit 3");
+        let (d, _) = deliver(&s, "--exit 3");
         assert_eq!(d.code(), Some(3), "{what}: the command's status: {d:?}");
         let lines = cagepipe_lines(&d.stderr);
         assert_eq!(lines.len(), 1, "{what}: one audit line on stderr: {}", d.stderr);
         assert!(lines[0].starts_with(&format!("cagepipe: {user}")), "{what}: {}", lines[0]);
         assert!(lines[0].contains(" outcome=exited exit=3 duration_ms="), "{what}: {}", lines[0]);
 
-        let d = s.deliver("--signal 15");
+        let (d, _) = deliver(&s, "--signal 15");
         assert_eq!(d.signal(), Some(15), "{what}: the command's signal: {d:?}");
         let lines = cagepipe_lines(&d.stderr);
         assert_eq!(lines.len(), 1, "{what}: {}", d.stderr);
@@ -476,12 +410,13 @@ fn without_syslog_deliveries_work_and_only_failures_write_the_audit_line_to_stde
 
         // cagepipe's own failure: the sentence for a person, and no more.
         std::fs::remove_file(&s.pidfile).unwrap();
-        let d = s.deliver("");
-        assert_deferred(&d, what, "no running container");
+        let deferred = deliver(&s, "");
+        assert_deferred(&deferred, what, "no running container");
+        let d = &deferred.0;
         let lines = cagepipe_lines(&d.stderr);
         assert_eq!(lines.len(), 1, "{what}: {}", d.stderr);
         assert!(lines[0].starts_with("cagepipe: no running container for user"), "{what}: {}", lines[0]);
-        assert_clean(&s.container, what);
+        assert_clean(s.container(), what);
     }
 }
 
@@ -491,27 +426,22 @@ fn without_syslog_deliveries_work_and_only_failures_write_the_audit_line_to_stde
 /// stderr if the delivery failed anyway.
 #[test]
 fn a_syslog_daemon_that_stopped_reading_does_not_hold_deliveries() {
-    if !common::require_root("a_syslog_daemon_that_stopped_reading_does_not_hold_deliveries") {
-        return;
-    }
-    let path = rig::scratch().join(format!("stuck-log-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    let daemon = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let Some(_test) = rig::need(&[Root]) else { return };
+    // A daemon that never reads: the catcher, never asked for a line.
+    let daemon = rig::Syslog::new();
     // Fill its queue ourselves.
     let client = std::os::unix::net::UnixDatagram::unbound().unwrap();
-    client.connect(&path).unwrap();
+    client.connect(&daemon.path).unwrap();
     client.set_nonblocking(true).unwrap();
     let mut queued = 0;
     while client.send(b"<22>filler: x").is_ok() {
         queued += 1;
         assert!(queued < 100_000, "the queue never filled");
     }
-    let s = setup("stucklog", &format!("[log]\nsocket = \"{}\"\n", path.display()));
+    let s = setup("stucklog", &daemon.config());
     for (args, code) in [("", 0), ("--exit 3", 3)] {
         let started = Instant::now();
-        let mut child = s
-            .command(args)
+        let mut child = command(&s, args)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -533,8 +463,6 @@ fn a_syslog_daemon_that_stopped_reading_does_not_hold_deliveries() {
         }
         println!("{args:?}: ended after {took:?} with the syslog queue full");
     }
-    drop(daemon);
-    let _ = std::fs::remove_file(&path);
 }
 
 /// State, parent, process group and session of a host pid.
@@ -552,16 +480,14 @@ fn proc_ids(pid: i32) -> Option<(char, i32, i32, i32)> {
 ///
 /// | killed           | the command           | command | its child |
 /// |------------------|-----------------------|---------|-----------|
-/// | cagepipe alone   | sleeps                | dies    | (none)    | tests/deliver.rs
+/// | cagepipe alone   | sleeps                | dies    | (none)    | deliver
 /// | cagepipe alone   | called setsid         | dies    | (none)    | here
 /// | cagepipe alone   | started a child       | dies    | lives     | here
-/// | Exim's killpg    | started a child       | dies    | dies      | tests/deliver.rs
+/// | Exim's killpg    | started a child       | dies    | dies      | deliver
 /// | Exim's killpg    | setsid, then a child  | dies    | lives     | here
 #[test]
 fn a_killed_cagepipe_takes_exactly_its_direct_child_along() {
-    if !common::require_root("a_killed_cagepipe_takes_exactly_its_direct_child_along") {
-        return;
-    }
+    let Some(_test) = rig::need(&[Root]) else { return };
     use nix::sys::signal::{kill, killpg, Signal};
     use nix::unistd::Pid;
     use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -575,8 +501,7 @@ fn a_killed_cagepipe_takes_exactly_its_direct_child_along() {
         let setsid = args.contains("--setsid");
         let expect = if args.contains("--spawn-bg") { 2 } else { 1 };
         // Like Exim: a process group of its own; nothing read from its output.
-        let mut wrapper = s
-            .command(args)
+        let mut wrapper = command(&s, args)
             .process_group(0)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -585,13 +510,14 @@ fn a_killed_cagepipe_takes_exactly_its_direct_child_along() {
             .unwrap();
         let wrapper_pid = wrapper.id() as i32;
         assert!(
-            eventually(Duration::from_secs(10), || commands_inside(&s.container).len() == expect
-                && commands_inside(&s.container)
+            eventually(Duration::from_secs(10), || s.container().commands().len() == expect
+                && s.container()
+                    .commands()
                     .iter()
                     .all(|p| proc_ids(*p).is_some_and(|ids| !setsid || ids.3 != wrapper_pid))),
             "{tag}: the command (and its child) run"
         );
-        let probes = commands_inside(&s.container);
+        let probes = s.container().commands();
         let command = *probes.iter().find(|p| proc_ids(**p).is_some_and(|ids| ids.1 == wrapper_pid)).unwrap();
         let (_, _, pgid, sid) = proc_ids(command).unwrap();
         if setsid {
@@ -608,26 +534,27 @@ fn a_killed_cagepipe_takes_exactly_its_direct_child_along() {
         }
         assert_eq!(wrapper.wait().unwrap().signal(), Some(libc::SIGKILL), "{tag}: Exim sees the wrapper killed");
         assert!(
-            eventually(Duration::from_secs(5), || !common::process_running(command)),
+            eventually(Duration::from_secs(5), || !rig::process_running(command)),
             "{tag}: the command died with cagepipe:\n{}",
-            common::describe_pids(&[command])
+            rig::describe_pids(&[command])
         );
         if let Some(child) = child {
             // Give a kill that should not come the time it would take.
             std::thread::sleep(Duration::from_millis(200));
-            assert_eq!(common::process_running(child), child_lives, "{tag}: the command's child");
+            assert_eq!(rig::process_running(child), child_lives, "{tag}: the command's child");
             if child_lives {
                 assert!(
-                    eventually(Duration::from_secs(5), || proc_ids(child).is_some_and(|ids| ids.1 == s.container.pid)),
+                    eventually(Duration::from_secs(5), || proc_ids(child)
+                        .is_some_and(|ids| ids.1 == s.container().pid)),
                     "{tag}: the orphan is the container's init's:\n{}",
-                    common::describe_pids(&[child])
+                    rig::describe_pids(&[child])
                 );
             }
         }
         // The killed command's parent is gone, so it stays a zombie until
         // the host's init collects it, and the container's init cannot
         // finish dying before: the stop may take a moment.
-        s.container.stop().unwrap();
-        assert_clean(&s.container, tag);
+        s.container_mut().stop().unwrap();
+        assert_clean(s.container(), tag);
     }
 }

@@ -1,7 +1,7 @@
-//! A real Exim (Debian's exim4) driven as root without a daemon, the way
-//! ../shared/notes/EXIM.md describes: a private configuration with its own
-//! spool and log, `-odq` to queue a message, `-M ID` to deliver it in this
-//! process, and Exim's own main log and queue to read the verdict.
+//! A real Exim (Debian's exim4) driven as root without a daemon: a private
+//! configuration with its own spool and log, `-odq` to queue a message,
+//! `-M ID` to deliver it in this process, and Exim's own main log and queue
+//! to read the verdict.
 //!
 //! Every Exim command runs in a private mount namespace in which
 //! - /usr/sbin is a read-only overlay that adds the cagepipe under test,
@@ -10,27 +10,17 @@
 //! - /etc is a read-only overlay that adds this instance's files
 //!   (/etc/cagepipe/cagepipe.toml, /etc/virtual/domainowners, ...),
 //!   so the host's /etc is never touched.
-#![allow(dead_code)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::rig;
+use super::cagepipe::{installed_binary, run_with_stdin, Delivery};
+use super::scratch::fresh;
 
 /// Debian's binary; the tests need nothing else of Exim.
 pub const EXIM: &str = "/usr/sbin/exim4";
-
-/// Is Debian's exim4 installed? (CI installs exim4-daemon-light.)
-pub fn require_exim(test: &str) -> bool {
-    if Path::new(EXIM).exists() {
-        return true;
-    }
-    eprintln!("SKIP {test}: {EXIM} is not installed (apt-get install exim4-daemon-light)");
-    false
-}
 
 /// The shipped snippet `rel` under exim-config/.
 pub fn snippet(rel: &str) -> PathBuf {
@@ -58,7 +48,9 @@ pub struct Exim {
     pub dir: PathBuf,
     pub conf: PathBuf,
     etc_add: PathBuf,
-    sbin_add: PathBuf,
+    /// What /usr/sbin gains: `cagepipe`, a hard link to the installed
+    /// binary under test.
+    pub sbin_add: PathBuf,
 }
 
 /// How Exim left a message after a delivery attempt.
@@ -74,9 +66,7 @@ pub enum Verdict {
 
 impl Exim {
     pub fn new(name: &str) -> Exim {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = rig::scratch().join(format!("exim-{name}-{}", N.fetch_add(1, Ordering::SeqCst)));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = fresh(&format!("exim-{name}"));
         mkdir(&dir, 0o755);
         let (uid, gid) = exim_user_ids();
         for d in ["spool", "log"] {
@@ -88,8 +78,8 @@ impl Exim {
         mkdir(&etc_add, 0o755);
         mkdir(&sbin_add, 0o755);
         // A hard link keeps the owner, mode and security.capability xattr
-        // that rig::installed_binary set (both live under rig::scratch()).
-        std::fs::hard_link(rig::installed_binary(), sbin_add.join("cagepipe")).expect("link the installed cagepipe");
+        // that installed_binary set (both live in the scratch directory).
+        std::fs::hard_link(installed_binary(), sbin_add.join("cagepipe")).expect("link the installed cagepipe");
         Exim { conf: dir.join("exim.conf"), dir, etc_add, sbin_add }
     }
 
@@ -106,6 +96,15 @@ impl Exim {
     pub fn write_conf(&self, text: &str) {
         std::fs::write(&self.conf, text).unwrap();
         std::fs::set_permissions(&self.conf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+
+    /// Write `name` in this Exim's directory (root-owned 0644, as Exim
+    /// wants its configuration files); its path.
+    pub fn file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        path
     }
 
     /// Add `/etc/<rel>` (root-owned 0644) to what this Exim's deliveries see.
@@ -139,7 +138,7 @@ impl Exim {
 
     /// `program ARGS` as root in the private mount namespace (e.g. the
     /// installed /usr/sbin/cagepipe).
-    pub fn namespaced(&self, program: &str, args: &[&str]) -> Command {
+    pub fn namespaced<A: AsRef<std::ffi::OsStr>>(&self, program: impl AsRef<std::ffi::OsStr>, args: &[A]) -> Command {
         let script = r#"set -e
 etc=$1 sbin=$2; shift 2
 mount -t overlay cagepipe-it -o "ro,lowerdir=$etc:/etc" /etc
@@ -157,8 +156,8 @@ exec "$@""#;
         cmd
     }
 
-    fn run(&self, args: &[&str], stdin: &[u8]) -> rig::Delivery {
-        rig::run_with_stdin(self.command(args), stdin)
+    fn run(&self, args: &[&str], stdin: &[u8]) -> Delivery {
+        run_with_stdin(self.command(args), stdin)
     }
 
     /// Queue `message` from `sender` to `rcpt` (`-odq`); its message id.
@@ -182,7 +181,7 @@ exec "$@""#;
     }
 
     /// Deliver message `id` now, in this process (`-M`); Exim's output.
-    pub fn deliver(&self, id: &str) -> rig::Delivery {
+    pub fn deliver(&self, id: &str) -> Delivery {
         self.run(&["-M", id], b"")
     }
 

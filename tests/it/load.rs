@@ -3,63 +3,39 @@
 //! must arrive byte for byte inside its container (the probe hashes its
 //! stdin), and afterwards nothing may be left: no zombie children of this
 //! process, no descriptor more than before, no process in any container but
-//! its init. The figures are printed (`cargo test --test load -- --nocapture`).
+//! its init. The figures are printed (`cargo test --test it load:: --
+//! --nocapture`). Both tests count this process's descriptors and
+//! children, so each runs alone (`rig::need_alone`).
 
-mod common;
-mod rig;
-
-use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Container, ContainerOpts};
-use rig::{raw_pipe, Caller, ConfigDir, Delivery};
-
-/// Both tests count this process's descriptors and children: never at once.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+use crate::rig::syslog::Collector;
+use crate::rig::{self, Cage, ConfigDir, Delivery, Need::Root, Syslog};
 
 const DELIVERIES: usize = 500;
 const CONTAINERS: usize = 50;
 
-/// One user's container, and what a report from inside it must say.
+/// One user's cage (its pidfile where the shared configuration looks), and
+/// what a report from inside it must say.
 struct Target {
-    container: Container,
-    user: common::User,
-    caller: Caller,
-    /// `ns_<kind>` keys of the probe's report and their values inside.
-    inside: Vec<(String, String)>,
+    cage: Cage,
+    /// What a report from inside it must say.
+    inside: rig::Inside,
 }
 
-/// The test accounts `cptest-PREFIXnn`, created the first time.
-fn accounts(prefix: &str, count: usize) -> Vec<common::User> {
-    (0..count).map(|i| common::test_user(&format!("cptest-{prefix}{i:02}"))).collect()
-}
-
-/// A container for each user, all started at once.
-fn start_targets(users: Vec<common::User>, piddir: &std::path::Path) -> Vec<Target> {
-    let gid = rig::cagepipe_gid();
+/// A cage for each of the test accounts `cptest-PREFIXnn`, all started at
+/// once, their pidfiles in `piddir`.
+fn start_targets(prefix: &str, count: usize, piddir: &std::path::Path) -> Vec<Target> {
     std::thread::scope(|scope| {
-        let handles: Vec<_> = users
-            .into_iter()
-            .map(|user| {
+        let handles: Vec<_> = (0..count)
+            .map(|i| {
                 scope.spawn(move || {
-                    let opts = ContainerOpts {
-                        users: vec![user.name.clone()],
-                        pidfile: Some(piddir.join(format!("{}.pid", user.name))),
-                        ..Default::default()
-                    };
-                    let container = Container::start(&common::unique_name(&user.name[7..]), &opts);
-                    let inside = ["mnt", "pid", "uts", "net", "ipc", "cgroup"]
-                        .iter()
-                        .map(|ns| (format!("ns_{ns}"), container.ns_inode(ns).to_string()))
-                        .chain([("hostname".to_string(), container.name.clone())])
-                        .chain([("uid".to_string(), user.uid.to_string())])
-                        .collect();
-                    Target { container, caller: Caller { uid: user.uid, gid }, user, inside }
+                    let cage = rig::cage(&format!("{prefix}{i:02}")).piddir(piddir).start();
+                    let inside = rig::Inside::of(cage.container(), cage.user.uid, cage.user.gid);
+                    Target { cage, inside }
                 })
             })
             .collect();
@@ -67,11 +43,11 @@ fn start_targets(users: Vec<common::User>, piddir: &std::path::Path) -> Vec<Targ
     })
 }
 
-/// Stop them all at once; true when every stop succeeded.
+/// Stop them all at once.
 fn stop_targets(targets: &mut [Target]) {
     std::thread::scope(|scope| {
         for t in targets.iter_mut() {
-            scope.spawn(move || t.container.stop().unwrap_or_else(|e| panic!("{e}")));
+            scope.spawn(move || t.cage.container_mut().stop().unwrap_or_else(|e| panic!("{e}")));
         }
     });
 }
@@ -114,44 +90,6 @@ fn message(i: usize) -> Vec<u8> {
     m
 }
 
-/// A syslog socket for the deliveries' audit lines, drained by a thread.
-struct Syslog {
-    path: PathBuf,
-    stop: std::sync::Arc<AtomicBool>,
-    lines: std::thread::JoinHandle<Vec<String>>,
-}
-
-impl Syslog {
-    fn start(name: &str) -> Syslog {
-        let path = rig::scratch().join(format!("{name}.sock"));
-        let _ = std::fs::remove_file(&path);
-        let socket = UnixDatagram::bind(&path).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
-        socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-        let stop = std::sync::Arc::new(AtomicBool::new(false));
-        let done = stop.clone();
-        let lines = std::thread::spawn(move || {
-            let mut lines = Vec::new();
-            let mut buf = vec![0u8; 4096];
-            loop {
-                match socket.recv(&mut buf) {
-                    Ok(n) => lines.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
-                    Err(_) if done.load(Ordering::SeqCst) => return lines,
-                    Err(_) => {}
-                }
-            }
-        });
-        Syslog { path, stop, lines }
-    }
-
-    fn finish(self) -> Vec<String> {
-        self.stop.store(true, Ordering::SeqCst);
-        let lines = self.lines.join().unwrap();
-        let _ = std::fs::remove_file(&self.path);
-        lines
-    }
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -162,7 +100,7 @@ fn ms(d: Duration) -> String {
 
 /// Start all `DELIVERIES` at once, spread round-robin over `targets`, then
 /// check each one and everything left behind, and print the figures.
-fn deliver_all_at_once(name: &str, targets: &[Target], config: &ConfigDir, syslog: Syslog) {
+fn deliver_all_at_once(name: &str, targets: &[Target], config: &ConfigDir, syslog: Collector) {
     let fds_before = open_fd_count();
     let in_flight = AtomicUsize::new(0);
     let peak_in_flight = AtomicUsize::new(0);
@@ -172,7 +110,10 @@ fn deliver_all_at_once(name: &str, targets: &[Target], config: &ConfigDir, syslo
     let results: Mutex<Vec<(usize, Delivery, Duration)>> = Mutex::new(Vec::with_capacity(DELIVERIES));
     let v2_dirs: Vec<PathBuf> = targets
         .iter()
-        .map(|t| t.container.cgroup_dirs().into_iter().find(|d| d.join("cgroup.type").exists()).expect("a v2 cgroup"))
+        .map(|t| {
+            let dirs = t.cage.container().cgroup_dirs();
+            dirs.into_iter().find(|d| d.join("cgroup.type").exists()).expect("a v2 cgroup")
+        })
         .collect();
     let mut wall = Duration::ZERO;
     std::thread::scope(|scope| {
@@ -197,23 +138,13 @@ fn deliver_all_at_once(name: &str, targets: &[Target], config: &ConfigDir, syslo
             std::thread::Builder::new()
                 .stack_size(256 * 1024)
                 .spawn_scoped(scope, move || {
-                    let home = t.user.home.display().to_string();
-                    let env = [
-                        ("HOME", home.as_str()),
-                        ("USER", t.user.name.as_str()),
-                        ("LOGNAME", t.user.name.as_str()),
-                        ("LOCAL_PART", t.user.name.as_str()),
-                        ("DOMAIN", "example.test"),
-                        ("SENDER", "sender@example.org"),
-                        ("PATH", "/bin:/usr/bin"),
-                    ];
-                    let args = raw_pipe(&format!("|{} report --stdin-hash", common::PROBE_IN_CONTAINER));
+                    let args = rig::probe("report --stdin-hash");
                     let m = message(i);
                     start.wait();
                     let began = Instant::now();
                     let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                     peak_in_flight.fetch_max(now, Ordering::SeqCst);
-                    let d = rig::deliver(config, t.caller, &args, &env, &m);
+                    let d = t.cage.deliver_with(config, &args, &m);
                     in_flight.fetch_sub(1, Ordering::SeqCst);
                     results.lock().unwrap().push((i, d, began.elapsed()));
                 })
@@ -240,16 +171,16 @@ fn deliver_all_at_once(name: &str, targets: &[Target], config: &ConfigDir, syslo
             failures.push(format!("delivery {i}: {d:?}"));
             continue;
         }
-        let r = common::parse_report(&d.stdout);
+        let r = rig::parse_report(&d.stdout);
         let m = message(*i);
-        let mut expect = t.inside.clone();
-        expect.push(("stdin_len".into(), m.len().to_string()));
-        expect.push(("stdin_fnv64".into(), common::fnv64(&m)));
-        expect.push(("fds".into(), "0,1,2".into()));
-        let differ: BTreeMap<&str, (Option<&String>, &String)> =
-            expect.iter().filter(|(k, v)| r.get(k) != Some(v)).map(|(k, v)| (k.as_str(), (r.get(k), v))).collect();
+        let mut differ = t.inside.differences(&r);
+        for (key, want) in [("stdin_len", m.len().to_string()), ("stdin_fnv64", rig::fnv64(&m))] {
+            if r.get(key) != Some(&want) {
+                differ.push(format!("{key} is {:?}, not {want:?}", r.get(key)));
+            }
+        }
         if !differ.is_empty() || !d.stderr.is_empty() {
-            failures.push(format!("delivery {i} (got, expected): {differ:?}, stderr {:?}", d.stderr));
+            failures.push(format!("delivery {i}: {differ:?}, stderr {:?}", d.stderr));
         }
     }
     assert!(failures.is_empty(), "{} of {DELIVERIES} not delivered as sent:\n{}", failures.len(), failures.join("\n"));
@@ -270,8 +201,9 @@ fn deliver_all_at_once(name: &str, targets: &[Target], config: &ConfigDir, syslo
     assert!(kids.is_empty(), "children of the test process left: {kids:?}");
     assert_eq!(fds_after, fds_before, "descriptors of the test process before and after");
     for t in targets {
-        let left = t.container.leftovers();
-        assert!(left.is_empty(), "left in {}:\n{}", t.container.name, common::describe_pids(&left));
+        let c = t.cage.container();
+        let left = c.leftovers();
+        assert!(left.is_empty(), "left in {}:\n{}", c.name, rig::describe_pids(&left));
     }
 
     let mut latency: Vec<Duration> = results.iter().map(|(_, _, l)| *l).collect();
@@ -299,32 +231,27 @@ fn deliver_all_at_once(name: &str, targets: &[Target], config: &ConfigDir, syslo
 
 #[test]
 fn five_hundred_deliveries_at_once_into_one_container() {
-    if !common::require_root("five_hundred_deliveries_at_once_into_one_container") {
-        return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_test) = rig::need_alone(&[Root]) else { return };
     raise_fd_limit(4 * DELIVERIES as u64 + 256);
-    let syslog = Syslog::start("load-one");
-    let (config, piddir) = ConfigDir::with_pidfile_dir(&format!("[log]\nsocket = \"{}\"\n", syslog.path.display()));
-    let mut targets = start_targets(accounts("loadone", 1), &piddir);
-    deliver_all_at_once("one container", &targets, &config, syslog);
+    let syslog = Syslog::new();
+    let (config, piddir) = ConfigDir::with_pidfile_dir(&syslog.config());
+    let mut targets = start_targets("loadone", 1, &piddir);
+    deliver_all_at_once("one container", &targets, &config, syslog.collect());
     stop_targets(&mut targets);
 }
 
 #[test]
 fn five_hundred_deliveries_at_once_over_fifty_containers() {
-    if !common::require_root("five_hundred_deliveries_at_once_over_fifty_containers") {
-        return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_test) = rig::need_alone(&[Root]) else { return };
     raise_fd_limit(4 * DELIVERIES as u64 + 256);
-    let syslog = Syslog::start("load-fifty");
-    let (config, piddir) = ConfigDir::with_pidfile_dir(&format!("[log]\nsocket = \"{}\"\n", syslog.path.display()));
-    let users = accounts("load", CONTAINERS);
+    let syslog = Syslog::new();
+    let (config, piddir) = ConfigDir::with_pidfile_dir(&syslog.config());
+    // The accounts first: the figure is the containers' start.
+    let _accounts: Vec<rig::User> = (0..CONTAINERS).map(|i| rig::test_user(&format!("cptest-load{i:02}"))).collect();
     let started = Instant::now();
-    let mut targets = start_targets(users, &piddir);
+    let mut targets = start_targets("load", CONTAINERS, &piddir);
     let start_time = started.elapsed();
-    deliver_all_at_once("fifty containers", &targets, &config, syslog);
+    deliver_all_at_once("fifty containers", &targets, &config, syslog.collect());
     let stopping = Instant::now();
     stop_targets(&mut targets);
     println!(

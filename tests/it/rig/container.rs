@@ -1,20 +1,13 @@
-//! Shared helpers for the integration tests: real throwaway containers
-//! (`testbed/container`), test accounts, and the probe's report format.
-//!
-//! Each test file uses a different subset, hence the `dead_code` allowance.
-#![allow(dead_code)]
+//! Real throwaway containers (`testbed/container`), and what the host sees
+//! of processes, namespaces and cgroups.
 
-use std::collections::BTreeMap;
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
 
-/// Where every container sees the probe.
-pub const PROBE_IN_CONTAINER: &str = "/opt/cagepipe-probe/probe";
+use super::probe::{probe_binary, PROBE_IN_CONTAINER};
+
 /// `testbed/container`'s state directory root.
 pub const TESTBED_STATE_ROOT: &str = "/run/cagepipe-testbed";
 /// The cgroup every container's own cgroup is created in, under the cgroup
@@ -23,119 +16,12 @@ pub const TESTBED_CGROUP: &str = "cagepipe-testbed";
 /// Container names become hostnames and path components.
 pub const MAX_NAME_LEN: usize = 40;
 
-/// False, after a loud SKIP line, when the tests cannot create namespaces,
-/// cgroups and accounts. CI runs as root, where nothing is skipped.
-pub fn require_root(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    // Straight to fd 2: the test harness captures eprintln! of passing tests.
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIP {test}: needs root (real namespaces, cgroups, mounts and test accounts); \
-         run `sudo testbed/test`"
-    );
-    false
-}
-
 pub fn repo_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 pub fn container_script() -> PathBuf {
     repo_dir().join("testbed/container")
-}
-
-/// The probe binary, built once per test process (`cargo test --test X`
-/// does not build examples; a no-op when it is up to date).
-pub fn probe_binary() -> &'static Path {
-    static PROBE: OnceLock<PathBuf> = OnceLock::new();
-    PROBE.get_or_init(|| {
-        // target/<profile>/cagepipe -> target/<profile>/examples/probe
-        let bin_dir = Path::new(env!("CARGO_BIN_EXE_cagepipe")).parent().expect("cagepipe binary has a directory");
-        let probe = bin_dir.join("examples/probe");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-        let mut build = Command::new(cargo);
-        build.args(["build", "--quiet", "--example", "probe"]);
-        if bin_dir.file_name().is_some_and(|p| p == "release") {
-            build.arg("--release");
-        }
-        let failure = match build.current_dir(repo_dir()).stdin(Stdio::null()).output() {
-            Ok(out) if out.status.success() => return probe,
-            Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
-            Err(err) => err.to_string(),
-        };
-        assert!(probe.exists(), "cargo build --example probe failed and there is no probe:\n{failure}");
-        let _ = writeln!(
-            std::io::stderr(),
-            "WARNING: cargo build --example probe failed; using the existing {}:\n{failure}",
-            probe.display()
-        );
-        probe
-    })
-}
-
-/// FNV-1a, 64 bit, as 16 lowercase hex digits: the probe's `stdin_fnv64`.
-pub fn fnv64(bytes: &[u8]) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &byte in bytes {
-        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{hash:016x}")
-}
-
-/// The probe's `key=value` lines, keys and values unescaped (`\\`, `\n`,
-/// `\r`, `\t`, `\xHH`; non-UTF-8 bytes become U+FFFD).
-pub fn parse_report(stdout: &[u8]) -> BTreeMap<String, String> {
-    let mut report = BTreeMap::new();
-    for line in stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        let Some(eq) = line.iter().position(|&b| b == b'=') else {
-            panic!("probe line without '=': {:?}", String::from_utf8_lossy(line));
-        };
-        let key = String::from_utf8_lossy(&unescape(&line[..eq])).into_owned();
-        let value = String::from_utf8_lossy(&unescape(&line[eq + 1..])).into_owned();
-        report.insert(key, value);
-    }
-    report
-}
-
-/// Undo the probe's escaping; the raw bytes.
-pub fn unescape(escaped: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(escaped.len());
-    let mut i = 0;
-    while i < escaped.len() {
-        let byte = escaped[i];
-        if byte != b'\\' || i + 1 == escaped.len() {
-            out.push(byte);
-            i += 1;
-            continue;
-        }
-        let (decoded, used) = match escaped[i + 1] {
-            b'\\' => (Some(b'\\'), 2),
-            b'n' => (Some(b'\n'), 2),
-            b'r' => (Some(b'\r'), 2),
-            b't' => (Some(b'\t'), 2),
-            b'x' => (
-                escaped
-                    .get(i + 2..i + 4)
-                    .and_then(|hex| std::str::from_utf8(hex).ok())
-                    .and_then(|hex| u8::from_str_radix(hex, 16).ok()),
-                4,
-            ),
-            _ => (None, 0),
-        };
-        match decoded {
-            Some(b) => {
-                out.push(b);
-                i += used;
-            }
-            None => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 /// Inode of namespace `kind` (`mnt`, `user`, ...) of process `pid`.
@@ -208,7 +94,6 @@ pub struct Container {
     /// The init's pid in the host's pid namespace.
     pub pid: i32,
     pub pidfile: Option<PathBuf>,
-    pub chroot: bool,
     cgroup_dirs: Vec<PathBuf>,
     /// Its pid namespace, held open so that the inode number cannot be
     /// given to another namespace after `stop`, and the pid of its host-side
@@ -269,7 +154,6 @@ impl Container {
             name: name.to_owned(),
             pid,
             pidfile: opts.pidfile.clone(),
-            chroot: opts.chroot,
             cgroup_dirs: Vec::new(),
             pid_ns: std::fs::File::open(format!("/proc/{pid}/ns/pid"))
                 .unwrap_or_else(|e| panic!("/proc/{pid}/ns/pid: {e}")),
@@ -307,6 +191,22 @@ impl Container {
         pids.sort_unstable();
         pids.dedup();
         pids
+    }
+
+    /// Host pids of the delivered commands (probes) running in it: its pid
+    /// namespace or cgroups, not its init, zombies excluded.
+    pub fn commands(&self) -> Vec<i32> {
+        self.leftovers()
+            .into_iter()
+            .filter(|p| process_running(*p))
+            .filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|comm| comm.trim() == "probe"))
+            .collect()
+    }
+
+    /// Where a path inside the container is on the host (its root file
+    /// system, as `testbed/container` built it).
+    pub fn host_path(&self, inside: &str) -> PathBuf {
+        self.state_dir().join("rootfs").join(inside.trim_start_matches('/'))
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -544,87 +444,4 @@ fn own_cgroup_dirs_of(pid: i32, name: &str) -> Vec<PathBuf> {
         .filter(|line| line.path.ends_with(&suffix))
         .filter_map(|line| cgroup_dir(line, &mounts))
         .collect()
-}
-
-/// A host account for tests.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub home: PathBuf,
-}
-
-/// Serialises account creation within this test process; `useradd` itself
-/// locks /etc/passwd against other processes (we retry when it is busy).
-static ACCOUNTS: Mutex<()> = Mutex::new(());
-
-/// The test account `name` (prefix `cptest-`), created with a home and
-/// /bin/sh if missing. Its uid is at least 1000.
-pub fn test_user(name: &str) -> User {
-    assert!(
-        name.starts_with("cptest-") && name.len() <= 32,
-        "test accounts are named cptest-*, at most 32 characters: {name:?}"
-    );
-    let _guard = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
-    let user = lookup_user(name).unwrap_or_else(|| {
-        create_account(name, &["useradd", "--create-home", "--shell", "/bin/sh", name]);
-        lookup_user(name).unwrap_or_else(|| panic!("useradd {name} left no account"))
-    });
-    assert!(user.uid >= 1000, "test account {name} has uid {} < 1000", user.uid);
-    user
-}
-
-/// The group `name` (prefix `cptest-`), created if missing; its gid.
-pub fn ensure_group(name: &str) -> u32 {
-    assert!(
-        name.starts_with("cptest-") && name.len() <= 32,
-        "test groups are named cptest-*, at most 32 characters: {name:?}"
-    );
-    let _guard = ACCOUNTS.lock().unwrap_or_else(|e| e.into_inner());
-    lookup_group(name).unwrap_or_else(|| {
-        create_account(name, &["groupadd", name]);
-        lookup_group(name).unwrap_or_else(|| panic!("groupadd {name} left no group"))
-    })
-}
-
-/// Run useradd/groupadd, retrying while another process holds the lock on
-/// /etc/passwd or /etc/group.
-fn create_account(name: &str, argv: &[&str]) {
-    let mut last = String::new();
-    for _ in 0..50 {
-        let out = run_captured(Command::new(argv[0]).args(&argv[1..]));
-        if out.status.success() {
-            return;
-        }
-        last = String::from_utf8_lossy(&out.stderr).into_owned();
-        if last.contains("already exists") {
-            return; // another test process won the race
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{argv:?} for {name} kept failing: {last}");
-}
-
-fn getent(database: &str, name: &str) -> Option<Vec<String>> {
-    let out = run_captured(Command::new("getent").args([database, name]));
-    if !out.status.success() {
-        return None;
-    }
-    let line = String::from_utf8_lossy(&out.stdout).trim_end().to_owned();
-    Some(line.split(':').map(str::to_owned).collect())
-}
-
-fn lookup_user(name: &str) -> Option<User> {
-    let fields = getent("passwd", name)?;
-    Some(User {
-        name: fields.first()?.clone(),
-        uid: fields.get(2)?.parse().ok()?,
-        gid: fields.get(3)?.parse().ok()?,
-        home: PathBuf::from(fields.get(5)?),
-    })
-}
-
-fn lookup_group(name: &str) -> Option<u32> {
-    getent("group", name)?.get(2)?.parse().ok()
 }
