@@ -3,6 +3,7 @@
 # deliveries of /bin/true and of a 50 KB message to cat, three ways:
 #   (a) floor     what Exim does without cagepipe: set gid/uid, exec (no container)
 #   (b) cagepipe  the same launcher execs cagepipe, which enters a test container
+#                 (the dynamic build, and the static PIE the packages ship)
 #   (c) chain     what a sysadmin builds today: a shell joins the cgroups, then
 #                 nsenter -t PID -a -r + setpriv with a full privilege drop
 # Prints medians and p99, b/a and c/b, and cagepipe's peak RSS.
@@ -18,14 +19,10 @@ for tool in hyperfine:hyperfine /usr/bin/time:time setcap:libcap2-bin; do
 done
 
 cargo build --release --quiet --bin cagepipe --example probe --example floor
-# The same program linked statically (no dynamic loader at exec), when the C
-# library's static archive is there (libc6-dev on Debian, glibc-static on EL).
-host=$(rustc -vV | sed -n 's/^host: //p')
-static_bin=""
-if RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
-    cargo build --release --quiet --bin cagepipe --target "$host" --target-dir target/static 2>/dev/null; then
-    static_bin=target/static/$host/release/cagepipe
-fi
+# The binary the packages ship: the same program as a static PIE
+# (packaging/build-static; no dynamic loader at exec), when the C library's
+# static archive is there (libc6-dev on Debian, glibc-static on EL).
+static_bin=$(packaging/build-static --quiet 2>/dev/null | tail -n 1) || static_bin=""
 work=$(mktemp -d /run/cagepipe-bench.XXXXXX)
 chmod 0755 "$work"
 name=cagepipe-bench

@@ -17,22 +17,22 @@ _cagepipe() {
                 cmd="cagepipe"
                 ;;
             cagepipe,check)
-                cmd="cagepipe__subcmd__check"
+                cmd="cagepipe__check"
                 ;;
             cagepipe,help)
-                cmd="cagepipe__subcmd__help"
+                cmd="cagepipe__help"
                 ;;
             cagepipe,survey)
-                cmd="cagepipe__subcmd__survey"
+                cmd="cagepipe__survey"
                 ;;
-            cagepipe__subcmd__help,check)
-                cmd="cagepipe__subcmd__help__subcmd__check"
+            cagepipe__help,check)
+                cmd="cagepipe__help__check"
                 ;;
-            cagepipe__subcmd__help,help)
-                cmd="cagepipe__subcmd__help__subcmd__help"
+            cagepipe__help,help)
+                cmd="cagepipe__help__help"
                 ;;
-            cagepipe__subcmd__help,survey)
-                cmd="cagepipe__subcmd__help__subcmd__survey"
+            cagepipe__help,survey)
+                cmd="cagepipe__help__survey"
                 ;;
             *)
                 ;;
@@ -41,7 +41,7 @@ _cagepipe() {
 
     case "${cmd}" in
         cagepipe)
-            opts="-c -h -V --raw-pipe --user --config --env --format --dry-run --help --version check survey help"
+            opts="-c -h -V --raw-pipe --user --config --env --format --dry-run --help --version [COMMAND]... check survey help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -78,8 +78,8 @@ _cagepipe() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cagepipe__subcmd__check)
-            opts="-h --exim --exim-config --user --config --format --dry-run --help"
+        cagepipe__check)
+            opts="-h --exim --exim-config --user --config --format --dry-run --help [USER]"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -112,7 +112,7 @@ _cagepipe() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cagepipe__subcmd__help)
+        cagepipe__help)
             opts="check survey help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -126,7 +126,7 @@ _cagepipe() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cagepipe__subcmd__help__subcmd__check)
+        cagepipe__help__check)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -140,7 +140,7 @@ _cagepipe() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cagepipe__subcmd__help__subcmd__help)
+        cagepipe__help__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -154,7 +154,7 @@ _cagepipe() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cagepipe__subcmd__help__subcmd__survey)
+        cagepipe__help__survey)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -168,7 +168,7 @@ _cagepipe() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cagepipe__subcmd__survey)
+        cagepipe__survey)
             opts="-h --aliases --no-forward --passwd --group --directadmin --cpanel --notices --template --force --mail-domain --contacts --user --config --format --dry-run --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -478,7 +478,7 @@ fn deliveries_racing_a_dying_container_enter_it_or_defer() {
             // In the user's own namespace it would have been its root.
             assert_eq!(*uid, user.uid.to_string(), "ran as the user: {d:?}");
         }
-        let here = |place: &Place| place.iter().all(|(key, value)| r.get(*key).map_or(true, |v| v == value));
+        let here = |place: &Place| place.iter().all(|(key, value)| r.get(*key).is_none_or(|v| v == value));
         if r.contains_key("ns_mnt") {
             assert!(places.iter().any(here), "ran outside the user's containers: {d:?}");
             assert!(!fakes.iter().any(here), "ran in the user's fake container: {d:?}");
@@ -1179,7 +1179,7 @@ fn pipe_text_reaches_the_command_exactly_and_never_a_shell() {
 
     // 100,000 arguments.
     let mut args: Vec<OsString> = ["--", PROBE, "report", "--"].iter().map(OsString::from).collect();
-    args.extend(std::iter::repeat(OsString::from("x")).take(100_000));
+    args.extend(std::iter::repeat_n(OsString::from("x"), 100_000));
     let r = report(&s.run(&args));
     assert_eq!(r["argv_count"], "100003");
     assert_eq!(r["argv_100002"], "x");

@@ -98,6 +98,18 @@ fn running_out_of_memory_defers_and_never_aborts() {
     let big = "a".repeat(120_000);
     let mut saw_out_of_memory = 0;
     for mb in 6..40u64 {
+        // Below some limit the loader or the runtime cannot even start the
+        // program (before any code of cagepipe's runs): not what is tested.
+        let starts = Command::new("prlimit")
+            .arg(format!("--as={}", mb << 20))
+            .arg(&bin)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !starts {
+            continue;
+        }
         let mut cmd = Command::new("prlimit");
         cmd.arg(format!("--as={}", mb << 20)).arg(&bin).args(["--user", "nobody", "--dry-run", "--", "/bin/true"]);
         for _ in 0..8 {

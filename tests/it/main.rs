@@ -18,6 +18,7 @@ mod load;
 mod man;
 mod notices;
 mod packaging;
+mod postfix;
 mod rollout;
 mod sandbox;
 mod survey;

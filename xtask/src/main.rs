@@ -268,8 +268,12 @@ fn cagepipe_8() -> Vec<u8> {
             "for f in /root/notices/*.eml; do /usr/sbin/sendmail -t -oi < \"$f\"; done",
         ],
     );
-    para(&mut text, "Postfix main.cf:");
-    example(&mut text, &["local_command_shell = /usr/sbin/cagepipe -c"]);
+    para(
+        &mut text,
+        "Postfix main.cf (local(8) gives the command only the recipient's primary group, so the binary must be \
+         executable by others: mode 0751, e.g. dpkg-statoverride --update --add root cagepipe 0751 /usr/sbin/cagepipe):",
+    );
+    example(&mut text, &["local_command_shell = /usr/sbin/cagepipe -c", "command_execution_directory = $home"]);
     section(&mut text, "SEE ALSO");
     let _ = writeln!(text, "\\fBcagepipe.toml\\fR(5), \\fBexim\\fR(8), \\fBcapabilities\\fR(7), \\fBnamespaces\\fR(7)");
     out.extend_from_slice(text.as_bytes());
