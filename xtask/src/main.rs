@@ -99,12 +99,22 @@ fn section(out: &mut String, title: &str) {
 }
 
 fn para(out: &mut String, text: &str) {
-    let _ = writeln!(out, ".PP\n{}", roff(text));
+    let _ = writeln!(out, ".PP\n{}", roff_lines(text));
 }
+
+/// [`roff`], with [`LINE_BREAK`]s made into line breaks.
+fn roff_lines(text: &str) -> String {
+    roff(text).replace(LINE_BREAK, "\n.br\n\\&")
+}
+
+/// Stands for a line break in a comment: an indented comment line (a list
+/// such as landlock's "off", "best-effort", "required") starts on a line
+/// of its own instead of running into the paragraph.
+const LINE_BREAK: char = '\u{1}';
 
 /// A tagged paragraph: term in bold, then its description.
 fn item(out: &mut String, term: &str, text: &str) {
-    let _ = writeln!(out, ".TP\n\\fB{}\\fR\n{}", roff(term), roff(text));
+    let _ = writeln!(out, ".TP\n\\fB{}\\fR\n{}", roff(term), roff_lines(text));
 }
 
 /// A literal example block.
@@ -298,7 +308,12 @@ fn cagepipe_toml_5() -> Vec<u8> {
     for line in EXAMPLE_CONFIG.lines() {
         let trimmed = line.trim();
         if let Some(c) = trimmed.strip_prefix('#') {
-            comment.push(c.trim().to_string());
+            // A list item starts at three spaces; deeper lines continue it.
+            if c.starts_with("   ") && !c.starts_with("    ") {
+                comment.push(format!("{LINE_BREAK}{}", c.trim()));
+            } else {
+                comment.push(c.trim().to_string());
+            }
         } else if trimmed.starts_with('[') {
             flush_preamble(&mut text, &mut comment, &mut in_preamble);
             let _ = writeln!(text, ".SS {}", roff(trimmed));
