@@ -4,18 +4,17 @@
 //! real container), per phase, and held under a ceiling so that it cannot
 //! creep up unnoticed. Each kernel fallback (`[kernel] disable`) is counted
 //! too, and what it adds is printed.
-//!
-//! With CAGEPIPE_STRICT=1 a test that cannot run fails instead of skipping.
 
-use crate::rig;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
-use rig::{raw_pipe, Caller, ConfigDir};
-use rig::{Container, ContainerOpts};
+use crate::rig::{
+    self, Cage, ConfigDir,
+    Need::{Root, Tool},
+};
 
 /// Calls from cagepipe's exec to the command's exec (parent and child), on
 /// a kernel with pidfd, clone3 and close_range: the figure measured on
@@ -27,21 +26,6 @@ const BUDGET: usize = 480;
 
 /// What each fallback may add on top of the budget.
 const FALLBACK_BUDGET: &[(&str, usize)] = &[("pidfd", 40), ("close_range", 1100), ("clone_into_cgroup", 40)];
-
-/// Root, and strace (installed by testbed/test), or a loud skip; with
-/// CAGEPIPE_STRICT=1 a panic.
-fn can_run(_test: &str) -> Option<rig::need::Running> {
-    rig::need(&[rig::Need::Root, rig::Need::Tool("strace")])
-}
-
-/// The test account, removed with its home when the test ends.
-struct Account(rig::User);
-
-impl Drop for Account {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").args(["--remove", &self.0.name]).output();
-    }
-}
 
 /// The calls of one delivery, by phase.
 #[derive(Debug, Default)]
@@ -188,44 +172,13 @@ fn count(trace: &str, binary: &str, debug: bool) -> Count {
     c
 }
 
-struct Setup {
-    _container: Container,
-    user: Account,
-    piddir: std::path::PathBuf,
-}
-
-fn setup(test: &str) -> Setup {
-    let user = Account(rig::test_user(&format!("cptest-{test}")));
-    let (_, piddir) = ConfigDir::with_pidfile_dir("");
-    let opts = ContainerOpts {
-        users: vec![user.0.name.clone()],
-        pidfile: Some(piddir.join(format!("{}.pid", user.0.name))),
-        ..Default::default()
-    };
-    let container = Container::start(&rig::unique_name(test), &opts);
-    Setup { _container: container, user, piddir }
-}
-
 /// One delivery of the probe under strace, with `extra` configuration.
-fn traced_delivery(s: &Setup, extra: &str, trace: &Path) -> Count {
-    let config = ConfigDir::new(&format!("[container]\npidfile = \"{}/{{user}}.pid\"\n{extra}", s.piddir.display()));
-    let user = &s.user.0;
-    let caller = Caller { uid: user.uid, gid: rig::cagepipe_gid() };
-    let home = user.home.display().to_string();
-    let env = [
-        ("LOCAL_PART", "support"),
-        ("DOMAIN", "example.test"),
-        ("SENDER", "sender@example.org"),
-        ("RECIPIENT", "support@example.test"),
-        ("MESSAGE_ID", "1abcDE-000001-AB"),
-        ("USER", user.name.as_str()),
-        ("LOGNAME", user.name.as_str()),
-        ("HOME", home.as_str()),
-        ("SHELL", "/bin/sh"),
-        ("PATH", "/bin:/usr/bin"),
-    ];
-    let args: Vec<OsString> = raw_pipe(&format!("|{} report", rig::PROBE_IN_CONTAINER));
-    let inner = rig::command(&config, caller, &args, &env);
+fn traced_delivery(s: &Cage, extra: &str, trace: &Path) -> Count {
+    let config = ConfigDir::with_pidfile_template(&s.piddir, extra);
+    let user = &s.user;
+    let env = s.env();
+    let args: Vec<OsString> = rig::probe("report");
+    let inner = rig::command(&config, s.caller, &args, &rig::env_refs(&env));
     // strace runs as root (ptrace of a capability-raising exec needs
     // CAP_SYS_PTRACE in the tracer, or the file capabilities are not granted).
     let mut cmd = Command::new("strace");
@@ -243,7 +196,7 @@ fn traced_delivery(s: &Setup, extra: &str, trace: &Path) -> Count {
     assert_eq!(d.code(), Some(0), "delivery under strace failed: {d:?}");
     let report = rig::parse_report(&d.stdout);
     assert_eq!(report["uid"], user.uid.to_string(), "the command ran as the user");
-    assert_eq!(report["ns_mnt"], s._container.ns_inode("mnt").to_string(), "the command ran in the container");
+    assert_eq!(report["ns_mnt"], s.container().ns_inode("mnt").to_string(), "the command ran in the container");
     let text = std::fs::read_to_string(trace).unwrap();
     count(&text, &rig::installed_binary().display().to_string(), cfg!(debug_assertions))
 }
@@ -264,8 +217,8 @@ fn print(label: &str, c: &Count) {
 
 #[test]
 fn budget_is_held() {
-    let Some(_running) = can_run("budget_is_held") else { return };
-    let s = setup("budget");
+    let Some(_test) = rig::need(&[Root, Tool("strace")]) else { return };
+    let s = rig::cage("budget").start();
     let trace = rig::scratch().join("budget.trace");
     // Twice: the first run may differ (a cold page cache), the second is
     // what Exim's deliveries see.
@@ -296,6 +249,7 @@ fn budget_is_held() {
 
 #[test]
 fn the_counter_counts_each_call_once_and_follows_the_child() {
+    let _test = rig::need_nothing();
     // A trace as strace -f writes it: the launcher, cagepipe's exec, an
     // interrupted call, the fork, the child's failed and successful execs.
     let trace = "\

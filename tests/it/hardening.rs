@@ -3,40 +3,26 @@
 //! passing reason defers, and running out of memory defers. The real
 //! binary, with file capabilities, run as the user the way Exim runs it.
 
-use crate::rig;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use rig::{raw_pipe, write_pidfile, Caller, ConfigDir};
-use rig::{Container, ContainerOpts};
-
-fn env_of(user: &rig::User) -> Vec<(&'static str, String)> {
-    vec![
-        ("HOME", user.home.display().to_string()),
-        ("USER", user.name.clone()),
-        ("LOCAL_PART", user.name.clone()),
-        ("DOMAIN", "example.test".into()),
-        ("PATH", "/bin:/usr/bin".into()),
-    ]
-}
-
-fn deliver(config: &ConfigDir, user: &rig::User, pipe: &str) -> rig::Delivery {
-    let env = env_of(user);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let caller = Caller { uid: user.uid, gid: rig::cagepipe_gid() };
-    rig::deliver(config, caller, &raw_pipe(pipe), &env, b"")
-}
+use crate::rig::{
+    self,
+    Need::{Root, Tool},
+};
+use rig::{raw_pipe, write_pidfile};
 
 /// A root daemon with a private mount namespace (as systemd's
 /// `PrivateTmp=` gives one) but the host's pid namespace and root: a
 /// pidfile naming it must not make it the user's container.
 #[test]
 fn a_host_daemon_with_a_private_mount_namespace_is_not_a_container() {
-    let Some(_running) = rig::need(&[rig::Need::Root]) else { return };
-    let user = rig::test_user("cptest-hd-daemon");
-    let (config, piddir) = ConfigDir::with_pidfile_dir("");
+    let Some(_test) = rig::need(&[Root]) else { return };
+    // The account and its configuration; no container.
+    let s = rig::cage("hd-daemon").stopped().start();
+    let user = &s.user;
     let marker = user.home.join("cagepipe-hd-ran");
     let _ = std::fs::remove_file(&marker);
     let mut daemon = Command::new("unshare")
@@ -48,9 +34,9 @@ fn a_host_daemon_with_a_private_mount_namespace_is_not_a_container() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     let pid = daemon.id() as i32;
     assert_ne!(rig::ns_inode_of(pid, "mnt"), rig::host_ns_inode("mnt"), "the daemon has its own mount namespace");
-    write_pidfile(&piddir.join(format!("{}.pid", user.name)), &format!("{pid}\n"));
+    write_pidfile(&s.pidfile, &format!("{pid}\n"));
 
-    let d = deliver(&config, &user, &format!("|/bin/sh -c 'touch {}'", marker.display()));
+    let d = s.run(&raw_pipe(&format!("|/bin/sh -c 'touch {}'", marker.display())));
     let _ = daemon.kill();
     let _ = daemon.wait();
     assert_eq!(d.code(), Some(75), "{d:?}");
@@ -63,25 +49,17 @@ fn a_host_daemon_with_a_private_mount_namespace_is_not_a_container() {
 /// waits in the queue instead of bouncing with 126.
 #[test]
 fn an_exec_that_fails_for_a_passing_reason_defers() {
-    let Some(_running) = rig::need(&[rig::Need::Root]) else { return };
-    let user = rig::test_user("cptest-hd-txtbsy");
-    let (config, piddir) = ConfigDir::with_pidfile_dir("");
-    let pidfile = piddir.join(format!("{}.pid", user.name));
-    let program = rig::scratch().join(format!("busy-{}", std::process::id()));
+    let Some(_test) = rig::need(&[Root]) else { return };
+    let program = rig::fresh("busy");
     std::fs::copy("/bin/true", &program).unwrap();
     std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let opts = ContainerOpts {
-        users: vec![user.name.clone()],
-        pidfile: Some(pidfile),
-        bind_ro: vec![(program.clone(), "/opt/busy".into())],
-        ..Default::default()
-    };
-    let _container = Container::start(&rig::unique_name("hd-txtbsy"), &opts);
+    let bind = (program.clone(), "/opt/busy".to_owned());
+    let s = rig::cage("hd-txtbsy").container(move |o, _| o.bind_ro = vec![bind]).start();
 
-    let ok = deliver(&config, &user, "|/opt/busy");
+    let ok = s.run(&raw_pipe("|/opt/busy"));
     assert_eq!(ok.code(), Some(0), "the program runs when nobody writes it: {ok:?}");
     let writer = std::fs::OpenOptions::new().write(true).open(&program).unwrap();
-    let d = deliver(&config, &user, "|/opt/busy");
+    let d = s.run(&raw_pipe("|/opt/busy"));
     drop(writer);
     let _ = std::fs::remove_file(&program);
     assert_eq!(d.code(), Some(75), "{d:?}");
@@ -94,6 +72,7 @@ fn an_exec_that_fails_for_a_passing_reason_defers() {
 /// the range where start-up succeeds but the work does not fit.
 #[test]
 fn running_out_of_memory_defers_and_never_aborts() {
+    let Some(_test) = rig::need(&[Tool("prlimit")]) else { return };
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_cagepipe"));
     let big = "a".repeat(120_000);
     let mut saw_out_of_memory = 0;
@@ -137,21 +116,14 @@ fn running_out_of_memory_defers_and_never_aborts() {
 /// must say so.
 #[test]
 fn the_sandbox_enforces_what_the_documentation_says_and_no_more() {
-    let Some(_running) = rig::need(&[rig::Need::Root]) else { return };
-    let user = rig::test_user("cptest-hd-landlock");
+    let Some(_test) = rig::need(&[Root, Tool("/usr/bin/python3")]) else { return };
     let sandbox =
         "[sandbox]\nlandlock = \"required\"\nwrite = [\"{home}\", \"/dev/null\"]\nexecute = [\"/usr\", \"/bin\", \"/lib\", \"/lib64\"]\n";
-    let (config, piddir) = ConfigDir::with_pidfile_dir(sandbox);
-    let opts = ContainerOpts {
-        users: vec![user.name.clone()],
-        pidfile: Some(piddir.join(format!("{}.pid", user.name))),
-        ..Default::default()
-    };
-    let container = Container::start(&rig::unique_name("hd-landlock"), &opts);
+    let s = rig::cage("hd-landlock").config(sandbox).start();
+    let user = &s.user;
     // Outside every write path: a directory and a file of the user's own,
     // so that only the sandbox can refuse.
-    let rootfs = container.state_dir().join("rootfs");
-    let drop = rootfs.join("srv/drop");
+    let drop = s.host_path("/srv/drop");
     std::fs::create_dir_all(drop.join("sub")).unwrap();
     for f in ["f", "g", "sub"] {
         let p = drop.join(f);
@@ -189,13 +161,10 @@ fn the_sandbox_enforces_what_the_documentation_says_and_no_more() {
         ("loader", format!("{loader} /srv/drop/prog"), false),
         ("memfd", format!("python3 -c \"{memfd}\""), false),
     ];
-    let caller = Caller { uid: user.uid, gid: rig::cagepipe_gid() };
-    let env = env_of(&user);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut wrong = Vec::new();
     for (what, command, refused) in &cases {
         let args = vec![std::ffi::OsString::from("--"), "/bin/sh".into(), "-c".into(), command.into()];
-        let d = rig::deliver(&config, caller, &args, &env, b"");
+        let d = s.run(&args);
         let ok = d.code() == Some(0);
         if ok == *refused {
             wrong.push(format!("{what}: `{command}` {} ({d:?})", if ok { "was allowed" } else { "was refused" }));
@@ -204,8 +173,8 @@ fn the_sandbox_enforces_what_the_documentation_says_and_no_more() {
     // The setxattr case needs user xattrs on the container's file system.
     assert!(wrong.is_empty(), "the sandbox does not do what the documentation says:\n{}", wrong.join("\n"));
     // Without the sandbox the refused ones work: it was the sandbox.
-    let text = std::fs::read_to_string(config.file()).unwrap();
-    config.write(&text[..text.find("[sandbox]").unwrap()]);
+    let text = s.config_text();
+    s.config.write(&text[..text.find("[sandbox]").unwrap()]);
     let args = vec![std::ffi::OsString::from("--"), "/bin/sh".into(), "-c".into(), "echo y > /srv/drop/f".into()];
-    assert_eq!(rig::deliver(&config, caller, &args, &env, b"").code(), Some(0));
+    assert_eq!(s.run(&args).code(), Some(0));
 }

@@ -13,8 +13,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use rig::User;
 use rig::{ConfigDir, Delivery};
-use rig::{Container, ContainerOpts, User};
 use serde_json::Value;
 
 const PROBE: &str = rig::PROBE_IN_CONTAINER;
@@ -52,13 +52,11 @@ impl Server {
         self.passwd.push(format!("{}:x:{}:{}::{}:/bin/sh", user.name, user.uid, user.gid, home.display()));
     }
 
-    fn container(&self, user: &User, test: &str) -> Container {
-        let opts = ContainerOpts {
-            users: vec![user.name.clone()],
-            pidfile: Some(self.pids.join(format!("{}.pid", user.name))),
-            ..Default::default()
-        };
-        Container::start(&rig::unique_name(test), &opts)
+    /// A cage for the test account `cptest-TAG`, its pidfile among this
+    /// server's (`stopped`: no container).
+    fn cage(&self, tag: &str, stopped: bool) -> rig::Cage {
+        let cage = rig::cage(tag).piddir(&self.pids);
+        if stopped { cage.stopped() } else { cage }.start()
     }
 
     fn args(&self, extra: &[&str]) -> Vec<OsString> {
@@ -141,11 +139,12 @@ fn codes(j: &Value) -> Vec<String> {
 #[test]
 fn one_accounts_files_cannot_make_the_survey_slow() {
     let Some(_running) = need_root("one_accounts_files_cannot_make_the_survey_slow") else { return };
-    let user = rig::test_user("cptest-hcpu");
     let mut server = Server::new("cpu");
-    let home = home_for(&server, &user);
-    server.account(&user, &home);
-    let c = server.container(&user, "hcpu");
+    let s = server.cage("hcpu", false);
+    let user = &s.user;
+    let home = home_for(&server, user);
+    server.account(user, &home);
+    let c = s.container();
     let x = PathBuf::from(format!("/proc/{}/root/x", c.pid));
     std::fs::create_dir_all(x.join("a")).unwrap();
     std::fs::set_permissions(&x, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -163,7 +162,7 @@ fn one_accounts_files_cannot_make_the_survey_slow() {
         text.extend_from_slice(format!("|/x/l{} /x/d{}/{n}\n", n % 40, n % 40).as_bytes());
         n += 1;
     }
-    forward(&home, &user, &text);
+    forward(&home, user, &text);
     let (d, took) = server.survey_within(&["--format", "json"], Duration::from_secs(60));
     eprintln!("survey of one account with {n} costly pipes: {took:?}");
     let j = json(&d);
@@ -182,12 +181,12 @@ fn one_accounts_files_cannot_make_the_survey_slow() {
 #[test]
 fn one_accounts_files_cannot_make_the_survey_big() {
     let Some(_running) = rig::need(&[rig::Need::Root, rig::Need::Tool("/usr/bin/time")]) else { return };
-    let user = rig::test_user("cptest-hmem");
     let mut server = Server::new("mem");
-    let home = home_for(&server, &user);
-    server.account(&user, &home);
-    let _c = server.container(&user, "hmem");
-    forward(&home, &user, &b"|x,".repeat(1_300_000));
+    let s = server.cage("hmem", false);
+    let user = &s.user;
+    let home = home_for(&server, user);
+    server.account(user, &home);
+    forward(&home, user, &b"|x,".repeat(1_300_000));
     for format in ["text", "json"] {
         let (d, peak_kib) = server.survey_peak(&["--format", format]);
         eprintln!("survey --format {format} of 1.3 M pipes: peak RSS {peak_kib} KiB");
@@ -204,11 +203,12 @@ fn one_accounts_files_cannot_make_the_survey_big() {
 #[test]
 fn the_survey_tells_no_more_than_the_account_could_see() {
     let Some(_running) = need_root("the_survey_tells_no_more_than_the_account_could_see") else { return };
-    let user = rig::test_user("cptest-horacle");
     let mut server = Server::new("oracle");
-    let home = home_for(&server, &user);
-    server.account(&user, &home);
-    let c = server.container(&user, "horacle");
+    let s = server.cage("horacle", false);
+    let user = &s.user;
+    let home = home_for(&server, user);
+    server.account(user, &home);
+    let c = s.container();
     let secret = server.dir.join("secret");
     std::fs::create_dir_all(&secret).unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -219,7 +219,7 @@ fn the_survey_tells_no_more_than_the_account_could_see() {
     std::fs::write(bin.join("hidden"), b"#!/opt/hidden-interpreter-name\n").unwrap();
     std::fs::set_permissions(bin.join("hidden"), std::fs::Permissions::from_mode(0o711)).unwrap();
     let s = secret.display();
-    forward(&home, &user, format!("|{PROBE} {s}/exists\n|{PROBE} {s}/missing\n|/srv/hidden\n").as_bytes());
+    forward(&home, user, format!("|{PROBE} {s}/exists\n|{PROBE} {s}/missing\n|/srv/hidden\n").as_bytes());
     let (d, _) = server.survey_within(&["--format", "json"], Duration::from_secs(60));
     let j = json(&d);
     let verdict = |line: u64| {
@@ -239,11 +239,12 @@ fn the_survey_tells_no_more_than_the_account_could_see() {
 #[test]
 fn hostile_text_reaches_no_terminal_raw() {
     let Some(_running) = need_root("hostile_text_reaches_no_terminal_raw") else { return };
-    let user = rig::test_user("cptest-hterm");
     let mut server = Server::new("term");
-    let home = home_for(&server, &user);
-    server.account(&user, &home);
-    let c = server.container(&user, "hterm");
+    let s = server.cage("hterm", false);
+    let user = &s.user;
+    let home = home_for(&server, user);
+    server.account(user, &home);
+    let c = s.container();
     // The init moves into a cgroup named by the container (a delegated
     // subtree lets it); moved back before the container stops.
     let evil = "e\u{1b}]0;owned\u{7}\u{202e}vil";
@@ -259,7 +260,7 @@ fn hostile_text_reaches_no_terminal_raw() {
             Err(_) => std::fs::remove_dir(&child).unwrap(),
         }
     }
-    forward(&home, &user, format!("|{PROBE} \u{1b}[2J\u{7}\u{202e}txt\n").as_bytes());
+    forward(&home, user, format!("|{PROBE} \u{1b}[2J\u{7}\u{202e}txt\n").as_bytes());
     let raw = |out: &[u8]| {
         let text = String::from_utf8_lossy(out);
         text.chars().any(|c| (c.is_control() && c != '\n') || c == '\u{202e}')
@@ -289,14 +290,15 @@ fn hostile_text_reaches_no_terminal_raw() {
 #[test]
 fn an_account_the_survey_cannot_read_needs_attention() {
     let Some(_running) = rig::need(&[rig::Need::Root, rig::Need::Tool("bindfs")]) else { return };
-    let user = rig::test_user("cptest-hfuse");
     let mut server = Server::new("fuse");
-    let home = home_for(&server, &user);
-    server.account(&user, &home);
+    let s = server.cage("hfuse", true);
+    let user = &s.user;
+    let home = home_for(&server, user);
+    server.account(user, &home);
     let source = server.dir.join("fuse-source");
     std::fs::create_dir_all(&source).unwrap();
     std::os::unix::fs::chown(&source, Some(user.uid), Some(user.gid)).unwrap();
-    forward(&source, &user, format!("|{PROBE}\n").as_bytes());
+    forward(&source, user, format!("|{PROBE}\n").as_bytes());
     // The account mounts it itself, through the setuid fusermount3; Debian
     // gives everyone /dev/fuse (udev), a bare VM may not.
     let fuse_mode = std::fs::metadata("/dev/fuse").map(|m| m.permissions().mode() & 0o777).unwrap_or(0o666);
