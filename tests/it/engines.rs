@@ -727,8 +727,14 @@ impl Nspawn {
         };
         cmd.args(["/bin/sleep", "infinity"]);
         self.child = Some(cmd.spawn().unwrap());
+        // Ready once the payload runs: nspawn puts its child in the payload
+        // cgroup before that child has set the hostname and exec'd.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.leader().is_none() {
+        let payload_runs = |leader: Option<i32>| {
+            leader
+                .is_some_and(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep"))
+        };
+        while !payload_runs(self.leader()) {
             assert!(
                 Instant::now() < deadline,
                 "systemd-nspawn {} did not start: {}",
