@@ -151,13 +151,33 @@ pub(crate) fn default_config() -> PathBuf {
     PathBuf::from(config::DEFAULT_PATH)
 }
 
+/// What the pipeline's unit tests share with the engines' (`engine/`).
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use std::path::PathBuf;
+
+    use crate::config::account::Account;
+
+    /// Uid and gid 101001 outside are 1001 inside the recording double's
+    /// container.
+    pub(crate) fn alice() -> Account {
+        Account {
+            name: "alice".into(),
+            uid: 101_001,
+            gid: 101_001,
+            groups: vec![101_001],
+            home: PathBuf::from("/home/alice"),
+            shell: "/bin/sh".into(),
+        }
+    }
+}
+
 /// The whole sequence of each path, against the recording kernel: what a
 /// delivery does from resolving the container to the command's exec (in
 /// the child) or its end (in the parent), in order, without root.
 #[cfg(test)]
 mod tests {
     use std::panic::{catch_unwind, AssertUnwindSafe};
-    use std::path::PathBuf;
 
     use super::*;
     use crate::platform::kernel::Forked;
@@ -168,17 +188,7 @@ mod tests {
         config::parse(&text, Path::new("/etc/cagepipe/cagepipe.toml")).unwrap()
     }
 
-    /// Uid and gid 101001 outside are 1001 inside the double's container.
-    fn alice() -> Account {
-        Account {
-            name: "alice".into(),
-            uid: 101_001,
-            gid: 101_001,
-            groups: vec![101_001],
-            home: PathBuf::from("/home/alice"),
-            shell: "/bin/sh".into(),
-        }
-    }
+    use fixtures::alice;
 
     fn caller() -> Caller {
         Caller {

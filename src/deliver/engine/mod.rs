@@ -175,21 +175,11 @@ pub(crate) fn shown(dirs: &[PathBuf]) -> String {
 mod tests {
     use std::path::{Path, PathBuf};
 
-    use crate::config::account::Account;
     use crate::config::{self, Config};
     use crate::deliver::resolve;
     use crate::platform::recording::Recording;
 
-    fn alice() -> Account {
-        Account {
-            name: "alice".into(),
-            uid: 101_001,
-            gid: 101_001,
-            groups: vec![101_001],
-            home: PathBuf::from("/home/alice"),
-            shell: "/bin/sh".into(),
-        }
-    }
+    use crate::deliver::fixtures::alice;
 
     fn config(container: &str) -> Config {
         config::parse(&format!("[container]\n{container}\n"), Path::new("/etc/cagepipe/cagepipe.toml")).unwrap()
