@@ -25,7 +25,7 @@
 use crate::rig;
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -134,6 +134,10 @@ struct Postfix {
     master: Child,
     /// Inode of the master's mount namespace: every Postfix process has it.
     namespace: u64,
+    /// The namespace itself, held open: a namespace's inode number is
+    /// reused once it is freed, and then it would name another test's
+    /// container (whose processes `Drop` must never kill).
+    _pinned: std::fs::File,
 }
 
 impl Postfix {
@@ -255,19 +259,20 @@ exec /usr/lib/postfix/sbin/master -d"#;
         // host's: see `processes`).
         let host = rig::host_ns_inode("mnt");
         let mut master = master;
-        let mut namespace = host;
+        let mut pinned = None;
         wait_for(Duration::from_secs(10), || {
-            namespace = std::fs::metadata(format!("/proc/{}/ns/mnt", master.id()))
-                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
-                .unwrap_or(host);
-            namespace != host
+            pinned = std::fs::File::open(format!("/proc/{}/ns/mnt", master.id()))
+                .ok()
+                .and_then(|f| Some((f.metadata().ok()?.ino(), f)))
+                .filter(|(ino, _)| *ino != host);
+            pinned.is_some()
         });
-        if namespace == host {
+        let Some((namespace, pinned)) = pinned else {
             let _ = master.kill();
             let _ = master.wait();
             panic!("unshare did not give the Postfix master a mount namespace of its own");
-        }
-        let postfix = Postfix { dir, master, namespace };
+        };
+        let postfix = Postfix { dir, master, namespace, _pinned: pinned };
         let started = wait_for(DELIVERY_TIMEOUT, || postfix.maillog().contains("daemon started"));
         assert!(
             started,
@@ -355,10 +360,7 @@ exec /usr/lib/postfix/sbin/master -d"#;
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
             if rig::process_running(pid)
-                && std::fs::metadata(format!("/proc/{pid}/ns/mnt")).is_ok_and(|m| {
-                    use std::os::unix::fs::MetadataExt;
-                    m.ino() == self.namespace
-                })
+                && std::fs::metadata(format!("/proc/{pid}/ns/mnt")).is_ok_and(|m| m.ino() == self.namespace)
             {
                 pids.push(pid);
             }
