@@ -514,8 +514,11 @@ fn docker_backend_delivers_by_container_name() {
     start_dockerd();
     let result = std::panic::catch_unwind(|| {
         let image = "cagepipe-engines-test";
+        // A copy of its own: runc and LXC, in other tests, make mount
+        // points in the shared tree, and tar fails on a changing tree.
+        let tree = rootfs_copy("docker");
         let mut tar =
-            Command::new("tar").arg("-C").arg(rootfs()).args(["-c", "."]).stdout(Stdio::piped()).spawn().unwrap();
+            Command::new("tar").arg("-C").arg(&tree).args(["-c", "."]).stdout(Stdio::piped()).spawn().unwrap();
         let host = DOCKERD.lock().unwrap().as_ref().unwrap().host.clone();
         let out = Command::new("/usr/bin/docker")
             .args(["-H", &host, "import", "-", image])
@@ -523,6 +526,7 @@ fn docker_backend_delivers_by_container_name() {
             .output()
             .unwrap();
         assert!(tar.wait().unwrap().success());
+        let _ = std::fs::remove_dir_all(&tree);
         assert!(out.status.success(), "docker import: {}", String::from_utf8_lossy(&out.stderr));
         let _ = Command::new("/usr/bin/docker").args(["-H", &host, "rm", "-f", &user.name]).output();
         let start = || {
