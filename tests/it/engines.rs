@@ -981,3 +981,5 @@ impl Drop for MachineRecords {
         }
     }
 }
+
+mod crun;
