@@ -983,3 +983,4 @@ impl Drop for MachineRecords {
 }
 
 mod crun;
+mod userns;
