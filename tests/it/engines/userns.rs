@@ -126,8 +126,7 @@ fn processes_of(uid: u32) -> Vec<i32> {
         let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
         let real = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|l| l.split_whitespace().next());
         // A zombie is gone; only its parent (or init) has to reap it.
-        let zombie = status.lines().any(|l| l.starts_with("State:") && l.contains('Z'));
-        if real == Some(uid.to_string().as_str()) && !zombie {
+        if real == Some(uid.to_string().as_str()) && !zombie(pid) {
             pids.push(pid);
         }
     }
@@ -275,5 +274,187 @@ fn a_rootless_podman_container_or_a_users_own_sandbox_is_refused() {
             let text = std::fs::read_to_string(file).unwrap();
             assert!(!text.contains(&format!("{}:{first}:", user.name)), "{file} keeps {range}: {text}");
         }
+    }
+}
+
+// ---- processes that unshare inside a container's cgroup ------------------
+
+/// `argv` started in the cgroup `rel` of every systemd hierarchy (as a
+/// process the container forked would be), by root.
+fn spawn_in_cgroup(rel: &str, argv: &[OsString]) -> Child {
+    let procs: Vec<String> =
+        systemd_hierarchies().iter().map(|h| h.join(rel).join("cgroup.procs").display().to_string()).collect();
+    Command::new("/bin/sh")
+        .args(["-c", "for f in $CGROUPS; do echo $$ > $f || exit 1; done; exec \"$@\"", "sh"])
+        .args(argv)
+        .env("CGROUPS", procs.join(" "))
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// The members of the cgroup `dir` and of the cgroups below it.
+fn members(dir: &Path) -> Vec<i32> {
+    let mut pids = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+        pids.extend(procs.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+        pending.extend(std::fs::read_dir(&d).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    pids
+}
+
+/// A process's pids in each pid namespace, outermost first.
+fn nspid(pid: i32) -> Vec<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:")).unwrap_or_default();
+    line.split_whitespace().filter_map(|p| p.parse().ok()).collect()
+}
+
+fn zombie(pid: i32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().any(|l| l.starts_with("State:") && l.contains('Z'))
+}
+
+fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string()
+}
+
+fn check_text(config: &ConfigDir, user: &rig::User) -> String {
+    let check = rig::run_as_root(
+        &[OsString::from(format!("--config={}", config.file().display())), "check".into(), user.name.clone().into()],
+        b"",
+    );
+    String::from_utf8_lossy(&check.stdout).into_owned()
+}
+
+#[test]
+fn cgroup_backend_never_takes_a_member_that_unshared_for_the_container() {
+    let Some(_running) = can_run(
+        "cgroup_backend_never_takes_a_member_that_unshared_for_the_container",
+        &["/usr/bin/systemd-nspawn", "/usr/bin/nsenter", "/usr/bin/unshare"],
+    ) else {
+        return;
+    };
+    let _lease = Lease::take();
+    let (user, caller) = user("cgu");
+    let unit = format!("cpeng-{}.scope", user.name);
+    let config = ConfigDir::new("[container]\nbackend = \"cgroup\"\ncgroup = \"cpeng-{user}.scope/payload\"\n");
+    let c = Nspawn::start(&user.name, &unit, None);
+    let leader = c.leader().unwrap();
+    assert_eq!(nspid(leader).last(), Some(&1), "nspawn's payload is pid 1 of its pid namespace");
+    let payload = c.payload();
+    let (uid, gid) = (user.uid.to_string(), user.gid.to_string());
+
+    // The user, inside the container and in its cgroup, unshares a user
+    // and mount namespace of their own; then, besides, a pid namespace
+    // too, whose first process is pid 1 one level deeper.
+    for (variant, extra) in [("user+mount", &[][..]), ("user+mount+pid", &["--pid", "--fork"][..])] {
+        let argv: Vec<OsString> = ["/usr/bin/nsenter", "-t", &leader.to_string(), "-a", "--root", "--wd"]
+            .into_iter()
+            .chain(["-S", &uid, "-G", &gid, "/bin/unshare", "--user", "--map-root-user", "--mount"])
+            .chain(extra.iter().copied())
+            .chain(["/bin/sleep", "60"])
+            .map(OsString::from)
+            .collect();
+        let mut inside = spawn_in_cgroup(&format!("{unit}/payload"), &argv);
+        let unshared = wait_for(&format!("the {variant} sleep in {}", payload.display()), || {
+            members(&payload).into_iter().find(|&p| {
+                let depth = if extra.is_empty() { 2 } else { 3 };
+                comm(p) == "sleep"
+                    && !zombie(p)
+                    && nspid(p).len() == depth
+                    && std::fs::metadata(format!("/proc/{p}/ns/user"))
+                        .is_ok_and(|_| rig::ns_inode_of(p, "user") != rig::ns_inode_of(leader, "user"))
+            })
+        });
+        assert_ne!(rig::ns_inode_of(unshared, "mnt"), rig::ns_inode_of(leader, "mnt"), "{variant}");
+        let status = std::fs::read_to_string(format!("/proc/{unshared}/status")).unwrap();
+        assert!(status.lines().any(|l| l.starts_with("Uid:") && l.contains(&uid)), "{variant} runs as the user");
+        if !extra.is_empty() {
+            assert_eq!(nspid(unshared).last(), Some(&1), "{variant}: pid 1 in a deeper pid namespace");
+        }
+
+        let d = probe(&config, caller);
+        let r = assert_inside(&d, leader, &user.name, &user);
+        assert_eq!(r["ns_user"], rig::ns_inode_of(leader, "user").to_string(), "{variant}");
+        let text = check_text(&config, &user);
+        assert!(text.contains(&format!("init {leader}: pid 1 of its own pid namespace")), "{variant}: {text}");
+        end(&mut inside);
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(unshared), nix::sys::signal::SIGKILL);
+    }
+    drop(c);
+
+    // A container without a pid namespace of its own (a mount namespace
+    // and root directory, as a service manager's unit may have): its
+    // oldest member is the container while all members share one mount
+    // namespace; a member that unshared its own is a refusal.
+    let flat = format!("cpeng-{}-flat.scope", user.name);
+    for h in systemd_hierarchies() {
+        std::fs::create_dir_all(h.join(&flat)).unwrap();
+    }
+    let flat_config = ConfigDir::new("[container]\nbackend = \"cgroup\"\ncgroup = \"cpeng-{user}-flat.scope\"\n");
+    let result = std::panic::catch_unwind(|| {
+        // Its root is pivoted to, not chrooted into: a process in a chroot
+        // may not make a user namespace.
+        let mut init = spawn_in_cgroup(
+            &flat,
+            &[
+                "/usr/bin/unshare".into(),
+                "--mount".into(),
+                "/bin/sh".into(),
+                "-c".into(),
+                "mount --bind \"$0\" \"$0\" && mount -t proc proc \"$0/proc\" && cd \"$0\" && pivot_root . sys && exec /bin/sleep 60".into(),
+                rootfs().into(),
+            ],
+        );
+        let a = init.id() as i32;
+        wait_for("the flat container's sleep", || (comm(a) == "sleep").then_some(()));
+        let d = probe(&flat_config, caller);
+        assert_eq!(d.code(), Some(0), "{d:?}");
+        let r = rig::parse_report(&d.stdout);
+        assert_eq!(r["ns_mnt"], rig::ns_inode_of(a, "mnt").to_string());
+        assert_eq!(r["uid"], user.uid.to_string());
+        let text = check_text(&flat_config, &user);
+        assert!(
+            text.contains(&format!("init {a}: the oldest member; all members share one mount namespace")),
+            "{text}"
+        );
+
+        let argv: Vec<OsString> =
+            ["/usr/bin/nsenter", "-t", &a.to_string(), "-m", "--root", "--wd", "-S", &uid, "-G", &gid]
+                .into_iter()
+                .chain(["/bin/unshare", "--user", "--map-root-user", "--mount", "/bin/sleep", "60"])
+                .map(OsString::from)
+                .collect();
+        let mut intruder = spawn_in_cgroup(&flat, &argv);
+        let b = intruder.id() as i32;
+        wait_for("the intruder's sleep", || {
+            (comm(b) == "sleep" && rig::ns_inode_of(b, "mnt") != rig::ns_inode_of(a, "mnt")).then_some(())
+        });
+        let mark = format!("/tmp/cagepipe-ran-eng-cgu-{}", std::process::id());
+        let roots = [PathBuf::from(format!("/proc/{a}/root")), PathBuf::from(format!("/proc/{b}/root"))];
+        let d = marked_probe(&flat_config, caller, &mark);
+        assert_refused(&d, "disagree on their mount namespace", &mark, &roots);
+        end(&mut intruder);
+
+        // The intruder gone, the container is found again.
+        let d = probe(&flat_config, caller);
+        assert_eq!(d.code(), Some(0), "{d:?}");
+        assert_eq!(rig::parse_report(&d.stdout)["ns_mnt"], rig::ns_inode_of(a, "mnt").to_string());
+        end(&mut init);
+    });
+    let root_v2 = systemd_hierarchies().pop().unwrap().join(&flat);
+    for pid in members(&root_v2) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !members(&root_v2).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    remove_cgroup(&flat);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
     }
 }
