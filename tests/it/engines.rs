@@ -1,10 +1,12 @@
-//! The container engines' backends against the real engines (runc, Docker,
-//! Podman, LXC, systemd-nspawn with and without machined), installed from
-//! Debian packages by testbed/test: the real binary with its file
-//! capabilities, run as an unprivileged user, finds the container in the
-//! engine's own state and delivers into it. Every engine daemon is started
-//! here and stopped again; no bridge, no firewall table; the root
-//! filesystems, bundles and logs go when the last test here ends.
+//! The container engines' backends against the real engines (runc, crun,
+//! Docker, Podman rootful and rootless, LXC, systemd-nspawn with and without
+//! machined), installed from Debian packages by testbed/test: the real
+//! binary with its file capabilities, run as an unprivileged user, finds the
+//! container in the engine's own state and delivers into it. Every engine
+//! daemon is started here and stopped again; no bridge, no firewall table;
+//! the root filesystems, bundles and logs go when the last test here ends.
+//! crun is in `crun`; user namespaces a user made (rootless Podman, a
+//! process that unshares inside a container's cgroup) are in `userns`.
 //! With CAGEPIPE_STRICT=1 a test that cannot run fails instead of skipping.
 
 use crate::rig;
