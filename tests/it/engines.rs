@@ -1,10 +1,12 @@
-//! The container engines' backends against the real engines (runc, Docker,
-//! Podman, LXC, systemd-nspawn with and without machined), installed from
-//! Debian packages by testbed/test: the real binary with its file
-//! capabilities, run as an unprivileged user, finds the container in the
-//! engine's own state and delivers into it. Every engine daemon is started
-//! here and stopped again; no bridge, no firewall table; the root
-//! filesystems, bundles and logs go when the last test here ends.
+//! The container engines' backends against the real engines (runc, crun,
+//! Docker, Podman rootful and rootless, LXC, systemd-nspawn with and without
+//! machined), installed from Debian packages by testbed/test: the real
+//! binary with its file capabilities, run as an unprivileged user, finds the
+//! container in the engine's own state and delivers into it. Every engine
+//! daemon is started here and stopped again; no bridge, no firewall table;
+//! the root filesystems, bundles and logs go when the last test here ends.
+//! crun is in `crun`; user namespaces a user made (rootless Podman, a
+//! process that unshares inside a container's cgroup) are in `userns`.
 //! With CAGEPIPE_STRICT=1 a test that cannot run fails instead of skipping.
 
 use crate::rig;
@@ -332,21 +334,26 @@ fn oci_backend_delivers_into_a_runc_container_and_guards_its_state() {
 struct Lxc {
     name: String,
     dir: PathBuf,
+    rootfs: PathBuf,
 }
 
 impl Lxc {
     fn start(name: &str) -> Lxc {
         let dir = base().join(format!("lxc-{name}"));
         std::fs::create_dir_all(&dir).unwrap();
+        // A copy of its own: liblxc changes the root directory's inode
+        // (its ctime) at every start, and the Docker test tars the shared
+        // one meanwhile ("file changed as we read it").
+        let rootfs = rootfs_copy(&format!("lxc-{name}"));
         let conf = format!(
             "lxc.uts.name = {name}\nlxc.rootfs.path = dir:{}\nlxc.net.0.type = empty\n\
              lxc.apparmor.profile = unconfined\nlxc.init.cmd = /bin/sleep infinity\n\
              lxc.mount.auto = proc:mixed sys:ro\nlxc.autodev = 1\nlxc.log.file = {}/log\n",
-            rootfs().display(),
+            rootfs.display(),
             dir.display()
         );
         std::fs::write(dir.join("config"), conf).unwrap();
-        let c = Lxc { name: name.to_string(), dir };
+        let c = Lxc { name: name.to_string(), dir, rootfs };
         c.run();
         c
     }
@@ -385,6 +392,7 @@ impl Drop for Lxc {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.rootfs);
         // liblxc's monitor leaves this behind in every hierarchy.
         remove_cgroup("lxc.pivot");
     }
@@ -985,3 +993,6 @@ impl Drop for MachineRecords {
         }
     }
 }
+
+mod crun;
+mod userns;
