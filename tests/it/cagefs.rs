@@ -43,6 +43,12 @@ fn wait_until(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Field 22 of /proc/PID/stat: with the pid, names one process.
+fn start_ticks(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.split(' ').nth(19)?.parse().ok()
+}
+
 /// `dev:ino` of what `path` leads to, as the probe reports `root_dev_ino`.
 fn dev_ino(path: &str) -> String {
     let m = std::fs::metadata(path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -59,8 +65,9 @@ struct Recipe {
     log: PathBuf,
     /// The running ExecStart.
     service: Option<Child>,
-    /// Every caged process a run named: stopped when the test ends.
-    caged: Vec<i32>,
+    /// Every caged process a run named, with its start time: stopped when
+    /// the test ends if it still runs (and is still that process).
+    caged: Vec<(i32, u64)>,
 }
 
 impl Recipe {
@@ -139,7 +146,7 @@ impl Recipe {
             assert!(Instant::now() < deadline, "no pidfile after 20 s: {}", self.log_text());
             std::thread::sleep(Duration::from_millis(20));
         };
-        self.caged.push(pid);
+        self.caged.push((pid, start_ticks(pid).expect("the caged process runs")));
         pid
     }
 
@@ -228,13 +235,14 @@ impl Drop for Recipe {
             let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
             let _ = child.wait();
         }
-        for &pid in &self.caged {
-            if rig::process_running(pid) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
+        let ours = |&(pid, started): &(i32, u64)| rig::process_running(pid) && start_ticks(pid) == Some(started);
+        for &(pid, _) in self.caged.iter().filter(|c| ours(c)) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
-        for &pid in &self.caged {
-            let _ = std::panic::catch_unwind(|| wait_until("a caged process ends", 10, || !rig::process_running(pid)));
+        // No panic here (this may run while a test is unwinding).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.caged.iter().any(ours) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
         }
         let _ = std::fs::remove_file(self.pidfile());
     }
