@@ -15,6 +15,13 @@ pub struct InitRecord {
     pub start_ticks: Option<u64>,
 }
 
+/// Engines write their records as JSON objects. serde's derived readers
+/// would also take an array of the fields in order; only an object (for
+/// containers.json, an array of objects) is read as one.
+fn opens_with(text: &[u8], bracket: u8) -> bool {
+    text.iter().find(|b| !b" \t\r\n".contains(b)) == Some(&bracket)
+}
+
 fn positive_pid(pid: i64, what: &str) -> Result<i32, String> {
     match i32::try_from(pid) {
         Ok(p) if p > 0 => Ok(p),
@@ -34,6 +41,9 @@ pub fn parse_oci_state(text: &[u8]) -> Result<InitRecord, String> {
         #[serde(rename = "process-start-time")]
         process_start_time: Option<u64>,
     }
+    if !opens_with(text, b'{') {
+        return Err("is not an OCI runtime state: not a JSON object".into());
+    }
     let raw: Raw = serde_json::from_slice(text).map_err(|e| format!("is not an OCI runtime state: {e}"))?;
     match (raw.init_process_pid, raw.pid) {
         (Some(pid), _) => {
@@ -52,6 +62,9 @@ pub fn parse_docker_config(text: &[u8]) -> Result<String, String> {
         #[serde(rename = "Name")]
         name: String,
     }
+    if !opens_with(text, b'{') {
+        return Err("is not a Docker container config: not a JSON object".into());
+    }
     let raw: Raw = serde_json::from_slice(text).map_err(|e| format!("is not a Docker container config: {e}"))?;
     Ok(raw.name.strip_prefix('/').unwrap_or(&raw.name).to_string())
 }
@@ -64,6 +77,12 @@ pub fn podman_ids_named(text: &[u8], name: &str) -> Result<Vec<String>, String> 
         id: String,
         #[serde(default)]
         names: Vec<String>,
+        // A flattened field makes serde read each entry as an object only.
+        #[serde(flatten)]
+        _rest: serde::de::IgnoredAny,
+    }
+    if !opens_with(text, b'[') {
+        return Err("is not a containers.json: not a JSON array".into());
     }
     let raw: Vec<Raw> = serde_json::from_slice(text).map_err(|e| format!("is not a containers.json: {e}"))?;
     Ok(raw.into_iter().filter(|c| c.names.iter().any(|n| n == name)).map(|c| c.id).collect())
@@ -79,8 +98,10 @@ pub fn parse_machine_file(text: &[u8]) -> Result<(i32, Option<i128>), String> {
             let pid: i64 = v.parse().map_err(|_| format!("LEADER={v:?} is not a number"))?;
             leader = Some(positive_pid(pid, "LEADER")?);
         } else if let Some(v) = line.strip_prefix("REALTIME=") {
-            let us: i128 = v.parse().map_err(|_| format!("REALTIME={v:?} is not a number"))?;
-            realtime = Some(us * 1000);
+            // systemd writes a usec_t (u64): read as one, it cannot
+            // overflow in nanoseconds.
+            let us: u64 = v.parse().map_err(|_| format!("REALTIME={v:?} is not a number of microseconds"))?;
+            realtime = Some(i128::from(us) * 1000);
         }
     }
     Ok((leader.ok_or("has no LEADER= line (the machine has no running leader)")?, realtime))
@@ -139,6 +160,11 @@ mod tests {
     fn docker_podman_and_machined_records() {
         assert_eq!(parse_docker_config(br#"{"ID":"abc","Name":"/alice","State":{"Pid":5}}"#).unwrap(), "alice");
         assert!(parse_docker_config(b"{}").is_err());
+        // serde would read an array as the fields in order; engines write objects.
+        assert!(parse_docker_config(br#"["/alice"]"#).is_err());
+        assert!(parse_oci_state(b" [4711, 123, null, null]").is_err());
+        assert!(podman_ids_named(br#"[["aa", ["alice"]]]"#, "alice").is_err());
+        assert!(podman_ids_named(br#"{"id":"aa","names":["alice"]}"#, "alice").is_err());
         let json = br#"[{"id":"aa","names":["alice"]},{"id":"bb","names":["bob","x"]},{"id":"cc"}]"#;
         assert_eq!(podman_ids_named(json, "bob").unwrap(), ["bb"]);
         assert!(podman_ids_named(json, "carol").unwrap().is_empty());
@@ -147,6 +173,9 @@ mod tests {
         assert_eq!(parse_machine_file(m).unwrap(), (4242, Some(1_700_000_000_123_456_000)));
         assert!(parse_machine_file(b"NAME=alice\n").unwrap_err().contains("LEADER"));
         assert!(parse_machine_file(b"LEADER=x\n").is_err());
+        // Found by fuzz/engine_state: an i128 this large overflowed in ns.
+        assert!(parse_machine_file(b"LEADER=1\nREALTIME=170141183460469231731687303715884105727\n").is_err());
+        assert!(parse_machine_file(b"LEADER=1\nREALTIME=-5\n").is_err());
     }
 
     #[test]

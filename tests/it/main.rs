@@ -8,6 +8,7 @@ mod rig;
 
 mod attacks;
 mod budget;
+mod cagefs;
 mod deliver;
 mod engines;
 mod exim;
