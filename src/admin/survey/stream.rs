@@ -238,3 +238,164 @@ impl<W: Write> Stream<W> {
         Ok(all_ready)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::survey::Source;
+    use crate::deliver::lookahead::attention;
+    use std::path::PathBuf;
+
+    fn entry(line: usize, pipe: &[u8], verdict: Verdict) -> Entry {
+        Entry {
+            source: Source::Forward,
+            file: PathBuf::from("/home/bob/.forward"),
+            line,
+            key: None,
+            pipe: Some(pipe.to_vec()),
+            owner: Some("bob".into()),
+            uid: Some(1002),
+            argv: None,
+            rollout: Some("contained"),
+            container: None,
+            command: None,
+            interpreter: None,
+            file_safe: true,
+            verdict,
+        }
+    }
+
+    fn tally() -> Tally {
+        Tally { accounts: 3, files: 2, elapsed: Duration::from_millis(10) }
+    }
+
+    fn skip() -> Skipped {
+        Skipped { file: PathBuf::from("/etc/passwd"), line: Some(4), reason: "not an account".into() }
+    }
+
+    /// A writer whose every write fails as a pipe closed by `head` does.
+    struct Closed;
+    impl Write for Closed {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::from_raw_os_error(crate::platform::Errno::EPIPE as i32))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn ready_entries_go_out_before_the_survey_ends_and_the_rest_follow_in_order() {
+        let mut s = Stream::new(Vec::new(), Format::Text, "contain = \"all\"", &std::env::temp_dir()).unwrap();
+        s.entry(&entry(1, b"|/bin/a", Verdict::Ready)).unwrap();
+        s.entry(&entry(2, b"|/bin/b", attention("not-found", "The program is missing.".into()))).unwrap();
+        s.skipped(&skip()).unwrap();
+        s.entry(&entry(3, b"|/bin/c", Verdict::Ready)).unwrap();
+        s.flush().unwrap();
+        let so_far = String::from_utf8(s.out.get_ref().clone()).unwrap();
+        assert_eq!(
+            so_far,
+            "cagepipe survey ([rollout] contain = \"all\")\n\nREADY\n\
+             \x20 bob              contained             /home/bob/.forward:1  |/bin/a\n\
+             \x20 bob              contained             /home/bob/.forward:3  |/bin/c\n"
+        );
+        assert!(!s.all_ready(), "the exit status is known as it goes");
+    }
+
+    #[test]
+    fn the_text_form_ends_with_the_lists_that_were_spooled_and_the_summary() {
+        let mut out = Vec::new();
+        let mut s = Stream::new(&mut out, Format::Text, "contain = \"all\"", &std::env::temp_dir()).unwrap();
+        s.entry(&entry(1, b"|/bin/a", Verdict::Ready)).unwrap();
+        s.entry(&entry(2, b"|/bin/b", attention("not-found", "The program is missing.".into()))).unwrap();
+        s.skipped(&skip()).unwrap();
+        assert!(!s.finish(&tally(), None).unwrap(), "not all ready");
+        let text = String::from_utf8(out).unwrap();
+        let want = "cagepipe survey ([rollout] contain = \"all\")\n\nREADY\n\
+                    \x20 bob              contained             /home/bob/.forward:1  |/bin/a\n\
+                    \nNEEDS ATTENTION (1)\n\
+                    \x20 bob              contained             /home/bob/.forward:2  |/bin/b\n\
+                    \x20     not-found: The program is missing.\n\
+                    \nSKIPPED (1)\n\
+                    \x20 /etc/passwd line 4: not an account\n\
+                    \n1 of 2 pipes ready (50.0%), 1 need attention, 1 skipped; 3 accounts, 2 files, 0.01 s\n";
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn the_json_form_is_one_document_written_element_by_element() {
+        let mut out = Vec::new();
+        let mut s = Stream::new(&mut out, Format::Json, "contain = \"all\"", &std::env::temp_dir()).unwrap();
+        for line in 1..=3 {
+            s.entry(&entry(line, b"|/bin/a", Verdict::Ready)).unwrap();
+            s.entry(&entry(10 + line, b"|/bin/b", attention("not-found", "Missing.".into()))).unwrap();
+            s.skipped(&skip()).unwrap();
+        }
+        assert!(!s.finish(&tally(), None).unwrap());
+        let j: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(j["ready"].as_array().unwrap().len(), 3);
+        assert_eq!(j["needs_attention"].as_array().unwrap().len(), 3);
+        assert_eq!(j["needs_attention"][2]["line"], 13);
+        assert_eq!(j["needs_attention"][0]["code"], "not-found");
+        assert_eq!(j["skipped"].as_array().unwrap().len(), 3);
+        assert_eq!(j["summary"]["pipes"], 6);
+        assert_eq!(j["summary"]["ready_percent"].as_f64(), Some(50.0));
+        assert_eq!(j["summary"]["rollout"], "contain = \"all\"");
+        assert!(out.ends_with(b"}\n"));
+
+        // Nothing at all is still a document, and all ready.
+        let mut out = Vec::new();
+        let s = Stream::new(&mut out, Format::Json, "contain = \"all\"", &std::env::temp_dir()).unwrap();
+        assert!(s.finish(&tally(), None).unwrap());
+        let j: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(j["summary"]["pipes"], 0);
+        assert_eq!(j["ready"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn hostile_text_is_escaped_in_the_streamed_and_the_spooled_lists() {
+        for format in [Format::Text, Format::Json] {
+            let mut out = Vec::new();
+            let mut s = Stream::new(&mut out, format, "contain = \"all\"", &std::env::temp_dir()).unwrap();
+            let evil = b"|/bin/a \x1b]0;owned\x07 \xe2\x80\xae \x9b2J";
+            s.entry(&entry(1, evil, Verdict::Ready)).unwrap();
+            s.entry(&entry(2, evil, attention("not-found", "Why \x1b[2J\u{202e}.".into()))).unwrap();
+            let mut bad = skip();
+            bad.reason = "line \x1b[1A\r forged".into();
+            s.skipped(&bad).unwrap();
+            s.finish(&tally(), None).unwrap();
+            let text = String::from_utf8(out).unwrap();
+            assert!(
+                !text.chars().any(|c| (c.is_control() && c != '\n') || crate::escape::is_format(c)),
+                "{format:?}: {text:?}"
+            );
+            assert!(text.contains("x1b]0;owned"), "{format:?}: {text}");
+        }
+    }
+
+    #[test]
+    fn a_closed_pipe_or_a_full_disk_is_an_error_with_a_message_not_a_panic() {
+        let err = match Stream::new(Closed, Format::Text, "all", &std::env::temp_dir()) {
+            Err(e) => e,
+            Ok(_) => panic!("the heading is flushed at once"),
+        };
+        assert_eq!(err.exit_code(), crate::error::exit::TEMPFAIL);
+        let message = err.to_string();
+        assert!(message.contains("cannot write its output") && message.contains("Broken pipe"), "{message}");
+
+        // /dev/full: ENOSPC, at the latest when the end is flushed.
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let err = Stream::new(full, Format::Json, "all", &std::env::temp_dir())
+            .and_then(|s| s.finish(&tally(), None))
+            .unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::exit::TEMPFAIL);
+        assert!(err.to_string().contains("No space left on device"), "{err}");
+
+        // A temporary directory that cannot hold the spool says so.
+        let err = match Stream::new(Vec::new(), Format::Text, "all", Path::new("/nonexistent-cagepipe-spool")) {
+            Err(e) => e,
+            Ok(_) => panic!("no spool directory"),
+        };
+        assert!(err.to_string().contains("cannot create a spool file in /nonexistent-cagepipe-spool"), "{err}");
+    }
+}
