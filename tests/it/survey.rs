@@ -593,3 +593,36 @@ fn the_first_lines_appear_while_the_survey_still_runs() {
     assert!(rest.contains("report written-late"), "the last account's pipe, written after the first line was read");
     assert!(rest.contains("4001 of 4001 pipes ready"), "{}", &rest[rest.len().saturating_sub(300)..]);
 }
+
+/// Output that cannot be written (`| head` closed the pipe, a full disk)
+/// stops the survey with a message and 75, not a panic or a signal.
+#[test]
+fn a_survey_whose_output_cannot_be_written_says_so_and_exits_75() {
+    let Some(_test) = rig::need(&[Root]) else { return };
+    let mut fx = Fixture::new("unwritable", "contain = \"all\"");
+    let home = fx.synthetic("unwritable0", 430_000);
+    user_file(&home.join(".forward"), b"|/usr/bin/x\n", 430_000, 0o644);
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    drop(read_end);
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    for (what, stdout, error) in [
+        ("a closed pipe", std::process::Stdio::from(write_end), "Broken pipe"),
+        ("/dev/full", std::process::Stdio::from(full), "No space left on device"),
+    ] {
+        let out = std::process::Command::new(rig::installed_binary())
+            .args(fx.args(&["--format", "json"]))
+            .env_clear()
+            .current_dir("/")
+            .stdin(std::process::Stdio::null())
+            .stdout(stdout)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(75), "{what}: {:?} {stderr}", out.status);
+        assert!(
+            stderr.contains("survey: cannot write its output; the survey stopped") && stderr.contains(error),
+            "{what}: {stderr}"
+        );
+    }
+}
