@@ -164,7 +164,9 @@ pub(crate) fn run_and_print(config_path: &Path, opts: &SurveyOptions, json: bool
     let result = crate::config::load(config_path).and_then(|config| {
         // A broken template or contacts file shows before the survey runs.
         let notices = opts.notices.as_ref().map(notices::prepare).transpose()?;
-        let out = ClearProgress { out: std::io::stdout().lock(), on_terminal };
+        // Only when the lists go to the terminal the progress line is on.
+        let shares_terminal = on_terminal && std::io::stdout().is_terminal();
+        let out = ClearProgress { out: std::io::stdout().lock(), shares_terminal };
         run(&config, opts, out, format, notices.as_ref(), &mut progress)
     });
     match result {
@@ -183,12 +185,12 @@ pub(crate) fn run_and_print(config_path: &Path, opts: &SurveyOptions, json: bool
 /// on the same terminal, so that the two do not share a line.
 struct ClearProgress<W: Write> {
     out: W,
-    on_terminal: bool,
+    shares_terminal: bool,
 }
 
 impl<W: Write> Write for ClearProgress<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.on_terminal {
+        if self.shares_terminal {
             eprint!("\r\x1b[K");
         }
         self.out.write(buf)
