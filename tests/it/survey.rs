@@ -86,6 +86,12 @@ impl Fixture {
 
     /// Run `cagepipe survey` as root over this fixture.
     fn survey(&self, extra: &[&str]) -> Delivery {
+        rig::run_as_root(&self.args(extra), b"")
+    }
+
+    /// The command line of a survey over this fixture (its passwd and
+    /// group written).
+    fn args(&self, extra: &[&str]) -> Vec<OsString> {
         self.write_db();
         let mut args: Vec<OsString> = vec!["--config".into(), self.config.file().into(), "survey".into()];
         for (flag, rel) in [("--passwd", "etc/passwd"), ("--group", "etc/group"), ("--directadmin", "virtual")] {
@@ -95,7 +101,7 @@ impl Fixture {
         args.push("--cpanel".into());
         args.push(self.path("cpanel").into());
         args.extend(extra.iter().map(OsString::from));
-        rig::run_as_root(&args, b"")
+        args
     }
 }
 
@@ -126,6 +132,14 @@ fn by_place(j: &Value, list: &str) -> BTreeMap<String, Value> {
         .iter()
         .map(|e| (format!("{}:{}", e["file"].as_str().unwrap(), e["line"]), e.clone()))
         .collect()
+}
+
+/// How many entries the READY list of the text form holds (its heading
+/// has no count: it is written before the survey knows it).
+fn ready_lines(text: &str) -> usize {
+    let (_, after) = text.split_once("\nREADY\n").unwrap_or_else(|| panic!("no READY list: {text}"));
+    let (list, _) = after.split_once("\nNEEDS ATTENTION (").unwrap_or_else(|| panic!("no NEEDS ATTENTION: {text}"));
+    list.lines().count()
 }
 
 #[test]
@@ -336,7 +350,7 @@ fn every_pipe_on_the_server_lands_in_one_of_two_lists_with_its_reason() {
     let d = fx.survey(&["--aliases", &aliases, "--aliases", &unowned]);
     assert_eq!(d.code(), Some(1));
     let text = String::from_utf8(d.stdout).unwrap();
-    assert!(text.contains("\nREADY (7)\n"), "{text}");
+    assert_eq!(ready_lines(&text), 7, "{text}");
     assert!(text.contains(&format!("\nNEEDS ATTENTION ({})\n", expect.len())), "{text}");
     assert!(text.contains("      no-container: The account's container is not running"), "{text}");
     let summary = format!("7 of {} pipes ready ({share:.1}%), {} need attention", 7 + expect.len(), expect.len());
@@ -354,12 +368,12 @@ fn survey_is_for_root_and_exit_zero_means_every_pipe_is_ready() {
     let d = fx.survey(&[]);
     let text = String::from_utf8_lossy(&d.stdout).into_owned();
     assert_eq!(d.code(), Some(0), "{d:?}");
-    assert!(text.contains("\nREADY (1)\n") && text.contains("\nNEEDS ATTENTION (0)\n"), "{text}");
+    assert!(ready_lines(&text) == 1 && text.contains("\nNEEDS ATTENTION (0)\n"), "{text}");
     assert!(text.contains("1 of 1 pipes ready (100.0%)"), "{text}");
 
     // On a terminal, a progress line on stderr that is wiped at the end;
     // without one (above), none.
-    assert!(!d.stderr.contains("judged"), "{}", d.stderr);
+    assert!(!d.stderr.contains("surveyed"), "{}", d.stderr);
     fx.write_db();
     let cmd = format!(
         "{} --config {} survey --passwd {} --group {} --directadmin /nonexistent --cpanel /nonexistent",
@@ -371,7 +385,7 @@ fn survey_is_for_root_and_exit_zero_means_every_pipe_is_ready() {
     let out = std::process::Command::new("script").args(["-q", "-e", "-c", &cmd, "/dev/null"]).output().unwrap();
     let tty = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{tty}");
-    assert!(tty.contains("\rcagepipe survey: 1/1 accounts with pipes judged"), "{tty:?}");
+    assert!(tty.contains("\rcagepipe survey: 1/1 accounts and alias files surveyed"), "{tty:?}");
     assert!(tty.contains("1 of 1 pipes ready"), "{tty:?}");
     let _ = std::fs::remove_file(a.home.join(".forward"));
 
@@ -466,4 +480,149 @@ fn with_the_sandbox_on_a_program_outside_its_execute_paths_needs_attention_and_r
     assert_eq!(ok.code(), Some(0), "{ok:?}");
     let stopped = rig::deliver(&fx.config, caller, &rig::raw_pipe(&format!("|{hello}")), &env, b"");
     assert_eq!(stopped.code(), Some(126), "Landlock refuses the exec: {stopped:?}");
+}
+
+/// `accounts` synthetic accounts without containers, each with a .forward
+/// of 1,000 pipes of about 1 KiB: 1 MiB of pipes per account.
+fn heavy_accounts(fx: &mut Fixture, accounts: usize) {
+    let pipe = format!("|/usr/bin/x {}\n", "a".repeat(1000));
+    let body = pipe.repeat(1000);
+    for i in 0..accounts {
+        let uid = 410_000 + i as u32;
+        let home = fx.synthetic(&format!("heavy{i:03}"), uid);
+        user_file(&home.join(".forward"), body.as_bytes(), uid, 0o644);
+    }
+}
+
+/// The survey's peak RSS in KiB, as /usr/bin/time measures it, and its
+/// output.
+fn survey_peak(fx: &Fixture, extra: &[&str]) -> (Delivery, u64) {
+    let mut cmd = std::process::Command::new("/usr/bin/time");
+    cmd.args(["-f", "PEAK_RSS_KIB=%M"]).arg(rig::installed_binary()).args(fx.args(extra));
+    cmd.env_clear().env("PATH", "/usr/bin:/bin").current_dir("/");
+    let d = rig::run_with_stdin(cmd, b"");
+    let peak = d
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("PEAK_RSS_KIB="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS from /usr/bin/time: {d:?}"));
+    (d, peak)
+}
+
+/// Issue 13, item 2: the survey holds one file's pipes at a time, so ten
+/// times the accounts (each with 1 MiB of pipes) cost no more memory.
+/// Kept whole, the 36 MiB of pipes added would show several times over.
+#[test]
+fn memory_does_not_grow_with_the_number_of_accounts() {
+    let Some(_test) = rig::need(&[Root, Tool("/usr/bin/time")]) else { return };
+    for format in ["text", "json"] {
+        let mut peaks = Vec::new();
+        for accounts in [4, 40] {
+            let mut fx = Fixture::new(&format!("rss{accounts}"), "contain = \"all\"");
+            heavy_accounts(&mut fx, accounts);
+            let (d, peak_kib) = survey_peak(&fx, &["--format", format]);
+            eprintln!("survey --format {format} of {accounts} accounts with 1,000 pipes each: peak RSS {peak_kib} KiB");
+            assert_eq!(d.code(), Some(1), "no containers: {d:?}");
+            let out = String::from_utf8_lossy(&d.stdout);
+            let summary = format!("0 of {} pipes ready", accounts * 1000);
+            if format == "json" {
+                let j = json(&d);
+                assert_eq!(j["summary"]["pipes"], accounts * 1000, "every pipe judged");
+                assert_eq!(j["needs_attention"].as_array().unwrap().len(), accounts * 1000);
+            } else {
+                assert!(out.lines().last().unwrap_or("").starts_with(&summary), "{:.300}", &out[out.len() - 300..]);
+            }
+            peaks.push(peak_kib);
+            let _ = std::fs::remove_dir_all(&fx.dir);
+        }
+        assert!(
+            peaks[1] < peaks[0] + 8 * 1024,
+            "--format {format}: peak RSS {} KiB for 40 accounts against {} KiB for 4",
+            peaks[1],
+            peaks[0]
+        );
+        assert!(peaks[1] < 64 * 1024, "--format {format}: peak RSS {} KiB (bound: 64 MiB)", peaks[1]);
+    }
+}
+
+/// READY lines reach the administrator while the survey still runs: the
+/// test reads the first one, then writes the last account's .forward, and
+/// that file's pipe is in the output. Nothing is timed: before the survey
+/// reaches the last account it has about 1 MiB to write, and the pipe it
+/// writes to holds 64 KiB until the test reads on; a survey that wrote
+/// only at its end would have read every .forward before its first line.
+#[test]
+fn the_first_lines_appear_while_the_survey_still_runs() {
+    use std::io::{BufRead, BufReader, Read};
+    let Some(_test) = rig::need(&[Root]) else { return };
+    let mut fx = Fixture::new("live", "contain = \"all\"");
+    let s = rig::cage("svl").piddir(&fx.pids).start();
+    let pipe = format!("|{PROBE} report {}\n", "b".repeat(200));
+    for i in 0..4 {
+        let (name, uid) = (format!("live{i}"), 420_000 + i);
+        let home = fx.synthetic(&name, uid);
+        user_file(&home.join(".forward"), pipe.repeat(1000).as_bytes(), uid, 0o644);
+        fx.pidfile(&name, s.container().pid, 0o644);
+    }
+    let late_home = fx.synthetic("livelast", 420_100);
+    fx.pidfile("livelast", s.container().pid, 0o644);
+
+    let mut child = std::process::Command::new(rig::installed_binary())
+        .args(fx.args(&[]))
+        .env_clear()
+        .current_dir("/")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut head = String::new();
+    while !head.contains("live0 ") {
+        assert_ne!(out.read_line(&mut head).unwrap(), 0, "the survey ended before a READY line: {head}");
+    }
+    assert!(head.contains("\nREADY"), "{head}");
+    user_file(&late_home.join(".forward"), format!("|{PROBE} report written-late\n").as_bytes(), 420_100, 0o644);
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(rest.contains("report written-late"), "the last account's pipe, written after the first line was read");
+    assert!(rest.contains("4001 of 4001 pipes ready"), "{}", &rest[rest.len().saturating_sub(300)..]);
+}
+
+/// Output that cannot be written (`| head` closed the pipe, a full disk)
+/// stops the survey with a message and 75, not a panic or a signal.
+#[test]
+fn a_survey_whose_output_cannot_be_written_says_so_and_exits_75() {
+    let Some(_test) = rig::need(&[Root]) else { return };
+    let mut fx = Fixture::new("unwritable", "contain = \"all\"");
+    let home = fx.synthetic("unwritable0", 430_000);
+    user_file(&home.join(".forward"), b"|/usr/bin/x\n", 430_000, 0o644);
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    drop(read_end);
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    for (what, stdout, error) in [
+        ("a closed pipe", std::process::Stdio::from(write_end), "Broken pipe"),
+        ("/dev/full", std::process::Stdio::from(full), "No space left on device"),
+    ] {
+        let out = std::process::Command::new(rig::installed_binary())
+            .args(fx.args(&["--format", "json"]))
+            .env_clear()
+            .current_dir("/")
+            .stdin(std::process::Stdio::null())
+            .stdout(stdout)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(75), "{what}: {:?} {stderr}", out.status);
+        assert!(
+            stderr.contains("survey: cannot write its output; the survey stopped") && stderr.contains(error),
+            "{what}: {stderr}"
+        );
+    }
 }

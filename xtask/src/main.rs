@@ -235,7 +235,7 @@ fn cagepipe_8() -> Vec<u8> {
         ("78", "EX_CONFIG: check found problems in Exim's transports that name cagepipe, while the delivery itself would work."),
         ("64", "EX_USAGE: the command line was not understood."),
         ("126, 127", "the command exists but cannot be executed, or does not exist, inside the container (Exim logs 127 as \"unable to exec or command does not exist\")."),
-        ("0, 1", "survey only: every pipe found is ready / some pipe needs attention."),
+        ("0, 1", "survey only: every pipe found is ready / some pipe needs attention. The survey writes its lists as it goes (READY first; NEEDS ATTENTION and SKIPPED, held in an unlinked file in $TMPDIR or /tmp, follow it; the summary comes last, in JSON too); if its output cannot be written (a pipe closed by head, a full disk) it stops with a message and exits 75."),
     ] {
         item(&mut text, code, meaning);
     }

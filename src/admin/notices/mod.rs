@@ -21,7 +21,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::admin::survey::{Entry, Source, Survey};
+use crate::admin::survey::{Entry, Source};
 use crate::cli::NoticeOptions;
 use crate::deliver::lookahead::Verdict;
 use crate::error::{Error, Result};
@@ -283,12 +283,12 @@ impl Setup {
     /// The messages, by account: (account, contact, pipes, text).
     fn compose(
         &self,
-        survey: &Survey,
+        attention: &[Entry],
         real_names: &HashMap<String, Vec<u8>>,
     ) -> (Vec<(String, String, usize, String)>, usize) {
         let mut by_account: BTreeMap<&str, Vec<(&Entry, &str, &str)>> = BTreeMap::new();
         let mut unaddressed = 0;
-        for e in survey.needing_attention() {
+        for e in attention {
             match addressee(e) {
                 Some((owner, code, reason)) => by_account.entry(owner).or_default().push((e, code, reason)),
                 None => unaddressed += 1,
@@ -339,9 +339,9 @@ impl Setup {
     /// Write the notices into the directory (created 0700 by root); an
     /// existing notice is replaced only with `--force`, and without it
     /// nothing is written if one exists.
-    pub(crate) fn write(&self, survey: &Survey, real_names: &HashMap<String, Vec<u8>>) -> Result<Report> {
+    pub(crate) fn write(&self, attention: &[Entry], real_names: &HashMap<String, Vec<u8>>) -> Result<Report> {
         let dir = &self.opts.dir;
-        let (notices, unaddressed) = self.compose(survey, real_names);
+        let (notices, unaddressed) = self.compose(attention, real_names);
         prepare_dir(dir)?;
         let name = |account: &str| dir.join(format!("{account}.eml"));
         if !self.opts.force {

@@ -16,10 +16,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::platform::fs::{fstat, open, openat, FileStat, Mode, OFlag, SFlag};
 use crate::platform::Errno;
@@ -29,12 +29,16 @@ use crate::cli::{Owners, SurveyOptions};
 use crate::config::account::{self, Account, Database};
 use crate::config::rollout;
 use crate::config::Config;
+use crate::deliver::inroot::Budget;
 use crate::deliver::lookahead::{attention, judge_in_container, Inside, Looks, Verdict};
 use crate::error::{Finding, Result};
 use crate::escape::escape;
 use crate::parse::mailfiles::{self, Forward, Listing};
 use crate::parse::pipe_text;
 use crate::platform::kernel::Linux;
+
+pub(crate) mod stream;
+use stream::{Format, Stream, Tally};
 
 /// Largest file read. A .forward or a domain's alias file is a few hundred
 /// bytes; a bigger one is reported, not read.
@@ -139,31 +143,10 @@ pub(crate) struct Skipped {
     pub(crate) reason: String,
 }
 
-#[derive(Debug)]
-pub(crate) struct Survey {
-    pub(crate) entries: Vec<Entry>,
-    pub(crate) skipped: Vec<Skipped>,
-    pub(crate) accounts: usize,
-    pub(crate) files: usize,
-    pub(crate) elapsed: Duration,
-    /// `[rollout] contain` as written.
-    pub(crate) rollout: String,
-}
-
-impl Survey {
-    pub(crate) fn ready(&self) -> impl Iterator<Item = &Entry> {
-        self.entries.iter().filter(|e| e.verdict == Verdict::Ready)
-    }
-    pub(crate) fn needing_attention(&self) -> impl Iterator<Item = &Entry> {
-        self.entries.iter().filter(|e| e.verdict != Verdict::Ready)
-    }
-}
-
-/// Survey the server. `progress(done, total)` is called as accounts are
-/// judged (for a terminal's progress line).
-/// `cagepipe survey`: run it with a progress line on a terminal, print it,
-/// and return the exit code. A survey that cannot run is not a delivery:
-/// the reason goes to the administrator, not to the mail log as a deferral.
+/// `cagepipe survey`: run it with a progress line on a terminal, writing
+/// to standard output as it goes, and return the exit code. A survey that
+/// cannot run (or whose output cannot be written) is not a delivery: the
+/// reason goes to the administrator, not to the mail log as a deferral.
 pub(crate) fn run_and_print(config_path: &Path, opts: &SurveyOptions, json: bool) -> i32 {
     use std::io::IsTerminal;
     let on_terminal = std::io::stderr().is_terminal();
@@ -171,108 +154,171 @@ pub(crate) fn run_and_print(config_path: &Path, opts: &SurveyOptions, json: bool
     let mut progress = |done: usize, total: usize| {
         if on_terminal && (done == total || shown.elapsed().as_millis() >= 100) {
             shown = Instant::now();
-            eprint!("\rcagepipe survey: {done}/{total} accounts with pipes judged\x1b[K");
+            eprint!("\rcagepipe survey: {done}/{total} accounts and alias files surveyed\x1b[K");
             if done == total {
                 eprint!("\r\x1b[K");
             }
         }
     };
+    let format = if json { Format::Json } else { Format::Text };
     let result = crate::config::load(config_path).and_then(|config| {
         // A broken template or contacts file shows before the survey runs.
         let notices = opts.notices.as_ref().map(notices::prepare).transpose()?;
-        let survey = run(&config, opts, &mut progress)?;
-        let written = match &notices {
-            Some(setup) => {
-                let db = Database { passwd: opts.passwd.clone(), group: opts.group.clone() };
-                Some(setup.write(&survey, &account::real_names(&db)?)?)
-            }
-            None => None,
-        };
-        Ok((survey, written))
+        // Only when the lists go to the terminal the progress line is on.
+        let shares_terminal = on_terminal && std::io::stdout().is_terminal();
+        let out = ClearProgress { out: std::io::stdout().lock(), shares_terminal };
+        run(&config, opts, out, format, notices.as_ref(), &mut progress)
     });
     match result {
-        Ok((survey, written)) => {
-            // Everything shown was escaped where it was put together;
-            // for_terminal is the last line of defence.
-            let for_terminal = crate::escape::for_terminal;
-            if json {
-                print!("{}", for_terminal(&survey.json(written.as_ref())));
-            } else {
-                print!("{}", for_terminal(&survey.text()));
-                if let Some(w) = &written {
-                    println!("{}", for_terminal(&w.summary()));
-                }
-            }
-            let all_ready = survey.needing_attention().next().is_none();
-            Finding::Survey { all_ready }.exit_code()
-        }
+        Ok(all_ready) => Finding::Survey { all_ready }.exit_code(),
         Err(e) => {
+            if on_terminal {
+                eprint!("\r\x1b[K");
+            }
             crate::log::to_stderr(&e.to_string());
             e.exit_code()
         }
     }
 }
 
-pub(crate) fn run(config: &Config, opts: &SurveyOptions, progress: &mut dyn FnMut(usize, usize)) -> Result<Survey> {
+/// Standard output that first wipes the progress line, when there is one
+/// on the same terminal, so that the two do not share a line.
+struct ClearProgress<W: Write> {
+    out: W,
+    shares_terminal: bool,
+}
+
+impl<W: Write> Write for ClearProgress<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.shares_terminal {
+            eprint!("\r\x1b[K");
+        }
+        self.out.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Survey the server and write what it finds as it goes, in `format`:
+/// one file's pipes at a time are read, judged, written out and dropped,
+/// so memory does not grow with the number of accounts. `progress(done,
+/// total)` is called after each file. With `notices`, the pipes that need
+/// attention are kept and the notices written before the summary. Returns
+/// whether every pipe was ready.
+pub(crate) fn run<W: Write>(
+    config: &Config,
+    opts: &SurveyOptions,
+    out: W,
+    format: Format,
+    notices: Option<&notices::Setup>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<bool> {
     let started = Instant::now();
     let db = Database { passwd: opts.passwd.clone(), group: opts.group.clone() };
     let (accounts, bad_lines) = account::list(&db)?;
-    let mut skipped: Vec<Skipped> = bad_lines
-        .into_iter()
-        .map(|(line, reason)| Skipped { file: opts.passwd.clone(), line: Some(line), reason })
-        .collect();
-    let mut found = Vec::new();
-    let mut files = 0;
-    if opts.forward {
-        for a in &accounts {
-            files += forwards_of(a, &mut found, &mut skipped);
-        }
-    }
-    files += control_panel(Source::DirectAdmin, &opts.directadmin, &mut found, &mut skipped);
-    files += control_panel(Source::Cpanel, &opts.cpanel, &mut found, &mut skipped);
-    for extra in &opts.aliases {
-        files += 1;
-        extra_aliases(&extra.file, &extra.owners, &mut found, &mut skipped);
-    }
-
+    let groups = match &config.rollout {
+        crate::config::Rollout::Listed { groups, .. } => account::group_gids(&db, groups)?,
+        crate::config::Rollout::All => Vec::new(),
+    };
+    let real_names = notices.map(|_| account::real_names(&db)).transpose()?;
     let by_name: HashMap<&str, &Account> = accounts.iter().map(|a| (a.name.as_str(), a)).collect();
     let mut by_uid: HashMap<u32, &Account> = HashMap::new();
     for a in &accounts {
         by_uid.entry(a.uid).or_insert(a);
     }
-    let groups = match &config.rollout {
-        crate::config::Rollout::Listed { groups, .. } => account::group_gids(&db, groups)?,
-        crate::config::Rollout::All => Vec::new(),
-    };
-
-    // One owner at a time: its container is resolved once for all its
-    // pipes and closed before the next (thousands of pinned containers
-    // would run out of descriptors).
-    let mut by_owner: BTreeMap<Option<String>, Vec<(usize, Found)>> = BTreeMap::new();
-    for (order, f) in found.into_iter().enumerate() {
-        let account = match &f.owner {
-            Owner::Name(n) => by_name.get(n.as_str()),
-            Owner::Uid(u) => by_uid.get(u),
-            Owner::Unknown(_) => None,
-        };
-        by_owner.entry(account.map(|a| a.name.clone())).or_default().push((order, f));
+    // What is read, in the order it is shown: every account's .forward,
+    // then the control panels' alias files, then those named with
+    // --aliases.
+    let mut units: Vec<Unit> = Vec::new();
+    if opts.forward {
+        units.extend(accounts.iter().map(Unit::Forward));
     }
-    let total = by_owner.len();
-    let mut judged: Vec<(usize, Entry)> = Vec::new();
-    for (done, (name, pipes)) in by_owner.into_iter().enumerate() {
-        let account = name.as_deref().and_then(|n| by_name.get(n).copied());
-        judge_owner(config, account, &groups, pipes, &mut judged);
+    units.extend(panel_files(Source::DirectAdmin, &opts.directadmin));
+    units.extend(panel_files(Source::Cpanel, &opts.cpanel));
+    units.extend(opts.aliases.iter().map(Unit::Extra));
+
+    let mut stream = Stream::new(out, format, &config.rollout.describe(), &std::env::temp_dir())?;
+    for (line, reason) in bad_lines {
+        stream.skipped(&Skipped { file: opts.passwd.clone(), line: Some(line), reason })?;
+    }
+    // What each owner has spent so far: the per-account limits hold
+    // across its files.
+    let mut spent: HashMap<Option<String>, Spent> = HashMap::new();
+    let mut kept: Vec<Entry> = Vec::new();
+    let mut files = 0;
+    let total = units.len();
+    for (done, unit) in units.iter().enumerate() {
+        let (mut found, mut skipped) = (Vec::new(), Vec::new());
+        files += unit.read(&mut found, &mut skipped);
+        for s in &skipped {
+            stream.skipped(s)?;
+        }
+        // One owner at a time: its container is resolved once for its
+        // pipes in this file, and closed before the next.
+        let mut by_owner: BTreeMap<Option<String>, Vec<(usize, Found)>> = BTreeMap::new();
+        for (order, f) in found.into_iter().enumerate() {
+            let account = match &f.owner {
+                Owner::Name(n) => by_name.get(n.as_str()),
+                Owner::Uid(u) => by_uid.get(u),
+                Owner::Unknown(_) => None,
+            };
+            by_owner.entry(account.map(|a| a.name.clone())).or_default().push((order, f));
+        }
+        let mut judged: Vec<(usize, Entry)> = Vec::new();
+        for (name, pipes) in by_owner {
+            let account = name.as_deref().and_then(|n| by_name.get(n).copied());
+            let owner_spent = spent.entry(name).or_default();
+            judge_owner(config, account, &groups, pipes, owner_spent, &mut judged);
+        }
+        judged.sort_by_key(|(order, _)| *order);
+        for (_, e) in judged {
+            stream.entry(&e)?;
+            if notices.is_some() && e.verdict != Verdict::Ready {
+                kept.push(e);
+            }
+        }
+        stream.flush()?;
         progress(done + 1, total);
     }
-    judged.sort_by_key(|(order, _)| *order);
-    Ok(Survey {
-        entries: judged.into_iter().map(|(_, e)| e).collect(),
-        skipped,
-        accounts: accounts.len(),
-        files,
-        elapsed: started.elapsed(),
-        rollout: config.rollout.describe(),
-    })
+    let written = match (notices, &real_names) {
+        (Some(setup), Some(names)) => Some(setup.write(&kept, names)?),
+        _ => None,
+    };
+    let tally = Tally { accounts: accounts.len(), files, elapsed: started.elapsed() };
+    stream.finish(&tally, written.as_ref())
+}
+
+/// One file the survey reads, in the order it reads them.
+enum Unit<'a> {
+    Forward(&'a Account),
+    /// A control panel's alias file for one domain, and its owner.
+    Panel(Source, PathBuf, Owner),
+    Extra(&'a crate::cli::ExtraAliases),
+}
+
+impl Unit<'_> {
+    /// Its pipes and skipped lines; returns the files read (0 or 1).
+    fn read(&self, found: &mut Vec<Found>, skipped: &mut Vec<Skipped>) -> usize {
+        match self {
+            Unit::Forward(a) => forwards_of(a, found, skipped),
+            Unit::Panel(source, file, owner) => {
+                read_alias_file(*source, file, &|_| owner.clone(), found, skipped);
+                1
+            }
+            Unit::Extra(extra) => {
+                extra_aliases(&extra.file, &extra.owners, found, skipped);
+                1
+            }
+        }
+    }
+}
+
+/// What the survey has spent on one owner so far.
+#[derive(Default)]
+struct Spent {
+    judged: usize,
+    budget: Budget,
 }
 
 // ---- finding the pipes ----------------------------------------------------
@@ -544,13 +590,14 @@ fn owner_from(map: &std::result::Result<HashMap<Vec<u8>, String>, String>, domai
 }
 
 /// DirectAdmin (`DIR/<domain>/aliases`, `DIR/domainowners`) or cPanel
-/// (`DIR/valiases/<domain>`, `DIR/userdomains`); returns the files read.
-fn control_panel(source: Source, dir: &Path, found: &mut Vec<Found>, skipped: &mut Vec<Skipped>) -> usize {
+/// (`DIR/valiases/<domain>`, `DIR/userdomains`): each domain's alias file
+/// and its owner.
+fn panel_files(source: Source, dir: &Path) -> Vec<Unit<'static>> {
     let (listing_dir, owners) = match source {
         Source::DirectAdmin => (dir.to_path_buf(), dir.join("domainowners")),
         _ => (dir.join("valiases"), dir.join("userdomains")),
     };
-    let Ok(entries) = std::fs::read_dir(&listing_dir) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(&listing_dir) else { return Vec::new() };
     let mut domains: Vec<OsString> = entries.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
     domains.sort();
     let alias_file = |d: &OsString| match source {
@@ -560,15 +607,10 @@ fn control_panel(source: Source, dir: &Path, found: &mut Vec<Found>, skipped: &m
     // DirectAdmin keeps other files next to the domain directories.
     domains.retain(|d| source != Source::DirectAdmin || alias_file(d).exists());
     if domains.is_empty() {
-        return 0;
+        return Vec::new();
     }
     let map = owners_map(&owners);
-    for domain in &domains {
-        let file = alias_file(domain);
-        let owner = owner_from(&map, domain.as_bytes(), &owners);
-        read_alias_file(source, &file, &|_| owner.clone(), found, skipped);
-    }
-    domains.len()
+    domains.iter().map(|d| Unit::Panel(source, alias_file(d), owner_from(&map, d.as_bytes(), &owners))).collect()
 }
 
 /// An alias file named with `--aliases`.
@@ -634,6 +676,7 @@ fn judge_owner(
     account: Option<&Account>,
     rollout_groups: &[(String, u32)],
     pipes: Vec<(usize, Found)>,
+    spent: &mut Spent,
     out: &mut Vec<(usize, Entry)>,
 ) {
     // A system account is refused before rollout is asked.
@@ -641,14 +684,15 @@ fn judge_owner(
         .filter(|a| a.uid != 0 && a.uid >= config.min_uid)
         .map(|a| rollout::place_with(&config.rollout, a, rollout_groups).state());
     // Its container, resolved only when some pipe of the account gets
-    // that far, the budget of its walks, and what was found already.
+    // that far, the budget of its walks (what is left of it from the
+    // account's other files), and what was found already.
     let mut looks = Looks::default();
+    looks.budget = std::mem::take(&mut spent.budget);
     let mut pipes = pipes.into_iter();
-    let mut judged = 0;
     while let Some((order, f)) = pipes.next() {
-        if judged == MAX_PIPES_PER_ACCOUNT || looks.budget.exhausted() {
+        if spent.judged >= MAX_PIPES_PER_ACCOUNT || looks.budget.exhausted() {
             // One entry for the rest, in place of the first not judged.
-            let why = if judged == MAX_PIPES_PER_ACCOUNT {
+            let why = if spent.judged >= MAX_PIPES_PER_ACCOUNT {
                 format!("more than the {MAX_PIPES_PER_ACCOUNT} pipes the survey judges for one account")
             } else {
                 "paths that cost all the look-ups the survey spends on one account".to_string()
@@ -665,13 +709,14 @@ fn judge_owner(
                 ),
             );
             out.push((order, e));
-            return;
+            break;
         }
-        judged += 1;
+        spent.judged += 1;
         let mut e = entry_for(account, placement, &f);
         e.verdict = judge_pipe(config, account, &f, &mut e, &mut looks);
         out.push((order, e));
     }
+    spent.budget = looks.budget;
 }
 
 fn entry_for(account: Option<&Account>, placement: Option<&'static str>, f: &Found) -> Entry {
@@ -753,91 +798,9 @@ fn judge_pipe(config: &Config, account: Option<&Account>, f: &Found, e: &mut Ent
 
 // ---- showing them ------------------------------------------------------------
 
-impl Survey {
-    /// The summary line: counts and the share that is ready.
-    pub(crate) fn summary(&self) -> String {
-        let total = self.entries.len();
-        let ready = self.ready().count();
-        let share = if total == 0 { 100.0 } else { ready as f64 * 100.0 / total as f64 };
-        format!(
-            "{ready} of {total} pipes ready ({share:.1}%), {} need attention, {} skipped; {} accounts, {} files, {:.2} s",
-            total - ready,
-            self.skipped.len(),
-            self.accounts,
-            self.files,
-            self.elapsed.as_secs_f64()
-        )
-    }
-
-    /// The two lists, the skipped lines and the summary, as text.
-    pub(crate) fn text(&self) -> String {
-        let mut out = format!("cagepipe survey ([rollout] {})\n\n", self.rollout);
-        let ready: Vec<&Entry> = self.ready().collect();
-        out.push_str(&format!("READY ({})\n", ready.len()));
-        for e in ready {
-            out.push_str(&format!("  {}\n", entry_line(e)));
-        }
-        let attention: Vec<&Entry> = self.needing_attention().collect();
-        out.push_str(&format!("\nNEEDS ATTENTION ({})\n", attention.len()));
-        for e in attention {
-            out.push_str(&format!("  {}\n", entry_line(e)));
-            if let Verdict::NeedsAttention { code, reason } = &e.verdict {
-                out.push_str(&format!("      {code}: {}\n", escape(reason.as_bytes())));
-            }
-        }
-        if !self.skipped.is_empty() {
-            out.push_str(&format!("\nSKIPPED ({})\n", self.skipped.len()));
-            for s in &self.skipped {
-                let at = s.line.map(|l| format!(" line {l}")).unwrap_or_default();
-                out.push_str(&format!(
-                    "  {}{at}: {}\n",
-                    escape(s.file.as_os_str().as_bytes()),
-                    escape(s.reason.as_bytes())
-                ));
-            }
-        }
-        out.push_str(&format!("\n{}\n", self.summary()));
-        out
-    }
-
-    /// One JSON object: `summary`, `ready`, `needs_attention`, `skipped`,
-    /// and with `--notices` what was written (`notices`).
-    pub(crate) fn json(&self, notices: Option<&notices::Report>) -> String {
-        let total = self.entries.len();
-        let ready = self.ready().count();
-        let share = if total == 0 { 100.0 } else { ready as f64 * 100.0 / total as f64 };
-        let list = |entries: Vec<&Entry>| entries.into_iter().map(entry_json).collect::<Vec<_>>().join(",");
-        let skipped: Vec<String> = self
-            .skipped
-            .iter()
-            .map(|s| {
-                format!(
-                    "{{\"file\":{},\"line\":{},\"reason\":{}}}",
-                    json_bytes(s.file.as_os_str().as_bytes()),
-                    s.line.map_or("null".into(), |l| l.to_string()),
-                    json_bytes(s.reason.as_bytes())
-                )
-            })
-            .collect();
-        format!(
-            "{{\"summary\":{{\"pipes\":{total},\"ready\":{ready},\"needs_attention\":{},\"skipped\":{},\"ready_percent\":{share:.1},\"accounts\":{},\"files\":{},\"seconds\":{:.3},\"rollout\":{}}},\"ready\":[{}],\"needs_attention\":[{}],\"skipped\":[{}]{}}}\n",
-            total - ready,
-            self.skipped.len(),
-            self.accounts,
-            self.files,
-            self.elapsed.as_secs_f64(),
-            json_bytes(self.rollout.as_bytes()),
-            list(self.ready().collect()),
-            list(self.needing_attention().collect()),
-            skipped.join(","),
-            notices.map(notices_json).unwrap_or_default()
-        )
-    }
-}
-
 /// `,"notices":{...}`: where they went, their counts, and per account its
 /// notice's file, address and number of pipes.
-fn notices_json(r: &notices::Report) -> String {
+pub(crate) fn notices_json(r: &notices::Report) -> String {
     let accounts: Vec<String> = r
         .written
         .iter()
@@ -863,7 +826,7 @@ fn notices_json(r: &notices::Report) -> String {
     )
 }
 
-fn entry_line(e: &Entry) -> String {
+pub(super) fn entry_line(e: &Entry) -> String {
     let owner = e.owner.as_deref().unwrap_or("?");
     let rollout = e.rollout.unwrap_or("-");
     let at = if e.line > 0 { format!(":{}", e.line) } else { String::new() };
@@ -872,7 +835,7 @@ fn entry_line(e: &Entry) -> String {
     format!("{owner:<16} {rollout:<21} {}{at}{key}  {pipe}", escape(e.file.as_os_str().as_bytes()))
 }
 
-fn entry_json(e: &Entry) -> String {
+pub(super) fn entry_json(e: &Entry) -> String {
     let opt = |v: Option<&[u8]>| v.map_or("null".to_string(), json_bytes);
     let (code, reason) = match &e.verdict {
         Verdict::Ready => ("null".to_string(), "null".to_string()),
@@ -904,7 +867,7 @@ fn entry_json(e: &Entry) -> String {
 
 /// A JSON string of bytes: escaped as for the logs first, so non-UTF-8 and
 /// control bytes show as `\xHH`.
-fn json_bytes(bytes: &[u8]) -> String {
+pub(super) fn json_bytes(bytes: &[u8]) -> String {
     crate::admin::check::json_string(&escape(bytes))
 }
 
