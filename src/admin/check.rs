@@ -269,7 +269,7 @@ pub(crate) fn installation(config_path: &Path, out: &mut Report) -> Result<()> {
     out.config(&c);
     let db = Database::default();
     out.unknown_rollout_names(&rollout::unknown_users(&c.rollout, &db), &rollout::unknown_groups(&c.rollout, &db)?);
-    out.capabilities(&mut Linux);
+    out.capabilities(&mut Linux::default());
     Ok(())
 }
 
@@ -440,7 +440,7 @@ impl Witness for Report {
         let groups: Vec<String> = c.groups.iter().map(u32::to_string).collect();
         self.add("runs inside as", format!("uid {} gid {} groups {}", c.uid, c.gid, groups.join(",")));
         self.set("credentials", credentials_json(c, "container"));
-        self.capabilities(&mut Linux);
+        self.capabilities(&mut Linux::default());
     }
 
     fn plan(&mut self, plan: &Plan) {

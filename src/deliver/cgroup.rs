@@ -220,11 +220,11 @@ mod tests {
     #[test]
     fn joining_a_missing_directory_names_it() {
         let d = CgroupDir { hierarchy: "pids".into(), dir: "/nonexistent/cagepipe-cg".into() };
-        let e = open(&mut crate::platform::kernel::Linux, &[d]).unwrap_err();
+        let e = open(&mut crate::platform::kernel::Linux::default(), &[d]).unwrap_err();
         assert_eq!(e.exit_code(), 75);
         assert!(e.to_string().contains("/nonexistent/cagepipe-cg"), "{e}");
         let d = CgroupDir { hierarchy: "v2".into(), dir: "/nonexistent/cagepipe-cg".into() };
-        let e = open(&mut crate::platform::kernel::Linux, &[d]).unwrap_err();
+        let e = open(&mut crate::platform::kernel::Linux::default(), &[d]).unwrap_err();
         assert_eq!(e.exit_code(), 75);
         assert!(e.to_string().contains("/nonexistent/cagepipe-cg"), "{e}");
     }

@@ -224,6 +224,11 @@ fn budget_is_held() {
     // what Exim's deliveries see.
     traced_delivery(&s, "", &trace);
     let base = traced_delivery(&s, "", &trace);
+    // CAGEPIPE_BUDGET_TRACE=FILE keeps a copy of the counted trace, to see
+    // what each call is for.
+    if let Some(keep) = std::env::var_os("CAGEPIPE_BUDGET_TRACE") {
+        std::fs::copy(&trace, keep).unwrap();
+    }
     print("all features", &base);
     let mut names: Vec<(&String, &usize)> = base.by_name.iter().collect();
     names.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
