@@ -85,7 +85,11 @@ pub(crate) fn deliver(
         Ok(None) => unreachable!("a delivery always has a command"),
         Err(e) => return (None, Err(e)),
     };
-    match launch::launch(k, &plan) {
+    let launched = launch::launch(k, &plan);
+    // The process ends next: its descriptors (the container's namespaces,
+    // root and /proc directory) close with it, not one close each.
+    std::mem::forget(plan);
+    match launched {
         Ok(supervised) => (supervised.sandbox, supervised.ending),
         Err(e) => (None, Err(e)),
     }

@@ -152,9 +152,19 @@ pub(crate) mod fs {
     /// file, or a /proc file with one record: status, stat, cgroup), at
     /// most `max` bytes: a read that returns less than it asked for
     /// reached the end, so a file that fits takes one read.
-    pub(crate) fn read_rendered(mut file: impl std::io::Read, max: usize) -> std::io::Result<Vec<u8>> {
+    pub(crate) fn read_rendered(file: impl std::io::Read, max: usize) -> std::io::Result<Vec<u8>> {
+        read_rendered_from(file, max.min(RENDERED_READ), max)
+    }
+
+    /// [`read_rendered`] with the first read's size given (a regular
+    /// file's size from fstat, plus one).
+    pub(crate) fn read_rendered_from(
+        mut file: impl std::io::Read,
+        asked: usize,
+        max: usize,
+    ) -> std::io::Result<Vec<u8>> {
         use std::io::Read;
-        let asked = max.min(RENDERED_READ);
+        let asked = asked.min(max);
         let mut buf = vec![0; asked];
         let n = loop {
             match file.read(&mut buf) {

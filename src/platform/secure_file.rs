@@ -7,7 +7,6 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
-use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 
@@ -116,10 +115,11 @@ pub(crate) fn read_root_owned(path: &Path, max_len: usize) -> Result<TrustedFile
     }
     check_owner_and_mode(&walked, &stat)?;
 
-    // Sized from fstat: the whole file in one read, and one more for EOF.
-    let mut contents = Vec::with_capacity((stat.st_size.max(0) as usize).min(max_len) + 1);
-    let mut file = std::fs::File::from(fd);
-    (&mut file).take(max_len as u64 + 1).read_to_end(&mut contents).map_err(|e| Untrusted::Io {
+    // Sized from fstat, one byte more: a read that returns less than it
+    // asked for reached the end, so the whole file takes one read.
+    let file = std::fs::File::from(fd);
+    let asked = (stat.st_size.max(0) as usize).min(max_len) + 1;
+    let contents = crate::platform::fs::read_rendered_from(file, asked, max_len + 1).map_err(|e| Untrusted::Io {
         path: walked.clone(),
         errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
     })?;
