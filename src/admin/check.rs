@@ -394,6 +394,9 @@ impl Witness for Report {
         for d in &t.cgroups.join {
             self.add("cgroup to join", escape(d.to_string().as_bytes()));
         }
+        for d in &t.cgroups.already_in {
+            self.add("cgroup not joined", format!("{} (cagepipe is already in it)", escape(d.to_string().as_bytes())));
+        }
         for h in &t.cgroups.unmounted {
             self.add("cgroup not joined", format!("{} (hierarchy not mounted on this host)", escape(h.as_bytes())));
         }
@@ -431,6 +434,7 @@ impl Witness for Report {
             "cgroups",
             Json::Obj(vec![
                 ("join", Json::Arr(t.cgroups.join.iter().map(dir).collect())),
+                ("already_in", Json::Arr(t.cgroups.already_in.iter().map(dir).collect())),
                 ("not_joined", Json::strs(t.cgroups.unmounted.iter().map(|h| escape(h.as_bytes())))),
             ]),
         );

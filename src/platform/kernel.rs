@@ -95,6 +95,8 @@ pub(crate) trait Kernel {
     fn ns_owner_uid(&mut self, ns: BorrowedFd<'_>) -> io::Result<u32>;
     /// Our mount table, `/proc/self/mountinfo`.
     fn mountinfo(&mut self) -> io::Result<Vec<u8>>;
+    /// Our own cgroups, `/proc/self/cgroup` (through the host's /proc).
+    fn own_cgroups(&mut self) -> io::Result<Vec<u8>>;
     /// How to compare a process's start time with a file's timestamp.
     fn boot_clock(&mut self) -> io::Result<BootClock>;
 
@@ -229,6 +231,9 @@ impl Kernel for Linux {
     }
     fn mountinfo(&mut self) -> io::Result<Vec<u8>> {
         super::fs::read_small(std::fs::File::open("/proc/self/mountinfo")?, MOUNTINFO_MAX)
+    }
+    fn own_cgroups(&mut self) -> io::Result<Vec<u8>> {
+        super::process::read_own("cgroup", 64 * 1024)
     }
     fn boot_clock(&mut self) -> io::Result<BootClock> {
         use nix::time::{clock_getres, clock_gettime, ClockId};
