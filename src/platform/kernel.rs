@@ -283,6 +283,9 @@ impl Kernel for Linux {
         sys::setns(fd, flags)
     }
     fn chroot(&mut self, root: BorrowedFd<'_>) -> io::Result<()> {
+        // What secure_file verified lies below the old root: a trusted
+        // path must never be resolved there once inside.
+        secure_file::forget_verified();
         nix::unistd::fchdir(root)?;
         nix::unistd::chroot(".").map_err(io::Error::from)
     }
