@@ -114,15 +114,16 @@ pub(crate) fn mark_single_threaded() {
     SINGLE_THREADED.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
-/// The signals whose disposition was not SIG_DFL when the start-up check
-/// read /proc/self/status (SigIgn | SigCgt); all of them until then.
+/// The signals ignored when the start-up check read /proc/self/status
+/// (SigIgn; SIGPIPE among them, which cagepipe ignores first thing); all
+/// of them until then. A caught signal needs no reset: exec resets it.
 static NOT_DEFAULT_AT_STARTUP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
 
-/// Record which signals the kernel reported ignored or handled at start-up
-/// (bit N-1 for signal N). cagepipe itself only ever sets signals back to
-/// SIG_DFL after that, so the child need reset no others.
-pub(crate) fn note_signals_at_startup(ignored_or_caught: u64) {
-    NOT_DEFAULT_AT_STARTUP.store(ignored_or_caught, std::sync::atomic::Ordering::SeqCst);
+/// Record which signals the kernel reported ignored at start-up (bit N-1
+/// for signal N). cagepipe itself only ever sets signals back to SIG_DFL
+/// after that, so the child need reset no others.
+pub(crate) fn note_signals_at_startup(ignored: u64) {
+    NOT_DEFAULT_AT_STARTUP.store(ignored, std::sync::atomic::Ordering::SeqCst);
 }
 
 /// `fork(2)`, refused unless the process was verified single-threaded.
@@ -195,8 +196,8 @@ pub(crate) fn fork_into_cgroup(cgroup: BorrowedFd<'_>) -> io::Result<Forked> {
     }
 }
 
-/// Set every signal whose disposition was not SIG_DFL at start-up (every
-/// signal if start-up did not say) back to SIG_DFL, and empty the mask.
+/// Set every signal that was ignored at start-up (every signal if
+/// start-up did not say) back to SIG_DFL, and empty the mask.
 /// Exim starts pipe commands with SIGHUP/SIGINT/SIGTERM/SIGUSR1 ignored,
 /// and SIG_IGN survives exec. The raw syscall is used because the C
 /// library refuses to touch the real-time signals it reserves (32, 33),
