@@ -16,6 +16,8 @@
 # to the pidfile backend, into containers the benchmark starts itself.
 # Prints medians and p99, b/a, c/b, b/d, e(cagepipe)/e(plain), the system
 # calls of one delivery (strace) and cagepipe's peak RSS.
+# BASELINE=PATH adds another cagepipe binary (an older build, say) to the
+# /bin/true rows, as b-baseline.
 # Run as root: bench/run.sh [RUNS [SPACED_RUNS [EXIM_RUNS]]]   (needs
 # hyperfine, GNU time, strace, a C compiler, exim4, runc, lxc; installs the
 # small ones)
@@ -75,6 +77,12 @@ if [ -n "$static_bin" ]; then
 else
     cp -a "$work/cagepipe" "$work/cagepipe-static"
     echo "bench: no static build (static C library missing); b-static is the dynamic binary" >&2
+fi
+baseline_row=""
+if [ -n "${BASELINE:-}" ]; then
+    install -o root -g cagepipe -m 0750 "$BASELINE" "$work/cagepipe-baseline"
+    setcap "$(cat packaging/file-caps)" "$work/cagepipe-baseline"
+    baseline_row="-n b-baseline \"$work/floor $uid $cpgid $work/cagepipe-baseline --raw-pipe=|/bin/true\""
 fi
 mkdir -m 0755 "$work/probe" "$work/conf" "$work/pids"
 install -m 0755 target/release/examples/probe "$work/probe/probe"
@@ -205,7 +213,7 @@ hyperfine -N --warmup 30 --runs $runs --export-json "$work/true.json" \\
     -n b-static "$work/floor $uid $cpgid $work/cagepipe-static --raw-pipe=|/bin/true" \\
     -n c-chain "/bin/sh $work/chain.sh /bin/true" \\
     -n d-wrapper "$work/floor $uid $cpgid $work/wrapper /bin/true" \\
-    -n d-static "$work/floor $uid $cpgid $work/wrapper-static /bin/true" >/dev/null
+    -n d-static "$work/floor $uid $cpgid $work/wrapper-static /bin/true" $baseline_row >/dev/null
 # Debian 12's hyperfine has no --input: the message is redirected by the
 # shell hyperfine starts, whose own start-up it measures and subtracts.
 hyperfine --warmup 30 --runs $runs --export-json "$work/cat.json" \\
@@ -220,12 +228,16 @@ hyperfine -N --prepare "sleep 0.3" --runs $spaced --export-json "$work/spaced.js
     -n c-chain "/bin/sh $work/chain.sh /bin/true" \\
     -n d-wrapper "$work/floor $uid $cpgid $work/wrapper /bin/true" >/dev/null
 # Each engine backend next to the pidfile backend, into the same user's
-# containers (the pidfile one is the test container).
-for e in ${engines[*]}; do
-    [ "\$e" = pidfile ] || mount --bind "$work/conf-\$e" /etc/cagepipe
-    hyperfine -N --warmup 30 --runs $runs --export-json "$work/engine-\$e.json" \\
-        -n "\$e" "$work/floor $uid $cpgid $work/cagepipe --raw-pipe=|/bin/true" >/dev/null
-    [ "\$e" = pidfile ] || umount /etc/cagepipe
+# containers (the pidfile one is the test container): in five rounds that
+# take turns, so that a change of load on a shared machine does not fall
+# on one engine's runs.
+for round in 1 2 3 4 5; do
+    for e in ${engines[*]}; do
+        [ "\$e" = pidfile ] || mount --bind "$work/conf-\$e" /etc/cagepipe
+        hyperfine -N --warmup 10 --runs $(((runs + 4) / 5)) --export-json "$work/engine-\$e-\$round.json" \\
+            -n "\$e" "$work/floor $uid $cpgid $work/cagepipe --raw-pipe=|/bin/true" >/dev/null
+        [ "\$e" = pidfile ] || umount /etc/cagepipe
+    done
 done
 # The system calls of one delivery, from cagepipe's exec to the command's
 # (and the parent's until it ends).
@@ -240,11 +252,14 @@ if [ -n "$exim_ok" ]; then
     printf '%s\n' "$work/exim-plain.conf" "$work/exim-cagepipe.conf" >"$work/etc-exim4/trusted_configs"
     chmod 0644 "$work/etc-exim4/trusted_configs"
     mount --bind "$work/etc-exim4" /etc/exim4
-    for kind in plain cagepipe; do
-        hyperfine --warmup 10 --runs $exim_runs --export-json "$work/exim-\$kind.json" \\
-            -n "e-\$kind" "exim4 -C $work/exim-\$kind.conf -odi -oi -f sender@example.org $user@localhost <$work/mail.txt" >/dev/null
-        hyperfine --prepare "sleep 0.3" --runs $spaced --export-json "$work/exim-\$kind-spaced.json" \\
-            -n "e-\$kind" "exim4 -C $work/exim-\$kind.conf -odi -oi -f sender@example.org $user@localhost <$work/mail.txt" >/dev/null
+    # Plain and cagepipe take turns, three rounds, as the engines do.
+    for round in 1 2 3; do
+        for kind in plain cagepipe; do
+            hyperfine --warmup 5 --runs $(((exim_runs + 2) / 3)) --export-json "$work/exim-\$kind-\$round.json" \\
+                -n "e-\$kind" "exim4 -C $work/exim-\$kind.conf -odi -oi -f sender@example.org $user@localhost <$work/mail.txt" >/dev/null
+            hyperfine --prepare "sleep 0.3" --runs $(((spaced + 2) / 3)) --export-json "$work/exim-\$kind-spaced-\$round.json" \\
+                -n "e-\$kind" "exim4 -C $work/exim-\$kind.conf -odi -oi -f sender@example.org $user@localhost <$work/mail.txt" >/dev/null
+        done
     done
     for kind in plain cagepipe; do
         echo "\$kind \$(grep -c ' => ' "$work/exim-\$kind/log/mainlog") delivered, \$(grep -c ' [*=][*=] ' "$work/exim-\$kind/log/mainlog") failed or deferred"
@@ -278,19 +293,24 @@ def stats(path):
     for r in json.load(open(path))["results"]:
         t = sorted(r["times"])
         out[r["command"]] = (statistics.median(t) * 1e3, t[min(len(t) - 1, int(len(t) * 0.99))] * 1e3)
+        cpu[r["command"]] = (r["user"] + r["system"]) * 1e3
     return out
+# CPU time (user + system, mean, the process and all it waited for): less
+# at the mercy of other jobs on a shared machine than the wall-clock time.
+cpu = {}
 print(f"Linux {os.uname().release}, load average before the report {' '.join(open('/proc/loadavg').read().split()[:3])}")
 print(f"runs per case: {runs} back to back, {spaced} spaced 0.3 s apart, {exim_runs} Exim deliveries")
-print(f"{'payload':<12} {'case':<12} {'median ms':>10} {'p99 ms':>8}")
+print(f"{'payload':<12} {'case':<12} {'median ms':>10} {'p99 ms':>8} {'CPU ms':>8}")
 for label, path in (("/bin/true", "true.json"), ("cat 50 KB", "cat.json")):
     s = stats(f"{work}/{path}")
     for case, (med, p99) in s.items():
-        print(f"{label:<12} {case:<12} {med:>10.2f} {p99:>8.2f}")
+        print(f"{label:<12} {case:<12} {med:>10.2f} {p99:>8.2f} {cpu[case]:>8.2f}")
     a, b, bs, c = (s[k][0] for k in ("a-floor", "b-cagepipe", "b-static", "c-chain"))
     print(f"{label:<12} b/a = {b / a:.2f}   c/b = {c / b:.2f}   static: b/a = {bs / a:.2f}   c/b = {c / bs:.2f}")
     if "d-wrapper" in s:
         d, ds = s["d-wrapper"][0], s["d-static"][0]
-        print(f"{label:<12} b/d = {b / d:.2f}   static: b/d = {bs / ds:.2f}")
+        print(f"{label:<12} b/d = {b / d:.2f}   static: b/d = {bs / ds:.2f}   "
+              f"CPU: b/d = {cpu['b-cagepipe'] / cpu['d-wrapper']:.2f}   static: b/d = {cpu['b-static'] / cpu['d-static']:.2f}")
 for path in ("spaced.json", "spaced-legacy.json"):
     sp = stats(f"{work}/{path}")
     for case, (med, p99) in sp.items():
@@ -301,15 +321,18 @@ s = stats(f"{work}/rollout.json")
 for case, (med, p99) in s.items():
     print(f"{'rollout':<12} {case:<24} {med:>6.2f} {p99:>8.2f}")
 print(f"{'rollout':<12} uncontained/floor = {s['b-uncontained'][0] / s['a-floor'][0]:.2f}")
+def pooled(paths, name):
+    t = sorted(x for p in paths for r in json.load(open(p))["results"] for x in r["times"])
+    return statistics.median(t) * 1e3, t[min(len(t) - 1, int(len(t) * 0.99))] * 1e3
 base = None
 for e in engines.split():
-    med, p99 = stats(f"{work}/engine-{e}.json")[e]
+    med, p99 = pooled([f"{work}/engine-{e}-{r}.json" for r in range(1, 6)], e)
     base = base if base is not None else med
     print(f"{'engine':<12} {e:<24} {med:>6.2f} {p99:>8.2f}   {med - base:+.2f} ms against pidfile")
-if os.path.exists(f"{work}/exim-plain.json"):
+if os.path.exists(f"{work}/exim-plain-1.json"):
     for suffix, label in (("", "exim"), ("-spaced", "exim spaced")):
-        p = stats(f"{work}/exim-plain{suffix}.json")["e-plain"]
-        c = stats(f"{work}/exim-cagepipe{suffix}.json")["e-cagepipe"]
+        p = pooled([f"{work}/exim-plain{suffix}-{r}.json" for r in (1, 2, 3)], "e-plain")
+        c = pooled([f"{work}/exim-cagepipe{suffix}-{r}.json" for r in (1, 2, 3)], "e-cagepipe")
         print(f"{label:<12} {'e-plain':<24} {p[0]:>6.2f} {p[1]:>8.2f}")
         print(f"{label:<12} {'e-cagepipe':<24} {c[0]:>6.2f} {c[1]:>8.2f}   e(cagepipe)/e(plain) = {c[0] / p[0]:.2f}")
     print("exim main logs: " + "; ".join(open(f"{work}/exim-delivered").read().split("\n")).strip("; "))
