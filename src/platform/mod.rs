@@ -191,6 +191,7 @@ pub(crate) mod fs {
 }
 
 #[cfg(test)]
+#[allow(unsafe_code)]
 mod tests {
     use super::fs::read_rendered;
 
@@ -205,6 +206,39 @@ mod tests {
             self.0 = &self.0[n..];
             Ok(n)
         }
+    }
+
+    /// The child's read-back after the drop reads /proc/self/status
+    /// through the host's /proc; on this kernel it must see exactly what
+    /// the system calls that read each item one by one see.
+    #[test]
+    fn the_read_back_through_proc_sees_what_the_system_calls_see() {
+        use crate::platform::kernel::{Kernel, Linux};
+        assert!(super::process::open_host_proc().unwrap(), "/proc is procfs");
+        let seen = Linux::default().observe().unwrap();
+        let u = nix::unistd::getresuid().unwrap();
+        let g = nix::unistd::getresgid().unwrap();
+        assert_eq!(seen.uids, [u.real.as_raw(), u.effective.as_raw(), u.saved.as_raw()]);
+        assert_eq!(seen.gids, [g.real.as_raw(), g.effective.as_raw(), g.saved.as_raw()]);
+        let mut groups: Vec<u32> = nix::unistd::getgroups().unwrap().into_iter().map(|g| g.as_raw()).collect();
+        let mut seen_groups = seen.groups.clone();
+        groups.sort_unstable();
+        seen_groups.sort_unstable();
+        assert_eq!(seen_groups, groups);
+        assert_eq!(seen.caps, super::sys::capget().unwrap());
+        assert_eq!(seen.ambient, super::sys::cap_ambient_read());
+        let mut bounding = 0u64;
+        for cap in 0..64 {
+            // SAFETY: PR_CAPBSET_READ takes a capability number; no memory.
+            match unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) } {
+                1 => bounding |= 1 << cap,
+                0 => {}
+                _ => break,
+            }
+        }
+        assert_eq!(seen.bounding, bounding);
+        assert_eq!(seen.no_new_privs, nix::sys::prctl::get_no_new_privs().unwrap());
+        assert_eq!(seen.dumpable, nix::sys::prctl::get_dumpable().unwrap());
     }
 
     #[test]
