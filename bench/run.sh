@@ -242,7 +242,7 @@ done
 # The system calls of one delivery, from cagepipe's exec to the command's
 # (and the parent's until it ends).
 for b in cagepipe cagepipe-static; do
-    strace -f -qq -e signal=none -o "$work/strace-\$b" "$work/floor" $uid $cpgid "$work/\$b" "--raw-pipe=|/bin/true"
+    strace -f -T -qq -e signal=none -o "$work/strace-\$b" "$work/floor" $uid $cpgid "$work/\$b" "--raw-pipe=|/bin/true"
 done
 if [ -n "$exim_ok" ]; then
     # -odi re-executes Exim for the delivery, which keeps its privilege
@@ -338,9 +338,21 @@ if os.path.exists(f"{work}/exim-plain-1.json"):
     print("exim main logs: " + "; ".join(open(f"{work}/exim-delivered").read().split("\n")).strip("; "))
 def syscalls(path, binary):
     # From cagepipe's exec: its own calls to the end, its child's until the
-    # command's exec.
+    # command's exec. Also the time strace saw in each kind of call (-T)
+    # until the command's exec, the parent's waiting for it left out
+    # (strace slows every call: only the ranking means something).
     parent = child = None
     n = 0
+    spent = {}
+    def note(pid, name, rest):
+        if child == "done" or (pid == parent and child is not None and not name.startswith("clone")):
+            return
+        t = rest.rstrip()
+        if t.endswith(">") and "<" in t:
+            try:
+                spent[name] = spent.get(name, 0.0) + float(t.rsplit("<", 1)[1][:-1])
+            except ValueError:
+                pass
     for line in open(path):
         pid, _, rest = line.partition(" ")
         rest = rest.lstrip()
@@ -348,10 +360,17 @@ def syscalls(path, binary):
             if rest.startswith(f'execve("{binary}"'):
                 parent = pid
             continue
-        if rest.startswith(("<...", "+++", "---")):
+        if rest.startswith("<..."):
+            name = rest[4:].split()[0]
+            if pid in (parent, child):
+                note(pid, name, rest)
             continue
+        if rest.startswith(("+++", "---")):
+            continue
+        name = rest.split("(", 1)[0]
         if pid == parent:
             n += 1
+            note(pid, name, rest)
             if child is None and rest.startswith(("clone", "fork")) and "= " in rest:
                 r = rest.rsplit("= ", 1)[1].split()[0]
                 if r.isdigit():
@@ -362,9 +381,13 @@ def syscalls(path, binary):
                 child = "done"
                 continue
             n += 1
-    return n
+            note(pid, name, rest)
+    return n, spent
 for b in ("cagepipe", "cagepipe-static"):
-    print(f"system calls of one delivery ({b}): {syscalls(f'{work}/strace-{b}', f'{work}/{b}')}")
+    n, spent = syscalls(f"{work}/strace-{b}", f"{work}/{b}")
+    top = sorted(spent.items(), key=lambda kv: -kv[1])[:8]
+    print(f"system calls of one delivery ({b}): {n}; most time under strace: "
+          + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in top))
 for b in ("cagepipe", "cagepipe-static"):
     rss = open(f"{work}/rss-{b}").read().strip()
     print(f"peak RSS ({b}): {int(rss) / 1024:.2f} MB ({rss} KB, max of 20 deliveries)")
