@@ -6,15 +6,28 @@
 #                 (the dynamic build, and the static PIE the packages ship)
 #   (c) chain     what a sysadmin builds today: a shell joins the cgroups, then
 #                 nsenter -t PID -a -r + setpriv with a full privilege drop
-# Prints medians and p99, b/a and c/b, and cagepipe's peak RSS.
-# Run as root: bench/run.sh [RUNS [SPACED_RUNS]]   (needs hyperfine, GNU time;
-# installs them)
+#   (d) wrapper   a do-nothing C wrapper (bench/wrapper.c: fork, exec, wait)
+#                 under the same launcher, built against the same C library
+#                 as cagepipe (dynamic glibc; static for the static PIE)
+#   (e) exim      a whole Exim delivery of a .forward pipe (exim -odi, private
+#                 configurations, the same .forward): a plain pipe transport
+#                 against the cagepipe transport, back to back and spaced
+# and a delivery through each engine backend (oci/runc, lxc, cgroup) next
+# to the pidfile backend, into containers the benchmark starts itself.
+# Prints medians and p99, b/a, c/b, b/d, e(cagepipe)/e(plain), the system
+# calls of one delivery (strace) and cagepipe's peak RSS.
+# BASELINE=PATH adds another cagepipe binary (an older build, say) to the
+# /bin/true rows, as b-baseline.
+# Run as root: bench/run.sh [RUNS [SPACED_RUNS [EXIM_RUNS]]]   (needs
+# hyperfine, GNU time, strace, a C compiler, exim4, runc, lxc; installs the
+# small ones)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-500}
 spaced=${2:-40}
+exim_runs=${3:-150}
 [ "$(id -u)" = 0 ] || { echo "bench: run as root" >&2; exit 1; }
-for tool in hyperfine:hyperfine /usr/bin/time:time setcap:libcap2-bin; do
+for tool in hyperfine:hyperfine /usr/bin/time:time setcap:libcap2-bin strace:strace cc:gcc; do
     command -v "${tool%%:*}" >/dev/null || apt-get install -y --no-install-recommends "${tool#*:}" >/dev/null
 done
 
@@ -30,11 +43,18 @@ user=cagepipe-bench
 created_user=""
 cleanup() {
     testbed/container stop "$name" >/dev/null 2>&1 || true
+    engines_cleanup
     rm -rf "$work"
     # Only an account this run created (and its home) is removed.
     if [ -n "$created_user" ]; then userdel --remove "$created_user" >/dev/null 2>&1 || true; fi
 }
 trap cleanup EXIT
+engines_cleanup() {
+    runc delete --force "$user" >/dev/null 2>&1 || true
+    lxc-stop -n "$user" -P "$work/lxc" -k >/dev/null 2>&1 || true
+    # liblxc's monitor leaves lxc.pivot behind in every hierarchy.
+    for m in $(findmnt -rn -t cgroup,cgroup2 -o TARGET); do rmdir "$m/lxc.pivot" 2>/dev/null || true; done
+}
 
 getent group cagepipe >/dev/null || groupadd --system cagepipe
 if ! id "$user" >/dev/null 2>&1; then
@@ -48,12 +68,21 @@ cpgid=$(getent group cagepipe | cut -d: -f3)
 install -o root -g cagepipe -m 0750 target/release/cagepipe "$work/cagepipe"
 setcap "$(cat packaging/file-caps)" "$work/cagepipe"
 install -m 0755 target/release/examples/floor "$work/floor"
+cc -O2 -o "$work/wrapper" bench/wrapper.c
+cc -O2 -static-pie -o "$work/wrapper-static" bench/wrapper.c 2>/dev/null ||
+    cc -O2 -static -o "$work/wrapper-static" bench/wrapper.c
 if [ -n "$static_bin" ]; then
     install -o root -g cagepipe -m 0750 "$static_bin" "$work/cagepipe-static"
     setcap "$(cat packaging/file-caps)" "$work/cagepipe-static"
 else
     cp -a "$work/cagepipe" "$work/cagepipe-static"
     echo "bench: no static build (static C library missing); b-static is the dynamic binary" >&2
+fi
+baseline_row=""
+if [ -n "${BASELINE:-}" ]; then
+    install -o root -g cagepipe -m 0750 "$BASELINE" "$work/cagepipe-baseline"
+    setcap "$(cat packaging/file-caps)" "$work/cagepipe-baseline"
+    baseline_row="-n b-baseline \"$work/floor $uid $cpgid $work/cagepipe-baseline --raw-pipe=|/bin/true\""
 fi
 mkdir -m 0755 "$work/probe" "$work/conf" "$work/pids"
 install -m 0755 target/release/examples/probe "$work/probe/probe"
@@ -81,6 +110,92 @@ while IFS=: read -r id ctl path; do
     [ -n "$mnt" ] && procs="$procs $mnt$path/cgroup.procs"
 done <"/proc/$pid/cgroup"
 
+# The engines' containers, as their own tools start them (no registry): a
+# root file system of the payloads and the libraries they load.
+root="$work/rootfs"
+mkdir -p "$root"/{bin,proc,sys,dev,tmp,etc}
+for b in /bin/sleep /bin/true /bin/cat; do
+    cp "$b" "$root/bin/"
+    for lib in $(ldd "$b" | grep -o '/[^ ]*'); do mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"; done
+done
+chmod -R a+rX "$root"
+engines=(pidfile)
+engines_cleanup
+if command -v runc >/dev/null; then
+    mkdir -p "$work/runc"
+    (cd "$work/runc" && runc spec)
+    python3 - "$work/runc/config.json" "$root" "$user" <<'PY'
+import json, sys
+path, root, name = sys.argv[1:]
+spec = json.load(open(path))
+spec["root"] = {"path": root, "readonly": True}
+spec["process"]["terminal"] = False
+spec["process"]["args"] = ["/bin/sleep", "infinity"]
+spec["hostname"] = name
+spec["linux"]["namespaces"].append({"type": "cgroup"})
+json.dump(spec, open(path, "w"))
+PY
+    if (cd "$work/runc" && runc run -d "$user" </dev/null >/dev/null 2>"$work/runc/log"); then
+        engines+=(oci)
+        printf '[container]\nbackend = "oci"\n' >"$work/conf-oci.toml"
+    else
+        echo "bench: runc did not start: $(cat "$work/runc/log")" >&2
+    fi
+fi
+if command -v lxc-start >/dev/null; then
+    mkdir -p "$work/lxc/$user"
+    printf 'lxc.uts.name = %s\nlxc.rootfs.path = dir:%s\nlxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\nlxc.init.cmd = /bin/sleep infinity\nlxc.mount.auto = proc:mixed sys:ro\nlxc.autodev = 1\n' \
+        "$user" "$root" >"$work/lxc/$user/config"
+    if lxc-start -n "$user" -P "$work/lxc" -f "$work/lxc/$user/config" -d </dev/null >/dev/null 2>&1; then
+        for _ in $(seq 100); do
+            [ -n "$(lxc-info -n "$user" -P "$work/lxc" -p -H 2>/dev/null)" ] && break
+            sleep 0.05
+        done
+        engines+=(lxc)
+        printf '[container]\nbackend = "lxc"\n' >"$work/conf-lxc.toml"
+    else
+        echo "bench: lxc-start failed" >&2
+    fi
+fi
+# The test container's own cgroup (v2), found by the cgroup backend.
+cg=$(sed -n 's|^0::/||p' "/proc/$pid/cgroup")
+if [ -n "$cg" ]; then
+    engines+=(cgroup)
+    printf '[container]\nbackend = "cgroup"\ncgroup = "%s"\n' "$cg" >"$work/conf-cgroup.toml"
+fi
+for e in "${engines[@]}"; do
+    [ "$e" = pidfile ] && continue
+    mkdir -m 0755 "$work/conf-$e"
+    mv "$work/conf-$e.toml" "$work/conf-$e/cagepipe.toml"
+    chmod 0644 "$work/conf-$e/cagepipe.toml"
+done
+
+# A whole Exim delivery: the user's .forward pipes to /bin/true; one
+# private configuration with a plain pipe transport, one with cagepipe's.
+home=$(getent passwd "$user" | cut -d: -f6)
+printf '|/bin/true\n' >"$home/.forward"
+chown "$user:" "$home/.forward"
+exim_ids=$(getent passwd Debian-exim | cut -d: -f3,4)
+exim_ok=""
+if command -v exim4 >/dev/null && [ -n "$exim_ids" ]; then
+    for kind in plain cagepipe; do
+        mkdir -p "$work/exim-$kind/spool" "$work/exim-$kind/log"
+        chown "${exim_ids%%:*}:${exim_ids##*:}" "$work/exim-$kind/spool" "$work/exim-$kind/log"
+        if [ "$kind" = plain ]; then
+            transport='  driver = pipe\n  return_fail_output\n'
+        else
+            transport="  driver = pipe\n  force_command\n  command = $work/cagepipe --raw-pipe=\$address_pipe\n  group = cagepipe\n  temp_errors = 75:73\n  return_fail_output\n"
+        fi
+        printf "spool_directory = %s/spool\nlog_file_path = %s/log/%%slog\nprimary_hostname = mail.example.test\ndomainlist local_domains = localhost\nnever_users = root\nkeep_environment =\nbegin routers\nuserforward:\n  driver = redirect\n  domains = +local_domains\n  check_local_user\n  file = \$home/.forward\n  pipe_transport = the_pipe\nbegin transports\nthe_pipe:\n$transport" \
+            "$work/exim-$kind" "$work/exim-$kind" >"$work/exim-$kind.conf"
+        chmod 0644 "$work/exim-$kind.conf"
+    done
+    printf 'From: sender@example.org\nTo: %s@localhost\nSubject: bench\n\nbody\n' "$user" >"$work/mail.txt"
+    exim_ok=1
+else
+    echo "bench: no exim4: the whole-delivery rows are left out" >&2
+fi
+
 cat >"$work/chain.sh" <<EOF
 for f in $procs; do echo \$\$ > "\$f"; done
 exec nsenter -t $pid -a -r setpriv --reuid=$uid --regid=$gid --init-groups --inh-caps=-all --bounding-set=-all --no-new-privs -- "\$@"
@@ -96,7 +211,9 @@ hyperfine -N --warmup 30 --runs $runs --export-json "$work/true.json" \\
     -n a-floor "$work/floor $uid $gid /bin/true" \\
     -n b-cagepipe "$work/floor $uid $cpgid $work/cagepipe --raw-pipe=|/bin/true" \\
     -n b-static "$work/floor $uid $cpgid $work/cagepipe-static --raw-pipe=|/bin/true" \\
-    -n c-chain "/bin/sh $work/chain.sh /bin/true" >/dev/null
+    -n c-chain "/bin/sh $work/chain.sh /bin/true" \\
+    -n d-wrapper "$work/floor $uid $cpgid $work/wrapper /bin/true" \\
+    -n d-static "$work/floor $uid $cpgid $work/wrapper-static /bin/true" $baseline_row >/dev/null
 # Debian 12's hyperfine has no --input: the message is redirected by the
 # shell hyperfine starts, whose own start-up it measures and subtracts.
 hyperfine --warmup 30 --runs $runs --export-json "$work/cat.json" \\
@@ -108,7 +225,47 @@ hyperfine --warmup 30 --runs $runs --export-json "$work/cat.json" \\
 # grace period then; cagepipe avoids them unless clone_into_cgroup is off.
 hyperfine -N --prepare "sleep 0.3" --runs $spaced --export-json "$work/spaced.json" \\
     -n b-cagepipe "$work/floor $uid $cpgid $work/cagepipe --raw-pipe=|/bin/true" \\
-    -n c-chain "/bin/sh $work/chain.sh /bin/true" >/dev/null
+    -n c-chain "/bin/sh $work/chain.sh /bin/true" \\
+    -n d-wrapper "$work/floor $uid $cpgid $work/wrapper /bin/true" >/dev/null
+# Each engine backend next to the pidfile backend, into the same user's
+# containers (the pidfile one is the test container): in five rounds that
+# take turns, so that a change of load on a shared machine does not fall
+# on one engine's runs.
+for round in 1 2 3 4 5; do
+    for e in ${engines[*]}; do
+        [ "\$e" = pidfile ] || mount --bind "$work/conf-\$e" /etc/cagepipe
+        hyperfine -N --warmup 10 --runs $(((runs + 4) / 5)) --export-json "$work/engine-\$e-\$round.json" \\
+            -n "\$e" "$work/floor $uid $cpgid $work/cagepipe --raw-pipe=|/bin/true" >/dev/null
+        [ "\$e" = pidfile ] || umount /etc/cagepipe
+    done
+done
+# The system calls of one delivery, from cagepipe's exec to the command's
+# (and the parent's until it ends).
+for b in cagepipe cagepipe-static; do
+    strace -f -T -qq -e signal=none -o "$work/strace-\$b" "$work/floor" $uid $cpgid "$work/\$b" "--raw-pipe=|/bin/true"
+done
+if [ -n "$exim_ok" ]; then
+    # -odi re-executes Exim for the delivery, which keeps its privilege
+    # under -C only for a configuration in Exim's trusted list.
+    mkdir "$work/etc-exim4"
+    cp -a /etc/exim4/. "$work/etc-exim4/"
+    printf '%s\n' "$work/exim-plain.conf" "$work/exim-cagepipe.conf" >"$work/etc-exim4/trusted_configs"
+    chmod 0644 "$work/etc-exim4/trusted_configs"
+    mount --bind "$work/etc-exim4" /etc/exim4
+    # Plain and cagepipe take turns, three rounds, as the engines do.
+    for round in 1 2 3; do
+        for kind in plain cagepipe; do
+            hyperfine --warmup 5 --runs $(((exim_runs + 2) / 3)) --export-json "$work/exim-\$kind-\$round.json" \\
+                -n "e-\$kind" "exim4 -C $work/exim-\$kind.conf -odi -oi -f sender@example.org $user@localhost <$work/mail.txt" >/dev/null
+            hyperfine --prepare "sleep 0.3" --runs $(((spaced + 2) / 3)) --export-json "$work/exim-\$kind-spaced-\$round.json" \\
+                -n "e-\$kind" "exim4 -C $work/exim-\$kind.conf -odi -oi -f sender@example.org $user@localhost <$work/mail.txt" >/dev/null
+        done
+    done
+    for kind in plain cagepipe; do
+        echo "\$kind \$(grep -c ' => ' "$work/exim-\$kind/log/mainlog") delivered, \$(grep -c ' [*=][*=] ' "$work/exim-\$kind/log/mainlog") failed or deferred"
+    done >"$work/exim-delivered"
+    umount /etc/exim4
+fi
 mount --bind "$work/conf-legacy" /etc/cagepipe
 hyperfine -N --prepare "sleep 0.3" --runs $spaced --export-json "$work/spaced-legacy.json" \\
     -n b-cagepipe-cgroup.procs "$work/floor $uid $cpgid $work/cagepipe --raw-pipe=|/bin/true" >/dev/null
@@ -119,37 +276,119 @@ hyperfine -N --warmup 30 --runs $runs --export-json "$work/rollout.json" \\
     -n a-floor "$work/floor $uid $gid /bin/true" \\
     -n b-uncontained "$work/floor $uid $cpgid $work/cagepipe --raw-pipe=|/bin/true" >/dev/null
 umount /etc/cagepipe
-for i in \$(seq 20); do
-    /usr/bin/time -f %M "$work/floor" $uid $cpgid "$work/cagepipe" "--raw-pipe=|/bin/true" 2>&1 >/dev/null
-done | sort -n | tail -1 >"$work/rss"
+for b in cagepipe cagepipe-static; do
+    for i in \$(seq 20); do
+        /usr/bin/time -f %M "$work/floor" $uid $cpgid "$work/\$b" "--raw-pipe=|/bin/true" 2>&1 >/dev/null
+    done | sort -n | tail -1 >"$work/rss-\$b"
+done
 EOF
 mkdir -p /etc/cagepipe
 unshare --mount --propagation private /bin/sh "$work/inner.sh"
 
-python3 - "$work" "$runs" "$spaced" <<'EOF'
-import json, sys, statistics
-work, runs, spaced = sys.argv[1], sys.argv[2], sys.argv[3]
+python3 - "$work" "$runs" "$spaced" "$exim_runs" "${engines[*]}" <<'EOF'
+import json, os, sys, statistics
+work, runs, spaced, exim_runs, engines = sys.argv[1:6]
 def stats(path):
     out = {}
     for r in json.load(open(path))["results"]:
         t = sorted(r["times"])
         out[r["command"]] = (statistics.median(t) * 1e3, t[min(len(t) - 1, int(len(t) * 0.99))] * 1e3)
+        cpu[r["command"]] = (r["user"] + r["system"]) * 1e3
     return out
-print(f"runs per case: {runs} back to back, {spaced} spaced 0.3 s apart")
-print(f"{'payload':<12} {'case':<12} {'median ms':>10} {'p99 ms':>8}")
+# CPU time (user + system, mean, the process and all it waited for): less
+# at the mercy of other jobs on a shared machine than the wall-clock time.
+cpu = {}
+print(f"Linux {os.uname().release}, load average before the report {' '.join(open('/proc/loadavg').read().split()[:3])}")
+print(f"runs per case: {runs} back to back, {spaced} spaced 0.3 s apart, {exim_runs} Exim deliveries")
+print(f"{'payload':<12} {'case':<12} {'median ms':>10} {'p99 ms':>8} {'CPU ms':>8}")
 for label, path in (("/bin/true", "true.json"), ("cat 50 KB", "cat.json")):
     s = stats(f"{work}/{path}")
     for case, (med, p99) in s.items():
-        print(f"{label:<12} {case:<12} {med:>10.2f} {p99:>8.2f}")
+        print(f"{label:<12} {case:<12} {med:>10.2f} {p99:>8.2f} {cpu[case]:>8.2f}")
     a, b, bs, c = (s[k][0] for k in ("a-floor", "b-cagepipe", "b-static", "c-chain"))
     print(f"{label:<12} b/a = {b / a:.2f}   c/b = {c / b:.2f}   static: b/a = {bs / a:.2f}   c/b = {c / bs:.2f}")
+    if "d-wrapper" in s:
+        d, ds = s["d-wrapper"][0], s["d-static"][0]
+        print(f"{label:<12} b/d = {b / d:.2f}   static: b/d = {bs / ds:.2f}   "
+              f"CPU: b/d = {cpu['b-cagepipe'] / cpu['d-wrapper']:.2f}   static: b/d = {cpu['b-static'] / cpu['d-static']:.2f}")
 for path in ("spaced.json", "spaced-legacy.json"):
-    for case, (med, p99) in stats(f"{work}/{path}").items():
+    sp = stats(f"{work}/{path}")
+    for case, (med, p99) in sp.items():
         print(f"{'spaced 0.3s':<12} {case:<24} {med:>6.2f} {p99:>8.2f}")
+    if "d-wrapper" in sp:
+        print(f"{'spaced 0.3s':<12} b/d = {sp['b-cagepipe'][0] / sp['d-wrapper'][0]:.2f}")
 s = stats(f"{work}/rollout.json")
 for case, (med, p99) in s.items():
     print(f"{'rollout':<12} {case:<24} {med:>6.2f} {p99:>8.2f}")
 print(f"{'rollout':<12} uncontained/floor = {s['b-uncontained'][0] / s['a-floor'][0]:.2f}")
-rss = open(f"{work}/rss").read().strip()
-print(f"cagepipe peak RSS: {int(rss) / 1024:.1f} MB ({rss} KB, max of 20 deliveries)")
+def pooled(paths, name):
+    t = sorted(x for p in paths for r in json.load(open(p))["results"] for x in r["times"])
+    return statistics.median(t) * 1e3, t[min(len(t) - 1, int(len(t) * 0.99))] * 1e3
+base = None
+for e in engines.split():
+    med, p99 = pooled([f"{work}/engine-{e}-{r}.json" for r in range(1, 6)], e)
+    base = base if base is not None else med
+    print(f"{'engine':<12} {e:<24} {med:>6.2f} {p99:>8.2f}   {med - base:+.2f} ms against pidfile")
+if os.path.exists(f"{work}/exim-plain-1.json"):
+    for suffix, label in (("", "exim"), ("-spaced", "exim spaced")):
+        p = pooled([f"{work}/exim-plain{suffix}-{r}.json" for r in (1, 2, 3)], "e-plain")
+        c = pooled([f"{work}/exim-cagepipe{suffix}-{r}.json" for r in (1, 2, 3)], "e-cagepipe")
+        print(f"{label:<12} {'e-plain':<24} {p[0]:>6.2f} {p[1]:>8.2f}")
+        print(f"{label:<12} {'e-cagepipe':<24} {c[0]:>6.2f} {c[1]:>8.2f}   e(cagepipe)/e(plain) = {c[0] / p[0]:.2f}")
+    print("exim main logs: " + "; ".join(open(f"{work}/exim-delivered").read().split("\n")).strip("; "))
+def syscalls(path, binary):
+    # From cagepipe's exec: its own calls to the end, its child's until the
+    # command's exec. Also the time strace saw in each kind of call (-T)
+    # until the command's exec, the parent's waiting for it left out
+    # (strace slows every call: only the ranking means something).
+    parent = child = None
+    n = 0
+    spent = {}
+    def note(pid, name, rest):
+        if child == "done" or (pid == parent and child is not None and not name.startswith("clone")):
+            return
+        t = rest.rstrip()
+        if t.endswith(">") and "<" in t:
+            try:
+                spent[name] = spent.get(name, 0.0) + float(t.rsplit("<", 1)[1][:-1])
+            except ValueError:
+                pass
+    for line in open(path):
+        pid, _, rest = line.partition(" ")
+        rest = rest.lstrip()
+        if parent is None:
+            if rest.startswith(f'execve("{binary}"'):
+                parent = pid
+            continue
+        if rest.startswith("<..."):
+            name = rest[4:].split()[0]
+            if pid in (parent, child):
+                note(pid, name, rest)
+            continue
+        if rest.startswith(("+++", "---")):
+            continue
+        name = rest.split("(", 1)[0]
+        if pid == parent:
+            n += 1
+            note(pid, name, rest)
+            if child is None and rest.startswith(("clone", "fork")) and "= " in rest:
+                r = rest.rsplit("= ", 1)[1].split()[0]
+                if r.isdigit():
+                    child = r
+        elif child is None or pid == child:
+            child = pid
+            if rest.startswith("execve(") and '"/bin/true"' in rest:
+                child = "done"
+                continue
+            n += 1
+            note(pid, name, rest)
+    return n, spent
+for b in ("cagepipe", "cagepipe-static"):
+    n, spent = syscalls(f"{work}/strace-{b}", f"{work}/{b}")
+    top = sorted(spent.items(), key=lambda kv: -kv[1])[:8]
+    print(f"system calls of one delivery ({b}): {n}; most time under strace: "
+          + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in top))
+for b in ("cagepipe", "cagepipe-static"):
+    rss = open(f"{work}/rss-{b}").read().strip()
+    print(f"peak RSS ({b}): {int(rss) / 1024:.2f} MB ({rss} KB, max of 20 deliveries)")
 EOF

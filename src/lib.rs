@@ -57,6 +57,9 @@ pub fn parse_config(text: &str, path: &std::path::Path) -> Result<()> {
 
 /// The program: run with the process's arguments and end as [`run`] says.
 pub fn main() -> ! {
+    // As the standard library's start-up would (main.rs bypasses it): a
+    // write to a closed pipe is an error, not death by SIGPIPE.
+    platform::sys::ignore_sigpipe();
     // A bug in cagepipe must not bounce mail: report it and defer (75).
     std::panic::set_hook(Box::new(|info| {
         log::to_stderr(&format!("internal error: {info}"));
@@ -191,14 +194,13 @@ fn dispatch(args: Vec<OsString>, audit: &mut Audit) -> Result<Done> {
         print!("{text}");
         return Ok(Done::Finished(0));
     }
-    let uid = process::real_uid();
-    let is_root = uid == 0;
+    let status = startup::own_status()?;
+    let is_root = status.uid[0] == 0;
     authorize(&request, is_root)?;
-    startup::self_check(is_root)?;
-    process::default_sigchld();
+    let started = startup::self_check(&status, is_root)?;
     let config_path = request.config.clone().unwrap_or_else(deliver::default_config);
-    let caller = caller(uid, &request)?;
-    let k = &mut Linux;
+    let caller = caller(started, &request);
+    let k = &mut Linux::default();
 
     match &request.action {
         Action::Deliver(spec) => {
@@ -271,23 +273,24 @@ fn authorize(request: &Request, is_root: bool) -> Result<()> {
     Ok(())
 }
 
-/// What the plan takes from the calling process: its ids, Exim's
-/// environment with `--env` on top (given by hand, they win), and the
-/// directory Exim started cagepipe in (an unreadable one counts as `/`).
-fn caller(uid: u32, request: &Request) -> Result<Caller> {
+/// What the plan takes from the calling process: its ids (as start-up
+/// read them), Exim's environment with `--env` on top (given by hand, they
+/// win), and the directory Exim started cagepipe in (an unreadable one
+/// counts as `/`).
+fn caller(started: startup::Caller, request: &Request) -> Caller {
     let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
     env.retain(|(k, _)| !request.env.iter().any(|(h, _)| h == k));
     env.extend(request.env.iter().cloned());
     let cwd = std::env::current_dir().map(|p| p.into_os_string().into_vec()).unwrap_or_else(|_| b"/".to_vec());
-    Ok(Caller {
-        uid,
-        is_root: uid == 0,
-        egid: process::effective_gid(),
-        groups: process::supplementary_groups().map_err(|e| Error::io("reading our supplementary groups", e))?,
+    Caller {
+        uid: started.uid,
+        is_root: started.uid == 0,
+        egid: started.egid,
+        groups: started.groups,
         env,
         by_hand: request.env.clone(),
         cwd,
-    })
+    }
 }
 
 /// The layers, as ARCHITECTURE.md states them, checked on the source: what

@@ -269,7 +269,7 @@ pub(crate) fn installation(config_path: &Path, out: &mut Report) -> Result<()> {
     out.config(&c);
     let db = Database::default();
     out.unknown_rollout_names(&rollout::unknown_users(&c.rollout, &db), &rollout::unknown_groups(&c.rollout, &db)?);
-    out.capabilities(&mut Linux);
+    out.capabilities(&mut Linux::default());
     Ok(())
 }
 
@@ -394,6 +394,9 @@ impl Witness for Report {
         for d in &t.cgroups.join {
             self.add("cgroup to join", escape(d.to_string().as_bytes()));
         }
+        for d in &t.cgroups.already_in {
+            self.add("cgroup not joined", format!("{} (cagepipe is already in it)", escape(d.to_string().as_bytes())));
+        }
         for h in &t.cgroups.unmounted {
             self.add("cgroup not joined", format!("{} (hierarchy not mounted on this host)", escape(h.as_bytes())));
         }
@@ -431,6 +434,7 @@ impl Witness for Report {
             "cgroups",
             Json::Obj(vec![
                 ("join", Json::Arr(t.cgroups.join.iter().map(dir).collect())),
+                ("already_in", Json::Arr(t.cgroups.already_in.iter().map(dir).collect())),
                 ("not_joined", Json::strs(t.cgroups.unmounted.iter().map(|h| escape(h.as_bytes())))),
             ]),
         );
@@ -440,7 +444,7 @@ impl Witness for Report {
         let groups: Vec<String> = c.groups.iter().map(u32::to_string).collect();
         self.add("runs inside as", format!("uid {} gid {} groups {}", c.uid, c.gid, groups.join(",")));
         self.set("credentials", credentials_json(c, "container"));
-        self.capabilities(&mut Linux);
+        self.capabilities(&mut Linux::default());
     }
 
     fn plan(&mut self, plan: &Plan) {

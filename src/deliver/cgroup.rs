@@ -30,6 +30,32 @@ impl fmt::Display for CgroupDir {
 pub(crate) struct CgroupPlan {
     pub(crate) join: Vec<CgroupDir>,
     pub(crate) unmounted: Vec<String>,
+    /// Hierarchies where the target's cgroup is the one cagepipe (and so
+    /// the command's process, born in it) is already in: a manager that
+    /// leaves the container in the root cgroup of some hierarchies. Not
+    /// joined: a v1 move into the same cgroup still takes the threadgroup
+    /// lock and waits for an RCU grace period on an idle server.
+    pub(crate) already_in: Vec<CgroupDir>,
+}
+
+impl CgroupPlan {
+    /// Move the hierarchies whose target cgroup is `own`'s (our own
+    /// /proc/self/cgroup, read in the same cgroup namespace) from `join` to
+    /// `already_in`.
+    pub(crate) fn skip_own(&mut self, target: &[CgroupEntry], own: &[CgroupEntry]) {
+        let same = |d: &CgroupDir| {
+            target.iter().any(|t| {
+                let hierarchy = if t.hierarchy_id == 0 { "v2".to_string() } else { t.controllers.join(",") };
+                hierarchy == d.hierarchy
+                    && own
+                        .iter()
+                        .any(|o| o.hierarchy_id == t.hierarchy_id && o.controllers == t.controllers && o.path == t.path)
+            })
+        };
+        let (already_in, join): (Vec<CgroupDir>, Vec<CgroupDir>) = self.join.drain(..).partition(|d| same(d));
+        self.join = join;
+        self.already_in = already_in;
+    }
 }
 
 /// Map the target's /proc/PID/cgroup entries onto our mount table.
@@ -218,13 +244,35 @@ mod tests {
     }
 
     #[test]
+    fn a_hierarchy_whose_target_is_our_own_cgroup_is_not_joined() {
+        let mounts = vec![
+            mount("cgroup", "/", "/sys/fs/cgroup/cpu,cpuacct", &["rw", "cpu", "cpuacct"]),
+            mount("cgroup", "/", "/sys/fs/cgroup/pids", &["rw", "pids"]),
+            mount("cgroup2", "/", "/sys/fs/cgroup/unified", &["rw"]),
+        ];
+        // The container has a cgroup of its own in pids and v2 only.
+        let target = vec![entry(2, &["cpu", "cpuacct"], "/"), entry(5, &["pids"], "/c1"), entry(0, &[], "/c1")];
+        let own = vec![entry(2, &["cpu", "cpuacct"], "/"), entry(5, &["pids"], "/"), entry(0, &[], "/")];
+        let mut p = plan(&target, &mounts);
+        p.skip_own(&target, &own);
+        let dirs = |v: &[CgroupDir]| v.iter().map(|d| d.to_string()).collect::<Vec<_>>();
+        assert_eq!(dirs(&p.join), ["v2 /sys/fs/cgroup/unified/c1", "pids /sys/fs/cgroup/pids/c1"]);
+        assert_eq!(dirs(&p.already_in), ["cpu,cpuacct /sys/fs/cgroup/cpu,cpuacct/"]);
+        // The same path in another hierarchy is not ours.
+        let own = vec![entry(3, &["cpu", "cpuacct"], "/"), entry(5, &["pids"], "/c1")];
+        let mut p = plan(&target, &mounts);
+        p.skip_own(&target, &own);
+        assert_eq!(dirs(&p.already_in), ["pids /sys/fs/cgroup/pids/c1"]);
+    }
+
+    #[test]
     fn joining_a_missing_directory_names_it() {
         let d = CgroupDir { hierarchy: "pids".into(), dir: "/nonexistent/cagepipe-cg".into() };
-        let e = open(&mut crate::platform::kernel::Linux, &[d]).unwrap_err();
+        let e = open(&mut crate::platform::kernel::Linux::default(), &[d]).unwrap_err();
         assert_eq!(e.exit_code(), 75);
         assert!(e.to_string().contains("/nonexistent/cagepipe-cg"), "{e}");
         let d = CgroupDir { hierarchy: "v2".into(), dir: "/nonexistent/cagepipe-cg".into() };
-        let e = open(&mut crate::platform::kernel::Linux, &[d]).unwrap_err();
+        let e = open(&mut crate::platform::kernel::Linux::default(), &[d]).unwrap_err();
         assert_eq!(e.exit_code(), 75);
         assert!(e.to_string().contains("/nonexistent/cagepipe-cg"), "{e}");
     }

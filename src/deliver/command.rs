@@ -145,7 +145,7 @@ mod tests {
     fn exec_failure_explains_itself() {
         let argv = to_cstrings(&[b"x".to_vec()]).unwrap();
         let missing = candidates(b"cagepipe-no-such-program", "/nonexistent:/usr/bin");
-        let k = &mut crate::platform::kernel::Linux;
+        let k = &mut crate::platform::kernel::Linux::default();
         assert_eq!(exec_first(k, &missing, &argv, &[]).raw_os_error(), Some(Errno::ENOENT as i32));
         // A directory is found but cannot be executed.
         let dir = candidates(b"/etc", "");

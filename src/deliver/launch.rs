@@ -72,7 +72,9 @@ pub(crate) fn launch(k: &mut impl Kernel, plan: &Plan) -> Result<Supervised> {
         Forked::Parent(pid) => {
             drop(status_w);
             drop(alive_r);
-            drop(cgroups);
+            // The cgroup files stay open until the process ends: closing
+            // them is work the exit does anyway.
+            std::mem::forget(cgroups);
             Ok(supervise(k, plan, pid, status_r, alive_w))
         }
     }

@@ -85,7 +85,11 @@ pub(crate) fn deliver(
         Ok(None) => unreachable!("a delivery always has a command"),
         Err(e) => return (None, Err(e)),
     };
-    match launch::launch(k, &plan) {
+    let launched = launch::launch(k, &plan);
+    // The process ends next: its descriptors (the container's namespaces,
+    // root and /proc directory) close with it, not one close each.
+    std::mem::forget(plan);
+    match launched {
         Ok(supervised) => (supervised.sandbox, supervised.ending),
         Err(e) => (None, Err(e)),
     }
@@ -259,6 +263,7 @@ mod tests {
                 NONE,
                 "read_proc 4711/cgroup",
                 "mountinfo",
+                "own_cgroups",
                 "ns_owner_uid ns/user",
                 "read_proc 4711/uid_map",
                 "read_proc 4711/gid_map",
@@ -375,6 +380,22 @@ mod tests {
                 "write pipe-w 127\tcommand handler not found inside the container",
                 "exit 127",
             ]
+        );
+    }
+
+    #[test]
+    fn a_cgroup_the_delivery_is_already_in_is_neither_opened_nor_joined() {
+        let mut k = Recording::new();
+        k.fork_as = Forked::Child;
+        // The container shares our cpu,cpuacct cgroup; its v2 cgroup is its own.
+        k.own_cgroups = "4:cpu,cpuacct:/ct/alice\n0::/\n".into();
+        let (calls, _) = run(&mut k, &config(""), true);
+        let cgroup_calls: Vec<&str> =
+            calls.iter().map(String::as_str).filter(|c| c.contains("cgroup") && !c.starts_with("setns")).collect();
+        assert_eq!(
+            cgroup_calls,
+            ["open_cgroup /sys/fs/cgroup/unified/ct/alice", "clone3 into /sys/fs/cgroup/unified/ct/alice"],
+            "{calls:?}"
         );
     }
 

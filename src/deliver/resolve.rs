@@ -91,7 +91,7 @@ pub(crate) fn resolve(k: &mut impl Kernel, config: &Config, account: &Account) -
         // A cgroup's member, pinned: the cgroup read after the pidfd was
         // open must still be the one it was listed in.
         if let Some(dir) = &found.cgroup {
-            if !target.cgroups.join.iter().any(|d| d.dir.starts_with(dir)) {
+            if !target.cgroups.join.iter().chain(&target.cgroups.already_in).any(|d| d.dir.starts_with(dir)) {
                 return Err(not_running(format!(
                     "process {} left {} while it was being opened",
                     target.pid,
@@ -274,7 +274,10 @@ fn pin(
     let mountinfo = k.mountinfo().map_err(|e| Error::io("reading /proc/self/mountinfo", e))?;
     let mounts =
         procfs::parse_mountinfo(&mountinfo).map_err(|e| Error::io("/proc/self/mountinfo", std::io::Error::other(e)))?;
-    let cgroups = cgroup::plan(&entries, &mounts);
+    let mut cgroups = cgroup::plan(&entries, &mounts);
+    let own = k.own_cgroups().map_err(|e| Error::io("reading /proc/self/cgroup", e))?;
+    let own = procfs::parse_cgroup(&own).map_err(|e| Error::io("/proc/self/cgroup", std::io::Error::other(e)))?;
+    cgroups.skip_own(&entries, &own);
 
     let id_maps = if let Some(userns) = foreign.iter().find(|ns| ns.kind.name == "user") {
         // A user namespace that someone other than root created is that

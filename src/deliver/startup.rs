@@ -13,8 +13,8 @@ use crate::platform::{process, sys};
 /// Make sure 0, 1 and 2 are open (on /dev/null if the caller closed them),
 /// so that no file cagepipe opens can become the command's stdin or stdout.
 pub(crate) fn ensure_std_fds() -> io::Result<()> {
-    for fd in 0..=2 {
-        if !sys::fd_is_open(fd) {
+    for (fd, closed) in (0..).zip(sys::closed_std_fds()?) {
+        if closed {
             sys::open_devnull_at(fd)?;
         }
     }
@@ -23,58 +23,76 @@ pub(crate) fn ensure_std_fds() -> io::Result<()> {
 
 /// Close every descriptor above 2 that the caller left open (a directory
 /// fd to the host's `/`, a socket...): none of them may reach the container
-/// (runc CVE-2024-21626). Listed from the host's /proc, checked to be procfs.
+/// (runc CVE-2024-21626). Nothing of ours is open yet, so one close_range
+/// does it; older kernels (before 5.9) get them listed from the host's
+/// /proc. Then /proc is opened for good, checked to be procfs.
 pub(crate) fn close_inherited_fds() -> Result<()> {
-    check_proc_is_procfs()?;
-    let mut numbers = Vec::new();
-    for entry in std::fs::read_dir("/proc/self/fd").map_err(|e| Error::io("listing /proc/self/fd", e))? {
-        let entry = entry.map_err(|e| Error::io("listing /proc/self/fd", e))?;
-        if let Some(n) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
-            if n > 2 {
-                numbers.push(n);
+    if sys::close_range(3, u32::MAX).is_err() {
+        check_proc_is_procfs()?;
+        let mut numbers = Vec::new();
+        for entry in std::fs::read_dir("/proc/self/fd").map_err(|e| Error::io("listing /proc/self/fd", e))? {
+            let entry = entry.map_err(|e| Error::io("listing /proc/self/fd", e))?;
+            if let Some(n) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
+                if n > 2 {
+                    numbers.push(n);
+                }
             }
         }
+        // The directory's own descriptor is in the list; it is closed by now.
+        for n in numbers {
+            sys::close_fd_number(n);
+        }
     }
-    // The directory's own descriptor is in the list; it is closed by now.
-    for n in numbers {
-        sys::close_fd_number(n);
+    check_proc_is_procfs()
+}
+
+fn check_proc_is_procfs() -> Result<()> {
+    if !process::open_host_proc().map_err(|e| Error::io("opening /proc", e))? {
+        return Err(Error::SelfCheck("/proc is not the proc file system".into()));
     }
     Ok(())
 }
 
-fn check_proc_is_procfs() -> Result<()> {
-    if !process::proc_is_procfs().map_err(|e| Error::io("statfs /proc", e))? {
-        return Err(Error::SelfCheck("/proc is not the proc file system".into()));
-    }
-    Ok(())
+/// What start-up learnt about the calling process from its
+/// /proc/self/status, read once: the ids and groups the plan takes from
+/// the caller.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub(crate) uid: u32,
+    pub(crate) egid: u32,
+    pub(crate) groups: Vec<u32>,
+}
+
+/// Read /proc/self/status once, for the self-check and the caller's ids.
+pub(crate) fn own_status() -> Result<procfs::Status> {
+    let status = process::read_own("status", 64 * 1024).map_err(|e| Error::io("reading /proc/self/status", e))?;
+    procfs::parse_status(&status).map_err(|e| Error::io("/proc/self/status", io::Error::other(e)))
 }
 
 /// Refuse to run when installed or started in a way that would make the
 /// result wrong: setuid/setgid, no_new_privs already set (so the file
 /// capabilities were not granted), more than one thread, or capabilities
 /// missing. Root (`--user` by an administrator) holds every capability.
-pub(crate) fn self_check(caller_is_root: bool) -> Result<()> {
-    let [real, effective, saved] = process::uids().map_err(|e| Error::io("getresuid", e))?;
+/// Everything is taken from one read of /proc/self/status.
+pub(crate) fn self_check(status: &procfs::Status, caller_is_root: bool) -> Result<Caller> {
+    let [real, effective, saved, _] = status.uid;
     if real != effective || effective != saved {
         return Err(Error::SelfCheck(
             "cagepipe is running setuid; remove the setuid bit and install it with file capabilities".into(),
         ));
     }
-    let [real, effective, saved] = process::gids().map_err(|e| Error::io("getresgid", e))?;
+    let [real, effective, saved, _] = status.gid;
     if real != effective || effective != saved {
         return Err(Error::SelfCheck(
             "cagepipe is running setgid; remove the setgid bit and install it with file capabilities".into(),
         ));
     }
-    if process::no_new_privs().unwrap_or(true) {
+    // Kernels before 4.10 do not show the flag: ask.
+    if status.no_new_privs.unwrap_or_else(|| process::no_new_privs().unwrap_or(true)) {
         return Err(Error::SelfCheck(
             "no_new_privs is already set, so the file capabilities were not granted (is the caller sandboxed, or cagepipe started from inside a container?)".into(),
         ));
     }
-    let status = std::fs::File::open("/proc/self/status")
-        .and_then(|f| crate::platform::fs::read_small(f, 64 * 1024))
-        .map_err(|e| Error::io("reading /proc/self/status", e))?;
-    let status = procfs::parse_status(&status).map_err(|e| Error::io("/proc/self/status", io::Error::other(e)))?;
     if status.threads != 1 {
         return Err(Error::SelfCheck(format!(
             "{} threads at start-up; cagepipe must be single-threaded",
@@ -82,11 +100,17 @@ pub(crate) fn self_check(caller_is_root: bool) -> Result<()> {
         )));
     }
     sys::mark_single_threaded();
-    // The child resets these, and only these, before exec.
-    sys::note_signals_at_startup(status.sig_ign | status.sig_cgt);
+    // The child resets these, and only these, before exec: exec itself
+    // resets every caught signal, but an ignored one stays ignored.
+    sys::note_signals_at_startup(status.sig_ign);
+    // An ignored SIGCHLD (a caller can hand it over so) would make waitpid
+    // fail; a blocked one is harmless but is unblocked too, as before.
+    let sigchld = 1u64 << (process::SIGCHLD - 1);
+    if (status.sig_ign | status.sig_blk) & sigchld != 0 {
+        process::default_sigchld();
+    }
     if !caller_is_root {
-        let have = sys::capget().map_err(|e| Error::io("reading capabilities", e))?.permitted;
-        let missing = privileges::missing_names(have, &REQUIRED);
+        let missing = privileges::missing_names(status.cap_prm, &REQUIRED);
         if !missing.is_empty() {
             return Err(Error::SelfCheck(format!(
                 "the binary lacks the capabilities {missing}; install it with: setcap {} {}",
@@ -95,7 +119,7 @@ pub(crate) fn self_check(caller_is_root: bool) -> Result<()> {
             )));
         }
     }
-    Ok(())
+    Ok(Caller { uid: status.uid[0], egid: status.gid[1], groups: status.groups.clone() })
 }
 
 /// The binary that is running, for the setcap advice (it need not be the
@@ -125,7 +149,8 @@ mod tests {
         let other = std::thread::spawn(move || {
             let _ = wait.recv();
         });
-        let result = self_check(true);
+        crate::platform::process::open_host_proc().unwrap();
+        let result = own_status().and_then(|status| self_check(&status, true));
         drop(stop);
         other.join().unwrap();
         let e = result.unwrap_err();

@@ -95,6 +95,8 @@ pub(crate) trait Kernel {
     fn ns_owner_uid(&mut self, ns: BorrowedFd<'_>) -> io::Result<u32>;
     /// Our mount table, `/proc/self/mountinfo`.
     fn mountinfo(&mut self) -> io::Result<Vec<u8>>;
+    /// Our own cgroups, `/proc/self/cgroup` (through the host's /proc).
+    fn own_cgroups(&mut self) -> io::Result<Vec<u8>>;
     /// How to compare a process's start time with a file's timestamp.
     fn boot_clock(&mut self) -> io::Result<BootClock>;
 
@@ -161,7 +163,13 @@ pub(crate) trait Kernel {
 }
 
 /// The running kernel.
-pub(crate) struct Linux;
+#[derive(Default)]
+pub(crate) struct Linux {
+    /// Our capability sets as the last capget or successful capset left
+    /// them: only this process changes them (it has one thread), except by
+    /// entering a user namespace or changing ids, which forget them.
+    caps: Option<CapSets>,
+}
 
 /// Far more than any host's mount table.
 const MOUNTINFO_MAX: usize = 64 << 20;
@@ -196,7 +204,12 @@ impl Kernel for Linux {
     }
     fn read_proc(&mut self, dir: BorrowedFd<'_>, name: &str, max: usize) -> Result<Vec<u8>, Errno> {
         let fd = openat(dir, name, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
-        super::fs::read_small(std::fs::File::from(fd), max).map_err(errno_of)
+        let file = std::fs::File::from(fd);
+        // The files of one record (stat, cgroup) come whole in one read;
+        // the id maps are a record per line.
+        let read =
+            if name.ends_with("_map") { super::fs::read_small(file, max) } else { super::fs::read_rendered(file, max) };
+        read.map_err(errno_of)
     }
     fn open_proc_entry(&mut self, dir: BorrowedFd<'_>, entry: ProcEntry<'_>) -> Result<(OwnedFd, FileId), Errno> {
         let fd = match entry {
@@ -219,6 +232,9 @@ impl Kernel for Linux {
     fn mountinfo(&mut self) -> io::Result<Vec<u8>> {
         super::fs::read_small(std::fs::File::open("/proc/self/mountinfo")?, MOUNTINFO_MAX)
     }
+    fn own_cgroups(&mut self) -> io::Result<Vec<u8>> {
+        super::process::read_own("cgroup", 64 * 1024)
+    }
     fn boot_clock(&mut self) -> io::Result<BootClock> {
         use nix::time::{clock_getres, clock_gettime, ClockId};
         let ns = |t: nix::sys::time::TimeSpec| i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec());
@@ -234,10 +250,17 @@ impl Kernel for Linux {
         })
     }
     fn capget(&mut self) -> io::Result<CapSets> {
-        sys::capget()
+        if let Some(caps) = self.caps {
+            return Ok(caps);
+        }
+        let caps = sys::capget()?;
+        self.caps = Some(caps);
+        Ok(caps)
     }
     fn capset(&mut self, sets: CapSets) -> io::Result<()> {
-        sys::capset(sets)
+        let set = sys::capset(sets);
+        self.caps = set.as_ref().ok().map(|()| sets);
+        set
     }
     fn open_cgroup(&mut self, dir: &Path, v2: bool) -> io::Result<OwnedFd> {
         let opened = if v2 {
@@ -252,9 +275,17 @@ impl Kernel for Linux {
         opened.map_err(io::Error::from)
     }
     fn setns(&mut self, fd: BorrowedFd<'_>, flags: i32) -> io::Result<()> {
+        // Entering a user namespace (alone or through a pidfd) replaces
+        // the capability sets.
+        if flags & libc::CLONE_NEWUSER != 0 {
+            self.caps = None;
+        }
         sys::setns(fd, flags)
     }
     fn chroot(&mut self, root: BorrowedFd<'_>) -> io::Result<()> {
+        // What secure_file verified lies below the old root: a trusted
+        // path must never be resolved there once inside.
+        secure_file::forget_verified();
         nix::unistd::fchdir(root)?;
         nix::unistd::chroot(".").map_err(io::Error::from)
     }
@@ -292,14 +323,17 @@ impl Kernel for Linux {
         sys::reset_all_signals()
     }
     fn setgroups(&mut self, groups: &[u32]) -> io::Result<()> {
+        self.caps = None;
         let gids: Vec<nix::unistd::Gid> = groups.iter().copied().map(nix::unistd::Gid::from_raw).collect();
         nix::unistd::setgroups(&gids).map_err(io::Error::from)
     }
     fn setresgid(&mut self, gid: u32) -> io::Result<()> {
+        self.caps = None;
         let g = nix::unistd::Gid::from_raw(gid);
         nix::unistd::setresgid(g, g, g).map_err(io::Error::from)
     }
     fn setresuid(&mut self, uid: u32) -> io::Result<()> {
+        self.caps = None;
         let u = nix::unistd::Uid::from_raw(uid);
         nix::unistd::setresuid(u, u, u).map_err(io::Error::from)
     }
@@ -316,16 +350,26 @@ impl Kernel for Linux {
         nix::sys::prctl::set_no_new_privs().map_err(io::Error::from)
     }
     fn observe(&mut self) -> io::Result<Observed> {
-        let u = nix::unistd::getresuid()?;
-        let g = nix::unistd::getresgid()?;
+        // One read of our own status through the host's /proc, opened at
+        // start-up: inside the container, its /proc is the container's to
+        // fake. The ids are shown as our (the container's) user namespace
+        // sees them, as getresuid would return them.
+        let status = super::process::read_own("status", 64 * 1024)?;
+        let s = crate::parse::procfs::parse_status(&status).map_err(io::Error::other)?;
+        let [ur, ue, us, _] = s.uid;
+        let [gr, ge, gs, _] = s.gid;
         Ok(Observed {
-            uids: [u.real.as_raw(), u.effective.as_raw(), u.saved.as_raw()],
-            gids: [g.real.as_raw(), g.effective.as_raw(), g.saved.as_raw()],
-            groups: nix::unistd::getgroups()?.into_iter().map(nix::unistd::Gid::as_raw).collect(),
-            caps: sys::capget()?,
-            ambient: sys::cap_ambient_read(),
-            bounding: sys::capbset_read(),
-            no_new_privs: nix::sys::prctl::get_no_new_privs()?,
+            uids: [ur, ue, us],
+            gids: [gr, ge, gs],
+            groups: s.groups,
+            caps: CapSets { effective: s.cap_eff, permitted: s.cap_prm, inheritable: s.cap_inh },
+            // Kernels before 4.3 and 4.10 do not show these lines: ask.
+            ambient: s.cap_amb.unwrap_or_else(sys::cap_ambient_read),
+            bounding: s.cap_bnd,
+            no_new_privs: match s.no_new_privs {
+                Some(set) => set,
+                None => nix::sys::prctl::get_no_new_privs()?,
+            },
             dumpable: nix::sys::prctl::get_dumpable()?,
         })
     }

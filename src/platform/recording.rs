@@ -68,6 +68,8 @@ pub(crate) struct Recording {
     pub(crate) dirs: HashMap<PathBuf, Vec<String>>,
     pub(crate) process: Option<FakeProcess>,
     pub(crate) mountinfo: String,
+    /// Our own /proc/self/cgroup: the root cgroup in every hierarchy.
+    pub(crate) own_cgroups: String,
     /// Wall-clock time at boot (ns) and ticks per second.
     pub(crate) boot: (i128, i128),
     /// Kernel features that are missing (ENOSYS): "pidfd", "clone3",
@@ -107,6 +109,7 @@ impl Recording {
             files: HashMap::new(),
             dirs: HashMap::new(),
             process: Some(FakeProcess::container(4711)),
+            own_cgroups: "4:cpu,cpuacct:/\n0::/\n".into(),
             mountinfo: "30 1 0:26 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
                         31 1 0:27 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
                 .into(),
@@ -273,6 +276,10 @@ impl Kernel for Recording {
     fn mountinfo(&mut self) -> io::Result<Vec<u8>> {
         self.record("mountinfo".into())?;
         Ok(self.mountinfo.clone().into_bytes())
+    }
+    fn own_cgroups(&mut self) -> io::Result<Vec<u8>> {
+        self.record("own_cgroups".into())?;
+        Ok(self.own_cgroups.clone().into_bytes())
     }
     fn boot_clock(&mut self) -> io::Result<BootClock> {
         self.record("boot_clock".into())?;

@@ -6,10 +6,11 @@
 //! path the checks did not see.
 #![forbid(unsafe_code)]
 
+use std::ffi::OsStr;
 use std::fmt;
-use std::io::Read;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, OFlag};
@@ -80,27 +81,15 @@ pub(crate) fn read_root_owned(path: &Path, max_len: usize) -> Result<TrustedFile
         return Err(unsafe_path("names no file"));
     };
 
-    let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let mut walked = PathBuf::from("/");
-    let mut dir: OwnedFd = nix::fcntl::open("/", dir_flags, Mode::empty())
-        .map_err(|errno| Untrusted::Io { path: walked.clone(), errno })?;
-    check_dir(&walked, &dir)?;
-    for name in names {
-        walked.push(name);
-        dir = match openat(&dir, name, dir_flags, Mode::empty()) {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT) => return Err(Untrusted::Missing(walked)),
-            Err(Errno::ENOTDIR) | Err(Errno::ELOOP) => {
-                return Err(Untrusted::Unsafe { path: walked, why: "is a symbolic link or not a directory".into() })
-            }
-            Err(errno) => return Err(Untrusted::Io { path: walked, errno }),
-        };
-        check_dir(&walked, &dir)?;
-    }
+    with_verified_dir(&names, |walked, dir| read_in(walked, dir, file_name, max_len))
+}
 
+/// Read `file_name` below the verified directory `dir` (which is `walked`).
+fn read_in(walked: &Path, dir: BorrowedFd<'_>, file_name: &OsStr, max_len: usize) -> Result<TrustedFile, Untrusted> {
+    let mut walked = walked.to_path_buf();
     walked.push(file_name);
     let fd = match openat(
-        &dir,
+        dir,
         file_name,
         OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
         Mode::empty(),
@@ -116,10 +105,11 @@ pub(crate) fn read_root_owned(path: &Path, max_len: usize) -> Result<TrustedFile
     }
     check_owner_and_mode(&walked, &stat)?;
 
-    // Sized from fstat: the whole file in one read, and one more for EOF.
-    let mut contents = Vec::with_capacity((stat.st_size.max(0) as usize).min(max_len) + 1);
-    let mut file = std::fs::File::from(fd);
-    (&mut file).take(max_len as u64 + 1).read_to_end(&mut contents).map_err(|e| Untrusted::Io {
+    // Sized from fstat, one byte more: a read that returns less than it
+    // asked for reached the end, so the whole file takes one read.
+    let file = std::fs::File::from(fd);
+    let asked = (stat.st_size.max(0) as usize).min(max_len) + 1;
+    let contents = crate::platform::fs::read_rendered_from(file, asked, max_len + 1).map_err(|e| Untrusted::Io {
         path: walked.clone(),
         errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
     })?;
@@ -139,31 +129,23 @@ pub(crate) fn list_root_owned(path: &Path, max: usize) -> Result<Vec<(String, bo
     if !path.is_absolute() {
         return Err(unsafe_path("is not an absolute path"));
     }
-    let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let mut walked = PathBuf::from("/");
-    let mut dir: OwnedFd = nix::fcntl::open("/", dir_flags, Mode::empty())
-        .map_err(|errno| Untrusted::Io { path: walked.clone(), errno })?;
-    check_dir(&walked, &dir)?;
+    let mut names = Vec::new();
     for c in path.components() {
-        let name = match c {
-            Component::RootDir => continue,
-            Component::Normal(n) => n,
+        match c {
+            Component::RootDir => {}
+            Component::Normal(n) => names.push(n),
             _ => return Err(unsafe_path("contains '.' or '..'")),
-        };
-        walked.push(name);
-        dir = match openat(&dir, name, dir_flags, Mode::empty()) {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT) => return Err(Untrusted::Missing(walked)),
-            Err(Errno::ENOTDIR) | Err(Errno::ELOOP) => {
-                return Err(Untrusted::Unsafe { path: walked, why: "is a symbolic link or not a directory".into() })
-            }
-            Err(errno) => return Err(Untrusted::Io { path: walked, errno }),
-        };
-        check_dir(&walked, &dir)?;
+        }
     }
+    with_verified_dir(&names, |walked, dir| list_in(walked, dir, max))
+}
+
+/// The names in the verified directory `dir` (which is `walked`).
+fn list_in(walked: &Path, dir: BorrowedFd<'_>, max: usize) -> Result<Vec<(String, bool)>, Untrusted> {
+    let walked = walked.to_path_buf();
     let io = |errno| Untrusted::Io { path: walked.clone(), errno };
     let readable =
-        openat(&dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(io)?;
+        openat(dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(io)?;
     let mut names = Vec::new();
     for entry in nix::dir::Dir::from_fd(readable).map_err(io)?.iter() {
         let entry = entry.map_err(io)?;
@@ -184,7 +166,87 @@ pub(crate) fn list_root_owned(path: &Path, max: usize) -> Result<Vec<(String, bo
     Ok(names)
 }
 
-fn check_dir(path: &Path, fd: &OwnedFd) -> Result<(), Untrusted> {
+/// The top of the tree already opened and checked by this process ("/",
+/// "/etc", "/run"), kept open: the configuration, the user database and
+/// the pidfile share them, and each check is an open and an fstat. Only
+/// root can change a root-owned directory that nobody else may write, and
+/// nobody changes these; every deeper directory (where an administrator
+/// may well fix a mode while a survey runs) is checked on every open.
+static VERIFIED: Mutex<Vec<(PathBuf, OwnedFd)>> = Mutex::new(Vec::new());
+const VERIFIED_MAX: usize = 8;
+/// How deep the kept directories go: `/` and its children.
+const VERIFIED_DEPTH: usize = 1;
+
+/// Forget the kept directories: the process's root changes (they belong
+/// to the old one).
+pub(crate) fn forget_verified() {
+    VERIFIED.lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
+
+/// Open and check every directory from `/` down through `names`, starting
+/// below the deepest one already verified, and run `f` on the last.
+fn with_verified_dir<T>(
+    names: &[&OsStr],
+    f: impl FnOnce(&Path, BorrowedFd<'_>) -> Result<T, Untrusted>,
+) -> Result<T, Untrusted> {
+    let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mut verified = VERIFIED.lock().unwrap_or_else(|e| e.into_inner());
+    let prefix = |depth: usize| names[..depth].iter().fold(PathBuf::from("/"), |p, n| p.join(n));
+    let (mut depth, mut cached) = (0..=names.len())
+        .rev()
+        .find_map(|d| {
+            let p = prefix(d);
+            verified.iter().position(|(v, _)| *v == p).map(|i| (d, Some(i)))
+        })
+        .unwrap_or((0, None));
+    let mut walked = prefix(depth);
+    let mut owned: Option<OwnedFd> = None;
+    if cached.is_none() {
+        let fd = nix::fcntl::open("/", dir_flags, Mode::empty())
+            .map_err(|errno| Untrusted::Io { path: walked.clone(), errno })?;
+        check_dir(&walked, fd.as_fd())?;
+        owned = Some(fd);
+    }
+    while depth < names.len() {
+        let name = names[depth];
+        let parent = match (&owned, cached) {
+            (Some(fd), _) => fd.as_fd(),
+            (None, Some(i)) => verified[i].1.as_fd(),
+            (None, None) => unreachable!("either opened or cached"),
+        };
+        let mut below = walked.clone();
+        below.push(name);
+        let fd = match openat(parent, name, dir_flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Err(Untrusted::Missing(below)),
+            Err(Errno::ENOTDIR) | Err(Errno::ELOOP) => {
+                return Err(Untrusted::Unsafe { path: below, why: "is a symbolic link or not a directory".into() })
+            }
+            Err(errno) => return Err(Untrusted::Io { path: below, errno }),
+        };
+        check_dir(&below, fd.as_fd())?;
+        if let Some(done) = owned.replace(fd) {
+            if depth <= VERIFIED_DEPTH && verified.len() < VERIFIED_MAX {
+                verified.push((walked.clone(), done));
+            }
+        }
+        cached = None;
+        walked = below;
+        depth += 1;
+    }
+    if let Some(fd) = owned {
+        if depth <= VERIFIED_DEPTH && verified.len() < VERIFIED_MAX {
+            verified.push((walked.clone(), fd));
+        } else {
+            return f(&walked, fd.as_fd());
+        }
+        cached = Some(verified.len() - 1);
+    }
+    let i = cached.expect("the last directory is cached");
+    f(&walked, verified[i].1.as_fd())
+}
+
+fn check_dir(path: &Path, fd: BorrowedFd<'_>) -> Result<(), Untrusted> {
     let st = fstat(fd).map_err(|errno| Untrusted::Io { path: path.into(), errno })?;
     if !is_type(&st, SFlag::S_IFDIR) {
         return Err(Untrusted::Unsafe { path: path.into(), why: "is not a directory".into() });

@@ -63,11 +63,21 @@ pub(crate) fn close_fd_number(fd: RawFd) {
     unsafe { libc::close(fd) };
 }
 
-/// Whether `fd` is open (`fcntl(F_GETFD)`).
-pub(crate) fn fd_is_open(fd: RawFd) -> bool {
-    // SAFETY: F_GETFD only reads the descriptor flags.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-    flags != -1
+/// Which of the standard descriptors 0, 1 and 2 are closed, in one
+/// `poll` (a closed descriptor reports POLLNVAL).
+pub(crate) fn closed_std_fds() -> io::Result<[bool; 3]> {
+    let mut fds = [0, 1, 2].map(|fd| libc::pollfd { fd, events: 0, revents: 0 });
+    // SAFETY: three valid pollfd structs; a zero timeout never blocks.
+    cvt(unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) } as libc::c_long)?;
+    Ok(fds.map(|p| p.revents & libc::POLLNVAL != 0))
+}
+
+/// Ignore SIGPIPE, as Rust programs do: a write to a closed pipe fails with
+/// EPIPE instead of killing the process. (cagepipe starts without the
+/// standard library's runtime set-up; see main.rs.)
+pub(crate) fn ignore_sigpipe() {
+    // SAFETY: SIG_IGN runs no code of ours.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
 /// Open `/dev/null` onto a closed standard descriptor so that the next file
@@ -104,15 +114,16 @@ pub(crate) fn mark_single_threaded() {
     SINGLE_THREADED.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
-/// The signals whose disposition was not SIG_DFL when the start-up check
-/// read /proc/self/status (SigIgn | SigCgt); all of them until then.
+/// The signals ignored when the start-up check read /proc/self/status
+/// (SigIgn; SIGPIPE among them, which cagepipe ignores first thing); all
+/// of them until then. A caught signal needs no reset: exec resets it.
 static NOT_DEFAULT_AT_STARTUP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
 
-/// Record which signals the kernel reported ignored or handled at start-up
-/// (bit N-1 for signal N). cagepipe itself only ever sets signals back to
-/// SIG_DFL after that, so the child need reset no others.
-pub(crate) fn note_signals_at_startup(ignored_or_caught: u64) {
-    NOT_DEFAULT_AT_STARTUP.store(ignored_or_caught, std::sync::atomic::Ordering::SeqCst);
+/// Record which signals the kernel reported ignored at start-up (bit N-1
+/// for signal N). cagepipe itself only ever sets signals back to SIG_DFL
+/// after that, so the child need reset no others.
+pub(crate) fn note_signals_at_startup(ignored: u64) {
+    NOT_DEFAULT_AT_STARTUP.store(ignored, std::sync::atomic::Ordering::SeqCst);
 }
 
 /// `fork(2)`, refused unless the process was verified single-threaded.
@@ -185,8 +196,8 @@ pub(crate) fn fork_into_cgroup(cgroup: BorrowedFd<'_>) -> io::Result<Forked> {
     }
 }
 
-/// Set every signal whose disposition was not SIG_DFL at start-up (every
-/// signal if start-up did not say) back to SIG_DFL, and empty the mask.
+/// Set every signal that was ignored at start-up (every signal if
+/// start-up did not say) back to SIG_DFL, and empty the mask.
 /// Exim starts pipe commands with SIGHUP/SIGINT/SIGTERM/SIGUSR1 ignored,
 /// and SIG_IGN survives exec. The raw syscall is used because the C
 /// library refuses to touch the real-time signals it reserves (32, 33),
@@ -336,22 +347,6 @@ pub(crate) fn capbset_drop_all() -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The bounding set as a mask.
-pub(crate) fn capbset_read() -> u64 {
-    let mut mask = 0u64;
-    for cap in 0..64 {
-        // SAFETY: PR_CAPBSET_READ takes a capability number; no memory.
-        let r = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) };
-        if r < 0 {
-            break;
-        }
-        if r == 1 {
-            mask |= 1 << cap;
-        }
-    }
-    mask
 }
 
 /// Empty the ambient set (Linux 4.3).

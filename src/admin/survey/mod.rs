@@ -791,7 +791,7 @@ fn judge_pipe(config: &Config, account: Option<&Account>, f: &Found, e: &mut Ent
     };
     e.argv = Some(argv.clone());
     let mut inside = Inside::default();
-    let verdict = judge_in_container(&mut Linux, config, account, &argv, looks, &mut inside);
+    let verdict = judge_in_container(&mut Linux::default(), config, account, &argv, looks, &mut inside);
     (e.container, e.command, e.interpreter) = (inside.container, inside.command, inside.interpreter);
     verdict
 }
