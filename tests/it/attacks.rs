@@ -29,13 +29,13 @@ fn status_field(pid: u32, key: &str) -> String {
 
 /// The host pid of the one delivered command (a probe) running in `c`.
 fn wait_for_probe(c: &Container) -> i32 {
-    let mut pids = Vec::new();
-    for _ in 0..400 {
-        pids = c.commands();
-        if !pids.is_empty() {
-            break;
-        }
+    // A delivery takes milliseconds here, seconds under software emulation
+    // (testbed/vm).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut pids = c.commands();
+    while pids.is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(5));
+        pids = c.commands();
     }
     assert_eq!(pids.len(), 1, "one delivered command in the container: {pids:?}");
     pids[0]

@@ -15,6 +15,7 @@ mod exim;
 mod exim_check;
 mod faults;
 mod hardening;
+mod kernels;
 mod load;
 mod man;
 mod notices;
