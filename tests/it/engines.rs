@@ -228,22 +228,32 @@ struct Runc {
     bundle: PathBuf,
 }
 
+/// An OCI bundle in `bundle` made by `runtime spec`: the shared root
+/// filesystem read-only, `sleep infinity`, hostname `id`, and a cgroup
+/// namespace of its own besides the spec's pid, net, ipc, uts and mount.
+fn oci_bundle(runtime: &str, bundle: &Path, id: &str) {
+    std::fs::create_dir_all(bundle).unwrap();
+    let _ = std::fs::remove_file(bundle.join("config.json"));
+    run(Command::new(runtime).arg("spec").current_dir(bundle));
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    spec["root"] = serde_json::json!({"path": rootfs(), "readonly": true});
+    spec["process"]["terminal"] = false.into();
+    spec["process"]["args"] = serde_json::json!(["/bin/sleep", "infinity"]);
+    spec["hostname"] = id.into();
+    let namespaces = spec["linux"]["namespaces"].as_array_mut().unwrap();
+    if !namespaces.iter().any(|n| n["type"] == "cgroup") {
+        namespaces.push(serde_json::json!({"type": "cgroup"}));
+    }
+    std::fs::write(bundle.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
+}
+
 impl Runc {
     /// A runc container `id` with its own pid, net, ipc, uts, mount and
     /// cgroup namespaces, running `sleep infinity`.
     fn start(id: &str) -> Runc {
         let bundle = base().join(format!("bundle-{id}"));
-        std::fs::create_dir_all(&bundle).unwrap();
-        let _ = std::fs::remove_file(bundle.join("config.json"));
-        run(Command::new("runc").arg("spec").current_dir(&bundle));
-        let mut spec: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
-        spec["root"] = serde_json::json!({"path": rootfs(), "readonly": true});
-        spec["process"]["terminal"] = false.into();
-        spec["process"]["args"] = serde_json::json!(["/bin/sleep", "infinity"]);
-        spec["hostname"] = id.into();
-        spec["linux"]["namespaces"].as_array_mut().unwrap().push(serde_json::json!({"type": "cgroup"}));
-        std::fs::write(bundle.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
+        oci_bundle("runc", &bundle, id);
         let c = Runc { id: id.to_string(), bundle };
         c.run();
         c

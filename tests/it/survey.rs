@@ -500,14 +500,7 @@ fn survey_peak(fx: &Fixture, extra: &[&str]) -> (Delivery, u64) {
     let mut cmd = std::process::Command::new("/usr/bin/time");
     cmd.args(["-f", "PEAK_RSS_KIB=%M"]).arg(rig::installed_binary()).args(fx.args(extra));
     cmd.env_clear().env("PATH", "/usr/bin:/bin").current_dir("/");
-    let d = rig::run_with_stdin(cmd, b"");
-    let peak = d
-        .stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("PEAK_RSS_KIB="))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no peak RSS from /usr/bin/time: {d:?}"));
-    (d, peak)
+    rig::run_for_peak_rss(cmd)
 }
 
 /// Issue 13, item 2: the survey holds one file's pipes at a time, so ten

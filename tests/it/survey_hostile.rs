@@ -92,14 +92,7 @@ impl Server {
         let mut cmd = Command::new("timeout");
         cmd.args(["-s", "KILL", "120", "/usr/bin/time", "-f", "PEAK_RSS_KIB=%M"]).arg(rig::installed_binary());
         cmd.args(self.args(extra)).env_clear().env("PATH", "/usr/bin:/bin").current_dir("/");
-        let d = rig::run_with_stdin(cmd, b"");
-        let peak = d
-            .stderr
-            .lines()
-            .find_map(|l| l.strip_prefix("PEAK_RSS_KIB="))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no peak RSS from /usr/bin/time: {d:?}"));
-        (d, peak)
+        rig::run_for_peak_rss(cmd)
     }
 }
 

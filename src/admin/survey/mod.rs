@@ -418,25 +418,14 @@ fn listing_to_found(
 ) {
     skip_problems_and_includes(&listing, file, skipped);
     if listing.omitted > 0 {
-        found.push(Found {
-            source,
-            file: file.to_path_buf(),
-            line: 0,
-            key: None,
-            text: None,
-            owner: owner_of(None),
-            trouble: Some((
-                "survey-limit",
-                format!(
-                    "The file {} holds more than the {} pipes, problems or :include: items the survey reads in one \
-                     file; {} more were not judged. Check it by hand.",
-                    file.display(),
-                    mailfiles::MAX_LISTED,
-                    listing.omitted
-                ),
-            )),
-            alias_file: None,
-        });
+        let why = format!(
+            "The file {} holds more than the {} pipes, problems or :include: items the survey reads in one file; {} \
+             more were not judged. Check it by hand.",
+            file.display(),
+            mailfiles::MAX_LISTED,
+            listing.omitted
+        );
+        found.push(whole_file(source, file, owner_of(None), "survey-limit", why));
     }
     for pipe in listing.pipes {
         found.push(Found {
@@ -470,16 +459,23 @@ fn skip_problems_and_includes(listing: &Listing, file: &Path, skipped: &mut Vec<
 /// A file that could not be read at all, as one entry (a pipe may hide in
 /// it) for `owner`.
 fn unreadable_file(source: Source, file: &Path, owner: Owner, why: String, found: &mut Vec<Found>) {
-    found.push(Found {
+    let why = format!("The file {} {why}.", file.display());
+    found.push(whole_file(source, file, owner, "unreadable-file", why));
+}
+
+/// An entry for a whole file (line 0, no pipe text) that needs attention
+/// for `code`.
+fn whole_file(source: Source, file: &Path, owner: Owner, code: &'static str, why: String) -> Found {
+    Found {
         source,
         file: file.to_path_buf(),
         line: 0,
         key: None,
         text: None,
         owner,
-        trouble: Some(("unreadable-file", format!("The file {} {why}.", file.display()))),
+        trouble: Some((code, why)),
         alias_file: None,
-    });
+    }
 }
 
 /// The account's ~/.forward; returns 1 if it has one.

@@ -43,20 +43,7 @@ impl Crun {
     fn start(id: &str, root: Option<&Path>) -> Crun {
         let tag = if root.is_some() { "private" } else { "default" };
         let bundle = base().join(format!("bundle-crun-{tag}-{id}"));
-        std::fs::create_dir_all(&bundle).unwrap();
-        let _ = std::fs::remove_file(bundle.join("config.json"));
-        run(Command::new("/usr/bin/crun").arg("spec").current_dir(&bundle));
-        let mut spec: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
-        spec["root"] = serde_json::json!({"path": rootfs(), "readonly": true});
-        spec["process"]["terminal"] = false.into();
-        spec["process"]["args"] = serde_json::json!(["/bin/sleep", "infinity"]);
-        spec["hostname"] = id.into();
-        let namespaces = spec["linux"]["namespaces"].as_array_mut().unwrap();
-        if !namespaces.iter().any(|n| n["type"] == "cgroup") {
-            namespaces.push(serde_json::json!({"type": "cgroup"}));
-        }
-        std::fs::write(bundle.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
+        oci_bundle("/usr/bin/crun", &bundle, id);
         std::fs::write(bundle.join("empty"), "").unwrap();
         let c = Crun { id: id.to_string(), bundle, root: root.map(Path::to_path_buf) };
         c.crun(&["delete", "--force", id]);

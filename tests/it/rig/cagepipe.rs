@@ -181,6 +181,20 @@ pub fn run_with_stdin(mut cmd: Command, stdin: &[u8]) -> Delivery {
     Delivery { status: out.status, stdout: out.stdout, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
 }
 
+/// Run `cmd` (a command line that starts `/usr/bin/time -f PEAK_RSS_KIB=%M`)
+/// with empty stdin: its delivery, and the peak RSS in KiB that time
+/// reported on stderr.
+pub fn run_for_peak_rss(cmd: Command) -> (Delivery, u64) {
+    let d = run_with_stdin(cmd, b"");
+    let peak = d
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("PEAK_RSS_KIB="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS from /usr/bin/time: {d:?}"));
+    (d, peak)
+}
+
 /// `--raw-pipe=TEXT` as one argument.
 pub fn raw_pipe(text: &str) -> Vec<OsString> {
     vec![OsString::from(format!("--raw-pipe={text}"))]

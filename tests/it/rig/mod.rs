@@ -34,7 +34,7 @@ pub use accounts::{test_group, test_user, User};
 pub use cage::{cage, Cage};
 pub use cagepipe::{
     cagepipe_gid, command, deliver, delivered, env_refs, file_caps, installed_binary, raw_pipe, run_as_root,
-    run_with_stdin, write_pidfile, Caller, ConfigDir, Delivery,
+    run_for_peak_rss, run_with_stdin, write_pidfile, Caller, ConfigDir, Delivery,
 };
 pub use check::CheckJson;
 pub use contained::{assert_contained, assert_contained_as, assert_refused, report, Inside};
