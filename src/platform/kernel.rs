@@ -15,7 +15,7 @@ use nix::errno::Errno;
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{fstat, stat, Mode};
 
-use super::secure_file::{self, TrustedFile, Untrusted};
+use super::secure_file::{self, TrustedDir, TrustedFile, Untrusted};
 use super::sys::{self, CapSets};
 
 /// A file's identity: (device, inode).
@@ -79,6 +79,13 @@ pub(crate) trait Kernel {
     /// engine's state directory, a cgroup's children), sorted, each with
     /// whether it is a directory.
     fn list_trusted(&mut self, dir: &Path, max: usize) -> Result<Vec<(String, bool)>, Untrusted>;
+    /// The same directory kept open with its entries, for reading many
+    /// files below it with [`Kernel::read_trusted_in`].
+    fn open_trusted_dir(&mut self, dir: &Path, max: usize) -> Result<TrustedDir, Untrusted>;
+    /// A file below an open trusted directory (`rel`: plain names), each
+    /// component opened relative to the one before and checked as
+    /// `read_trusted` checks every component.
+    fn read_trusted_in(&mut self, dir: &TrustedDir, rel: &Path, max: usize) -> Result<TrustedFile, Untrusted>;
     /// `pidfd_open(2)`.
     fn pidfd_open(&mut self, pid: i32) -> io::Result<OwnedFd>;
     /// `pidfd_send_signal(pidfd, 0)`: Ok or EPERM while the process exists.
@@ -188,6 +195,12 @@ impl Kernel for Linux {
     }
     fn list_trusted(&mut self, dir: &Path, max: usize) -> Result<Vec<(String, bool)>, Untrusted> {
         secure_file::list_root_owned(dir, max)
+    }
+    fn open_trusted_dir(&mut self, dir: &Path, max: usize) -> Result<TrustedDir, Untrusted> {
+        secure_file::open_root_owned_dir(dir, max)
+    }
+    fn read_trusted_in(&mut self, dir: &TrustedDir, rel: &Path, max: usize) -> Result<TrustedFile, Untrusted> {
+        secure_file::read_root_owned_in(dir, rel, max)
     }
     fn pidfd_open(&mut self, pid: i32) -> io::Result<OwnedFd> {
         sys::pidfd_open(pid)

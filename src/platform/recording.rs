@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 
 use super::kernel::{BootClock, Ending, FileId, Forked, Kernel, Observed, ProcEntry};
-use super::secure_file::{TrustedFile, Untrusted};
+use super::secure_file::{TrustedDir, TrustedFile, Untrusted};
 use super::sys::CapSets;
 
 /// What `exit` panics with, so a test can catch the child's end.
@@ -203,6 +203,21 @@ impl Kernel for Recording {
         let _ = self.record(format!("list_trusted {}", dir.display()));
         let names = self.dirs.get(dir).cloned().ok_or_else(|| Untrusted::Missing(PathBuf::from(dir)))?;
         Ok(names.into_iter().map(|n| (n, true)).collect())
+    }
+    fn open_trusted_dir(&mut self, dir: &Path, _max: usize) -> Result<TrustedDir, Untrusted> {
+        let _ = self.record(format!("open_trusted_dir {}", dir.display()));
+        let names = self.dirs.get(dir).cloned().ok_or_else(|| Untrusted::Missing(PathBuf::from(dir)))?;
+        let fd = self.fd(dir.display().to_string());
+        Ok(TrustedDir { path: dir.into(), entries: names.into_iter().map(|n| (n, true)).collect(), fd })
+    }
+    fn read_trusted_in(&mut self, dir: &TrustedDir, rel: &Path, _max: usize) -> Result<TrustedFile, Untrusted> {
+        let label = self.label(std::os::fd::AsFd::as_fd(&dir.fd));
+        let _ = self.record(format!("read_trusted_in {label} {}", rel.display()));
+        let path = dir.path.join(rel);
+        match self.files.get(&path) {
+            Some((contents, written_ns)) => Ok(TrustedFile { contents: contents.clone(), written_ns: *written_ns }),
+            None => Err(Untrusted::Missing(path)),
+        }
     }
     fn pidfd_open(&mut self, pid: i32) -> io::Result<OwnedFd> {
         self.record(format!("pidfd_open {pid}"))?;

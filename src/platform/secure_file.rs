@@ -65,6 +65,16 @@ fn is_type(st: &FileStat, kind: SFlag) -> bool {
 
 /// Read `path` if it is trustworthy, at most `max_len` bytes.
 pub(crate) fn read_root_owned(path: &Path, max_len: usize) -> Result<TrustedFile, Untrusted> {
+    let mut names = components(path)?;
+    let Some(file_name) = names.pop() else {
+        return Err(Untrusted::Unsafe { path: path.into(), why: "names no file".into() });
+    };
+
+    with_verified_dir(&names, |walked, dir| read_in(walked, dir, file_name, max_len))
+}
+
+/// The names below `/` in the absolute `path`, which has no `.` or `..`.
+fn components(path: &Path) -> Result<Vec<&OsStr>, Untrusted> {
     let unsafe_path = |why: &str| Untrusted::Unsafe { path: path.into(), why: why.into() };
     if !path.is_absolute() {
         return Err(unsafe_path("is not an absolute path"));
@@ -77,11 +87,7 @@ pub(crate) fn read_root_owned(path: &Path, max_len: usize) -> Result<TrustedFile
             _ => return Err(unsafe_path("contains '.' or '..'")),
         }
     }
-    let Some(file_name) = names.pop() else {
-        return Err(unsafe_path("names no file"));
-    };
-
-    with_verified_dir(&names, |walked, dir| read_in(walked, dir, file_name, max_len))
+    Ok(names)
 }
 
 /// Read `file_name` below the verified directory `dir` (which is `walked`).
@@ -125,19 +131,61 @@ fn read_in(walked: &Path, dir: BorrowedFd<'_>, file_name: &OsStr, max_len: usize
 /// trustworthy (engines' state directories), at most `max` of them; `.`
 /// and `..` left out.
 pub(crate) fn list_root_owned(path: &Path, max: usize) -> Result<Vec<(String, bool)>, Untrusted> {
-    let unsafe_path = |why: &str| Untrusted::Unsafe { path: path.into(), why: why.into() };
-    if !path.is_absolute() {
-        return Err(unsafe_path("is not an absolute path"));
-    }
+    with_verified_dir(&components(path)?, |walked, dir| list_in(walked, dir, max))
+}
+
+/// A trustworthy directory kept open, with its entries, so that many files
+/// below it (Docker's `<id>/config.v2.json`, one per container) are opened
+/// relative to it: the walk from `/` is done and checked once, not once a
+/// file.
+#[derive(Debug)]
+pub(crate) struct TrustedDir {
+    /// The path it was opened by, for messages.
+    pub(crate) path: PathBuf,
+    /// Its entries as [`list_root_owned`] gives them.
+    pub(crate) entries: Vec<(String, bool)>,
+    /// The open directory; only the platform layer opens files below it.
+    pub(super) fd: OwnedFd,
+}
+
+/// Open the directory `path` if it and every directory above it is
+/// trustworthy, and list it (at most `max` entries).
+pub(crate) fn open_root_owned_dir(path: &Path, max: usize) -> Result<TrustedDir, Untrusted> {
+    with_verified_dir(&components(path)?, |walked, dir| {
+        let entries = list_in(walked, dir, max)?;
+        let fd = dir.try_clone_to_owned().map_err(|e| Untrusted::Io {
+            path: walked.into(),
+            errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        })?;
+        Ok(TrustedDir { path: walked.to_path_buf(), entries, fd })
+    })
+}
+
+/// Read `rel` below the open trusted `dir`, at most `max_len` bytes: each
+/// directory of `rel` opened relative to the one before (O_NOFOLLOW,
+/// O_DIRECTORY) and the file too (O_NOFOLLOW), each checked by the rules
+/// [`read_root_owned`] applies to every component, with the same messages.
+/// `rel` is plain names only: nothing can climb out of `dir`.
+pub(crate) fn read_root_owned_in(dir: &TrustedDir, rel: &Path, max_len: usize) -> Result<TrustedFile, Untrusted> {
+    let unsafe_path = |why: &str| Untrusted::Unsafe { path: dir.path.join(rel), why: why.into() };
     let mut names = Vec::new();
-    for c in path.components() {
+    for c in rel.components() {
         match c {
-            Component::RootDir => {}
             Component::Normal(n) => names.push(n),
-            _ => return Err(unsafe_path("contains '.' or '..'")),
+            _ => return Err(unsafe_path("is not a plain path below its directory")),
         }
     }
-    with_verified_dir(&names, |walked, dir| list_in(walked, dir, max))
+    let Some(file_name) = names.pop() else {
+        return Err(unsafe_path("names no file"));
+    };
+    let mut walked = dir.path.clone();
+    let mut below: Option<OwnedFd> = None;
+    for name in names {
+        walked.push(name);
+        let parent = below.as_ref().map_or(dir.fd.as_fd(), |fd| fd.as_fd());
+        below = Some(open_checked_dir(parent, name, &walked)?);
+    }
+    read_in(&walked, below.as_ref().map_or(dir.fd.as_fd(), |fd| fd.as_fd()), file_name, max_len)
 }
 
 /// The names in the verified directory `dir` (which is `walked`).
@@ -216,15 +264,7 @@ fn with_verified_dir<T>(
         };
         let mut below = walked.clone();
         below.push(name);
-        let fd = match openat(parent, name, dir_flags, Mode::empty()) {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT) => return Err(Untrusted::Missing(below)),
-            Err(Errno::ENOTDIR) | Err(Errno::ELOOP) => {
-                return Err(Untrusted::Unsafe { path: below, why: "is a symbolic link or not a directory".into() })
-            }
-            Err(errno) => return Err(Untrusted::Io { path: below, errno }),
-        };
-        check_dir(&below, fd.as_fd())?;
+        let fd = open_checked_dir(parent, name, &below)?;
         if let Some(done) = owned.replace(fd) {
             if depth <= VERIFIED_DEPTH && verified.len() < VERIFIED_MAX {
                 verified.push((walked.clone(), done));
@@ -244,6 +284,22 @@ fn with_verified_dir<T>(
     }
     let i = cached.expect("the last directory is cached");
     f(&walked, verified[i].1.as_fd())
+}
+
+/// Open the directory `name` below `parent` (which `path` names with it),
+/// not following a symbolic link, and check it.
+fn open_checked_dir(parent: BorrowedFd<'_>, name: &OsStr, path: &Path) -> Result<OwnedFd, Untrusted> {
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = match openat(parent, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Err(Untrusted::Missing(path.into())),
+        Err(Errno::ENOTDIR) | Err(Errno::ELOOP) => {
+            return Err(Untrusted::Unsafe { path: path.into(), why: "is a symbolic link or not a directory".into() })
+        }
+        Err(errno) => return Err(Untrusted::Io { path: path.into(), errno }),
+    };
+    check_dir(path, fd.as_fd())?;
+    Ok(fd)
 }
 
 fn check_dir(path: &Path, fd: BorrowedFd<'_>) -> Result<(), Untrusted> {
@@ -332,6 +388,73 @@ mod tests {
         assert!(matches!(read_root_owned(&base.join("d/link"), 10), Err(Untrusted::Unsafe { .. })));
         std::os::unix::fs::symlink(base.join("d"), base.join("dirlink")).unwrap();
         assert!(matches!(read_root_owned(&base.join("dirlink/f"), 10), Err(Untrusted::Unsafe { .. })));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// Docker's layout, `containers/<id>/config.v2.json`, read relative to
+    /// the open `containers`: every rule of the walk from `/` holds for
+    /// the components below it, and each refusal reads as it did then.
+    #[test]
+    fn files_below_an_open_directory_are_checked_like_every_component() {
+        if !is_root() {
+            let why = "needs root to create root-owned files";
+            assert!(std::env::var_os("CAGEPIPE_STRICT").is_none_or(|v| v != "1"), "strict mode: {why}");
+            eprintln!("SKIP files_below_an_open_directory_are_checked_like_every_component: {why}");
+            return;
+        }
+        let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+        let base = Path::new("/run").join(format!("cagepipe-secure-in-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let containers = base.join("containers");
+        std::fs::create_dir_all(containers.join("a")).unwrap();
+        mode(&base, 0o755);
+        mode(&containers, 0o710);
+        mode(&containers.join("a"), 0o710);
+        let file = containers.join("a/config.v2.json");
+        std::fs::write(&file, br#"{"Name":"/alice"}"#).unwrap();
+        mode(&file, 0o600);
+        std::os::unix::fs::symlink(containers.join("a"), containers.join("b")).unwrap();
+        std::os::unix::fs::symlink(&file, containers.join("a/link")).unwrap();
+
+        let dir = open_root_owned_dir(&containers, 10).unwrap();
+        assert_eq!(dir.entries, [("a".to_string(), true), ("b".to_string(), false)]);
+        let read = |rel: &str| read_root_owned_in(&dir, Path::new(rel), 100);
+        assert_eq!(read("a/config.v2.json").unwrap().contents, br#"{"Name":"/alice"}"#);
+        // Refused as the walk from `/` refuses the same path, word for word.
+        let refused = |rel: &str, path: &Path, why: &str| {
+            let got = read(rel).unwrap_err();
+            assert!(
+                matches!(&got, Untrusted::Unsafe { path: p, why: w } if p == path && w.contains(why)),
+                "{rel}: {got:?}"
+            );
+            assert_eq!(got.to_string(), read_root_owned(&containers.join(rel), 100).unwrap_err().to_string());
+        };
+        mode(&containers.join("a"), 0o770);
+        refused("a/config.v2.json", &containers.join("a"), "is writable by group or others (mode 0770)");
+        mode(&containers.join("a"), 0o710);
+        mode(&file, 0o620);
+        refused("a/config.v2.json", &file, "is writable by group or others (mode 0620)");
+        mode(&file, 0o600);
+        refused("b/config.v2.json", &containers.join("b"), "is a symbolic link or not a directory");
+        refused("a/link", &containers.join("a/link"), "is a symbolic link");
+        let owner = |p: &Path, uid: u32| nix::unistd::chown(p, Some(nix::unistd::Uid::from_raw(uid)), None).unwrap();
+        owner(&containers.join("a"), 1);
+        refused("a/config.v2.json", &containers.join("a"), "is owned by uid 1, not root");
+        owner(&containers.join("a"), 0);
+        owner(&file, 1);
+        refused("a/config.v2.json", &file, "is owned by uid 1, not root");
+        owner(&file, 0);
+        assert!(matches!(read_root_owned_in(&dir, Path::new("a/config.v2.json"), 3), Err(Untrusted::Unsafe { .. })));
+        match read("c/config.v2.json") {
+            Err(Untrusted::Missing(p)) => assert_eq!(p, containers.join("c")),
+            other => panic!("expected Missing, got {other:?}"),
+        }
+        // Nothing names a file outside the open directory.
+        for rel in ["../containers/a/config.v2.json", "a/../a/config.v2.json", "/etc/passwd", "./a/config.v2.json", ""]
+        {
+            assert!(matches!(read(rel), Err(Untrusted::Unsafe { .. })), "{rel:?}");
+        }
+        assert_eq!(read("a/config.v2.json").unwrap().contents, br#"{"Name":"/alice"}"#);
         std::fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{bad_state, list_state, oci, read_state, Lookup};
+use super::{bad_state, oci, open_state_dir, read_state_in, Lookup};
 use crate::error::{Error, Result};
 use crate::parse::engine_state;
 use crate::platform::kernel::Kernel;
@@ -24,12 +24,16 @@ pub(crate) fn find(
 ) -> Result<Lookup> {
     let dir = root.join("containers");
     let absent = || Lookup::Absent(format!("docker has no container named {name:?} (looked in {})", dir.display()));
-    let Some(ids) = list_state(k, "docker", &dir, MAX_CONTAINERS)? else { return Ok(absent()) };
+    // Opened and checked from `/` once; each container's file is then
+    // opened relative to it (a few system calls, not a walk from `/`).
+    let Some(containers) = open_state_dir(k, "docker", &dir, MAX_CONTAINERS)? else { return Ok(absent()) };
     let mut id = None;
-    for (candidate, _) in ids.iter().filter(|(i, is_dir)| *is_dir && engine_state::is_plain_id(i)) {
-        let config = dir.join(candidate).join("config.v2.json");
-        let Some(file) = read_state(k, "docker", &config, oci::MAX_STATE)? else { continue };
-        if engine_state::parse_docker_config(&file.contents).map_err(|e| bad_state("docker", &config, e))? == name {
+    for (candidate, _) in containers.entries.iter().filter(|(i, is_dir)| *is_dir && engine_state::is_plain_id(i)) {
+        let rel = Path::new(candidate).join("config.v2.json");
+        let Some(file) = read_state_in(k, "docker", &containers, &rel, oci::MAX_STATE)? else { continue };
+        if engine_state::parse_docker_config(&file.contents).map_err(|e| bad_state("docker", &dir.join(&rel), e))?
+            == name
+        {
             id = Some(candidate);
             break;
         }

@@ -19,7 +19,7 @@ use crate::deliver::privileges::{self, CAP_DAC_OVERRIDE};
 use crate::error::{Error, Result};
 use crate::parse::engine_state;
 use crate::platform::kernel::Kernel;
-use crate::platform::secure_file::{TrustedFile, Untrusted};
+use crate::platform::secure_file::{TrustedDir, TrustedFile, Untrusted};
 
 /// What an engine's state says about the account's container.
 #[derive(Debug)]
@@ -148,6 +148,39 @@ pub(crate) fn list_state(
     }
 }
 
+/// A root-owned state directory kept open with its entries, for reading
+/// many files below it ([`read_state_in`]); `None`: it does not exist.
+pub(crate) fn open_state_dir(
+    k: &mut impl Kernel,
+    engine: &'static str,
+    dir: &Path,
+    max: usize,
+) -> Result<Option<TrustedDir>> {
+    let opened = privileges::with_caps(k, &[CAP_DAC_OVERRIDE], |k| Ok(k.open_trusted_dir(dir, max)))?;
+    match opened {
+        Ok(dir) => Ok(Some(dir)),
+        Err(Untrusted::Missing(_)) => Ok(None),
+        Err(e) => Err(untrusted(engine, dir, e)),
+    }
+}
+
+/// [`read_state`] for `rel` below an open state directory: a few system
+/// calls, where a path from `/` walks and checks every directory again.
+pub(crate) fn read_state_in(
+    k: &mut impl Kernel,
+    engine: &'static str,
+    dir: &TrustedDir,
+    rel: &Path,
+    max: usize,
+) -> Result<Option<TrustedFile>> {
+    let read = privileges::with_caps(k, &[CAP_DAC_OVERRIDE], |k| Ok(k.read_trusted_in(dir, rel, max)))?;
+    match read {
+        Ok(f) => Ok(Some(f)),
+        Err(Untrusted::Missing(_)) => Ok(None),
+        Err(e) => Err(untrusted(engine, &dir.path.join(rel), e)),
+    }
+}
+
 fn untrusted(engine: &'static str, path: &Path, e: Untrusted) -> Error {
     let problem = match e {
         Untrusted::Unsafe { path: p, why } => format!(
@@ -231,6 +264,24 @@ mod tests {
         k.files.insert(PathBuf::from("/run/docker/runtime-runc/moby/bbb/state.json"), state);
         let t = resolve::resolve(&mut k, &config("backend = \"docker\""), &alice()).unwrap();
         assert_eq!(t.source, "docker alice");
+        // The directory is opened once and each file read relative to it,
+        // cap_dac_override raised only around each.
+        let calls = k.calls_of(&["capset", "open_trusted_dir", "read_trusted_in", "read_trusted"]);
+        let containers = "/var/lib/docker/containers";
+        assert_eq!(
+            calls[..9],
+            [
+                "capset effective=1".to_string(),
+                format!("open_trusted_dir {containers}"),
+                "capset effective=".into(),
+                "capset effective=1".into(),
+                format!("read_trusted_in {containers} aaa/config.v2.json"),
+                "capset effective=".into(),
+                "capset effective=1".into(),
+                format!("read_trusted_in {containers} bbb/config.v2.json"),
+                "capset effective=".into(),
+            ]
+        );
         assert!(!k.calls.iter().any(|c| c.contains("../x")), "{:?}", k.calls);
         // Stopped: docker decides, the next engine is not asked.
         k.files.remove(Path::new("/run/docker/runtime-runc/moby/bbb/state.json"));
