@@ -1,5 +1,5 @@
 //! Opening files that decide who gets into which container: the
-//! configuration and the pidfiles. Such a file is trusted only if it and
+//! configuration, the pidfiles and the engines' state. Such a file is trusted only if it and
 //! every directory above it is owned by root and writable by nobody else, and
 //! no component is a symbolic link. Each component is opened relative to the
 //! previous one (openat with O_NOFOLLOW), so a rename race cannot swap in a
