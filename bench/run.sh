@@ -12,15 +12,18 @@
 #   (e) exim      a whole Exim delivery of a .forward pipe (exim -odi, private
 #                 configurations, the same .forward): a plain pipe transport
 #                 against the cagepipe transport, back to back and spaced
-# and a delivery through each engine backend (oci/runc, lxc, cgroup) next
-# to the pidfile backend, into containers the benchmark starts itself.
+# and a delivery through each engine backend (oci/runc, lxc, cgroup, docker,
+# podman with runc, machined with systemd-nspawn) next to the pidfile
+# backend, into containers the benchmark starts itself (with daemons of its
+# own: dockerd, dbus-daemon and systemd-machined, stopped at the end).
 # Prints medians and p99, b/a, c/b, b/d, e(cagepipe)/e(plain), the system
 # calls of one delivery (strace) and cagepipe's peak RSS.
 # BASELINE=PATH adds another cagepipe binary (an older build, say) to the
 # /bin/true rows, as b-baseline.
 # Run as root: bench/run.sh [RUNS [SPACED_RUNS [EXIM_RUNS]]]   (needs
-# hyperfine, GNU time, strace, a C compiler, exim4, runc, lxc; installs the
-# small ones)
+# hyperfine, GNU time, strace, a C compiler, exim4, runc, lxc, docker.io,
+# podman, systemd-container, dbus-daemon; installs the small ones; an
+# engine whose tools are missing is left out with a line on stderr)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-500}
@@ -41,19 +44,103 @@ chmod 0755 "$work"
 name=cagepipe-bench
 user=cagepipe-bench
 created_user=""
+# Docker's and Podman's state (a data root of their own, on disk as theirs
+# is), and what of the host's the daemons may make that was not there
+# before the run (removed at the end if so).
+engine_state=""
+made=()
+dockerd_pid=""
+containerd_pid=""
+podman_started=""
+nspawn_pid=""
+dbus_pid=""
+machined_pid=""
 cleanup() {
     testbed/container stop "$name" >/dev/null 2>&1 || true
     engines_cleanup
+    daemons_cleanup
     rm -rf "$work"
     # Only an account this run created (and its home) is removed.
     if [ -n "$created_user" ]; then userdel --remove "$created_user" >/dev/null 2>&1 || true; fi
 }
 trap cleanup EXIT
+# Interrupted: the same clean-up, through the exit.
+trap 'exit 130' INT TERM HUP
 engines_cleanup() {
     runc delete --force "$user" >/dev/null 2>&1 || true
     lxc-stop -n "$user" -P "$work/lxc" -k >/dev/null 2>&1 || true
     # liblxc's monitor leaves lxc.pivot behind in every hierarchy.
     for m in $(findmnt -rn -t cgroup,cgroup2 -o TARGET); do rmdir "$m/lxc.pivot" 2>/dev/null || true; done
+}
+
+# End a process this run started (by its pid): TERM, then KILL if it is
+# still there after 15 s.
+stop_pid() {
+    local pid=$1
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 150); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+# The mounts at or below a directory, deepest first.
+mounts_below() { findmnt -rn -o TARGET | awk -v d="$1" 'index($0, d) == 1' | sort -r; }
+# Remove a cgroup with everything below it in every hierarchy (only empty
+# cgroups can go: one still in use stays).
+remove_cgroup() {
+    local h
+    for h in /sys/fs/cgroup/*/; do
+        if [ -d "$h$1" ]; then find "$h$1" -depth -type d -exec rmdir {} + 2>/dev/null || true; fi
+    done
+}
+# Note which of these do not exist yet (paths, or cgroup:NAME in any
+# hierarchy): daemons_cleanup removes them at the end.
+note_new() {
+    local p
+    for p in "$@"; do
+        case $p in
+            cgroup:*) ls -d /sys/fs/cgroup/*/"${p#cgroup:}" >/dev/null 2>&1 || made+=("$p") ;;
+            *) [ -e "$p" ] || made+=("$p") ;;
+        esac
+    done
+}
+# Docker, Podman and machined: their containers, then their daemons, then
+# what they made of the host's that was not there before.
+daemons_cleanup() {
+    local m mm
+    if [ -n "$dockerd_pid" ]; then
+        docker_cli rm -f "$user" >/dev/null 2>&1 || true
+        stop_pid "$dockerd_pid"
+        # dockerd stops its containerd; not when it had to be killed.
+        stop_pid "$containerd_pid"
+    fi
+    if [ -n "$podman_started" ]; then
+        podman "${podman_args[@]}" rm -f -t 0 "$user" >/dev/null 2>&1 || true
+    fi
+    if [ -n "$nspawn_pid" ]; then
+        # The container's end ends nspawn.
+        for m in $(cat "$(nspawn_payload)/cgroup.procs" 2>/dev/null); do kill -KILL "$m" 2>/dev/null || true; done
+        stop_pid "$nspawn_pid"
+        remove_cgroup "$user.scope"
+    fi
+    stop_pid "$machined_pid"
+    stop_pid "$dbus_pid"
+    # machined writes its records again when it stops.
+    rm -f "/run/systemd/machines/$user" "/run/systemd/machines/unit:$user.scope"
+    rm -rf "/run/systemd/nspawn/propagate/$user"
+    for m in "${made[@]}"; do
+        case $m in cgroup:*) remove_cgroup "${m#cgroup:}" ;; esac
+    done
+    if [ -n "$engine_state" ]; then
+        for m in $(mounts_below "$engine_state/"); do umount -l "$m" 2>/dev/null || true; done
+        rm -rf "$engine_state"
+    fi
+    for m in $(printf '%s\n' "${made[@]}" | grep '^/' | sort -r); do
+        for mm in $(mounts_below "$m/"); do umount -l "$mm" 2>/dev/null || true; done
+        rm -rf "$m"
+    done
 }
 
 getent group cagepipe >/dev/null || groupadd --system cagepipe
@@ -119,6 +206,11 @@ for b in /bin/sleep /bin/true /bin/cat; do
     for lib in $(ldd "$b" | grep -o '/[^ ]*'); do mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"; done
 done
 chmod -R a+rX "$root"
+# /usr and os-release: systemd-nspawn refuses a tree without them. Docker
+# gets the tree as an image, before runc and LXC make their mount points.
+mkdir -p "$root/usr"
+echo "ID=cagepipe-bench" >"$root/etc/os-release"
+tar -C "$root" -c . >"$work/rootfs.tar"
 engines=(pidfile)
 engines_cleanup
 if command -v runc >/dev/null; then
@@ -155,6 +247,146 @@ if command -v lxc-start >/dev/null; then
         printf '[container]\nbackend = "lxc"\n' >"$work/conf-lxc.toml"
     else
         echo "bench: lxc-start failed" >&2
+    fi
+fi
+# Docker: a dockerd of the bench's own (its data root in $engine_state, on
+# disk as Docker's is; no bridge, no firewall rules), the tree imported as
+# an image. Its runtime state is where cagepipe reads it, below /run/docker
+# (dockerd's default), so a dockerd already running here would share it:
+# then there is no docker row.
+engine_state=$(mktemp -d /var/lib/cagepipe-bench-engines.XXXXXX)
+chmod 0755 "$engine_state"
+docker_cli() { docker -H "unix://$work/docker.sock" "$@"; }
+other_dockerd() {
+    local p exe
+    exe=$(readlink -f "$(command -v dockerd)")
+    for p in /proc/[0-9]*; do
+        [ "$(readlink "$p/exe" 2>/dev/null)" = "$exe" ] && return 0
+    done
+    return 1
+}
+if ! command -v dockerd >/dev/null || ! command -v docker >/dev/null; then
+    echo "bench: no dockerd or docker: the docker row is left out" >&2
+elif other_dockerd; then
+    echo "bench: another dockerd is running (it would share /run/docker): the docker row is left out" >&2
+else
+    note_new /run/docker /etc/docker cgroup:docker
+    dockerd --data-root "$engine_state/docker" --iptables=false --ip6tables=false --bridge=none \
+        -H "unix://$work/docker.sock" --pidfile "$work/docker.pid" </dev/null >/dev/null 2>"$work/dockerd.log" &
+    dockerd_pid=$!
+    for _ in $(seq 200); do
+        docker_cli info >/dev/null 2>&1 && break
+        kill -0 "$dockerd_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    # The containerd this dockerd started (not a stale pidfile's number).
+    containerd_pid=$(cat /run/docker/containerd/containerd.pid 2>/dev/null) || containerd_pid=""
+    if [ -n "$containerd_pid" ] && [ "$(ps -o ppid= -p "$containerd_pid" | tr -d ' ')" != "$dockerd_pid" ]; then
+        containerd_pid=""
+    fi
+    if docker_cli import - cagepipe-bench <"$work/rootfs.tar" >/dev/null 2>"$work/docker.log" &&
+        docker_cli run -d --name "$user" --hostname "$user" --network none cagepipe-bench /bin/sleep infinity \
+            >/dev/null 2>>"$work/docker.log"; then
+        engines+=(docker)
+        printf '[container]\nbackend = "docker"\ndocker_root = "%s"\n' "$engine_state/docker" >"$work/conf-docker.toml"
+    else
+        echo "bench: docker did not start a container: $(tail -n 3 "$work/docker.log" "$work/dockerd.log")" >&2
+    fi
+fi
+# Podman, rootful, with runc (crun refuses a hybrid cgroup host); its
+# storage in $engine_state: the name in its containers.json, the init in
+# runc's state below /run/runc. Both ulimits must be given (Podman's
+# defaults need more than a test machine may allow).
+podman_args=(--root "$engine_state/podman" --runroot "$work/podman-run" --tmpdir "$work/podman-tmp" --runtime runc)
+if ! command -v podman >/dev/null || ! command -v conmon >/dev/null || ! command -v runc >/dev/null; then
+    echo "bench: no podman, conmon or runc: the podman row is left out" >&2
+else
+    note_new /dev/shm/libpod_lock /run/libpod /run/containers /var/lib/containers /run/runc cgroup:libpod_parent
+    cp -a "$root" "$work/rootfs-podman"
+    nofile=$(ulimit -Hn)
+    if [ "$nofile" = unlimited ] || [ "$nofile" -gt 20000 ]; then nofile=20000; fi
+    nproc=$(ulimit -Hu)
+    if [ "$nproc" = unlimited ] || [ "$nproc" -gt 4096 ]; then nproc=4096; fi
+    podman_started=1
+    # Every option before --rootfs: podman reads none after it.
+    if podman "${podman_args[@]}" run -d --name "$user" --hostname "$user" --network none \
+        --ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc" \
+        --rootfs "$work/rootfs-podman" /bin/sleep infinity </dev/null >/dev/null 2>"$work/podman.log"; then
+        engines+=(podman)
+        printf '[container]\nbackend = "podman"\npodman_root = "%s"\n' "$engine_state/podman" >"$work/conf-podman.toml"
+    else
+        echo "bench: podman did not start a container: $(tail -n 3 "$work/podman.log")" >&2
+    fi
+fi
+# machined: a private system bus with systemd-machined on it, and
+# systemd-nspawn registering the machine from a cgroup named like a unit
+# (--keep-unit; the container goes to <unit>/payload), as a service manager
+# would start it.
+nspawn_hierarchies() {
+    local h
+    if [ -e /sys/fs/cgroup/systemd/cgroup.procs ] || [ -e /sys/fs/cgroup/unified/cgroup.procs ]; then
+        for h in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified; do
+            if [ -e "$h/cgroup.procs" ]; then echo "$h"; fi
+        done
+    else
+        echo /sys/fs/cgroup
+    fi
+}
+nspawn_payload() { echo "$(nspawn_hierarchies | tail -n 1)/$user.scope/payload"; }
+machined=/lib/systemd/systemd-machined
+if ! command -v systemd-nspawn >/dev/null || ! command -v dbus-daemon >/dev/null || ! command -v busctl >/dev/null ||
+    [ ! -x "$machined" ]; then
+    echo "bench: no systemd-nspawn, systemd-machined, dbus-daemon or busctl: the machined row is left out" >&2
+else
+    note_new /run/systemd /run/systemd/machines /run/systemd/nspawn
+    rm -f "/run/systemd/machines/$user" "/run/systemd/machines/unit:$user.scope"
+    mkdir -m 0700 "$work/bus"
+    bus="unix:path=$work/bus/socket"
+    printf '%s\n' '<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"' \
+        ' "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">' \
+        "<busconfig><type>system</type><listen>$bus</listen><auth>EXTERNAL</auth>" \
+        '<policy context="default"><allow user="root"/><allow own="*"/><allow send_destination="*"/>' \
+        '<allow receive_sender="*"/></policy></busconfig>' >"$work/bus/bus.conf"
+    dbus-daemon --config-file="$work/bus/bus.conf" --nofork --nopidfile </dev/null >/dev/null 2>&1 &
+    dbus_pid=$!
+    for _ in $(seq 100); do
+        [ -S "$work/bus/socket" ] && break
+        sleep 0.05
+    done
+    DBUS_SYSTEM_BUS_ADDRESS=$bus "$machined" </dev/null >/dev/null 2>"$work/machined.log" &
+    machined_pid=$!
+    for _ in $(seq 100); do
+        busctl --address="$bus" list 2>/dev/null | grep -q org.freedesktop.machine1 && break
+        sleep 0.05
+    done
+    cp -a "$root" "$work/rootfs-nspawn"
+    nspawn_procs=""
+    for h in $(nspawn_hierarchies); do
+        mkdir -p "$h/$user.scope"
+        nspawn_procs="$nspawn_procs $h/$user.scope/cgroup.procs"
+    done
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    DBUS_SYSTEM_BUS_ADDRESS=$bus CGROUPS=$nspawn_procs /bin/sh -c 'for f in $CGROUPS; do echo $$ >"$f"; done; exec "$@"' \
+        sh systemd-nspawn --keep-unit --private-network -q -M "$user" -D "$work/rootfs-nspawn" /bin/sleep infinity \
+        </dev/null >/dev/null 2>"$work/nspawn.log" &
+    nspawn_pid=$!
+    for _ in $(seq 200); do
+        grep -q '^LEADER=' "/run/systemd/machines/$user" 2>/dev/null && break
+        kill -0 "$nspawn_pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    # Registered, and the payload runs (nspawn registers its child before
+    # that child has set up the container and exec'd).
+    leader=$(sed -n 's/^LEADER=//p' "/run/systemd/machines/$user" 2>/dev/null) || leader=""
+    for _ in $(seq 200); do
+        [ -n "$leader" ] && [ "$(cat "/proc/$leader/comm" 2>/dev/null)" = sleep ] && break
+        sleep 0.05
+    done
+    if [ -n "$leader" ] && [ "$(cat "/proc/$leader/comm" 2>/dev/null)" = sleep ]; then
+        engines+=(machined)
+        printf '[container]\nbackend = "machined"\n' >"$work/conf-machined.toml"
+    else
+        echo "bench: systemd-nspawn did not register with machined: $(tail -n 3 "$work/nspawn.log" "$work/machined.log")" >&2
     fi
 fi
 # The test container's own cgroup (v2), found by the cgroup backend.
