@@ -325,6 +325,53 @@ pub fn command() -> Command {
 impl Request {
     /// Parse argv (including argv[0]).
     pub(crate) fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Request> {
+        let args: Vec<OsString> = args.into_iter().collect();
+        match Request::parse_mta_form(&args) {
+            Some(request) => request,
+            None => Request::parse_full(args),
+        }
+    }
+
+    /// The two forms a mail server uses on every delivery: Exim's
+    /// `cagepipe --raw-pipe=TEXT` and Postfix's `cagepipe -c STRING`,
+    /// exactly one option and nothing else. They are read here without
+    /// building clap's whole command (its allocations and its work are a
+    /// measurable part of a delivery); the result is the one the full
+    /// parser gives, which a unit test holds for every input. Anything
+    /// else (`None`) goes to the full parser.
+    fn parse_mta_form(args: &[OsString]) -> Option<Result<Request>> {
+        let spec = match args {
+            [_, one] => {
+                let text = one.as_bytes().strip_prefix(b"--raw-pipe=")?;
+                pipe_text::split_pipe_text(text)
+                    .map(CommandSpec::Argv)
+                    .map_err(|e| Error::Usage(format!("--raw-pipe: {e}")))
+            }
+            [_, flag, string] if flag.as_bytes() == b"-c" && !string.as_bytes().starts_with(b"-") => {
+                if string.as_bytes().is_empty() {
+                    Err(Error::Usage("-c needs a non-empty command string".into()))
+                } else {
+                    Ok(CommandSpec::Shell(string.as_bytes().to_vec()))
+                }
+            }
+            _ => return None,
+        };
+        let spec = spec.and_then(|spec| match spec.argv().iter().any(|a| a.contains(&0)) {
+            true => Err(Error::Usage("an argument contains a NUL byte".into())),
+            false => Ok(spec),
+        });
+        Some(spec.map(|spec| Request {
+            action: Action::Deliver(spec),
+            user: None,
+            config: None,
+            dry_run: false,
+            env: Vec::new(),
+            json: false,
+        }))
+    }
+
+    /// Every form, through clap.
+    fn parse_full(args: Vec<OsString>) -> Result<Request> {
         let m = match command().try_get_matches_from(args) {
             Ok(m) => m,
             Err(e) => {
@@ -453,6 +500,66 @@ mod tests {
         match r.action {
             Action::Deliver(spec) => spec.argv(),
             other => panic!("not a delivery: {other:?}"),
+        }
+    }
+
+    /// The mail servers' forms, read without clap, give what clap gives:
+    /// the same request, or the same error.
+    #[test]
+    fn mta_forms_parse_as_the_full_parser_does() {
+        let texts: &[&[u8]] = &[
+            b"|/bin/handler 'a b' \"c d\" e",
+            b"|/bin/true",
+            b"/bin/true",
+            b"|",
+            b"",
+            b"| ",
+            b"|x 'unclosed",
+            b"|x \"unclosed",
+            b"|x \\",
+            b"|--help",
+            b"--help",
+            b"-V",
+            b"|x\ty\nz",
+            b"|\xff\xfe/x",
+            b"|a \x00b",
+            b"|/bin/sh -c 'echo $HOME'",
+        ];
+        let mut forms: Vec<Vec<OsString>> = Vec::new();
+        for t in texts {
+            let mut raw = b"--raw-pipe=".to_vec();
+            raw.extend_from_slice(t);
+            forms.push(vec![OsString::from_vec(raw)]);
+            forms.push(vec!["-c".into(), OsString::from_vec(t.to_vec())]);
+        }
+        let mut taken = 0;
+        for form in forms {
+            let args: Vec<OsString> = std::iter::once(OsString::from("cagepipe")).chain(form.clone()).collect();
+            let Some(fast) = Request::parse_mta_form(&args) else { continue };
+            taken += 1;
+            let full = Request::parse_full(args);
+            match (fast, full) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{form:?}"),
+                (Err(a), Err(b)) => {
+                    assert_eq!(a.exit_code(), b.exit_code(), "{form:?}");
+                    assert_eq!(a.to_string(), b.to_string(), "{form:?}");
+                }
+                (a, b) => panic!("{form:?}: without clap {a:?}, with clap {b:?}"),
+            }
+        }
+        assert!(taken >= texts.len() * 2 - 4, "the forms were read without clap: {taken}");
+        // Anything more than the one option is clap's.
+        for more in [
+            &["--raw-pipe=|x", "--dry-run"][..],
+            &["--dry-run", "--raw-pipe=|x"],
+            &["--raw-pipe", "|x"],
+            &["-c", "-x"],
+            &["--user", "a", "-c", "x"],
+            &["check"],
+        ] {
+            let args: Vec<OsString> =
+                std::iter::once("cagepipe").chain(more.iter().copied()).map(OsString::from).collect();
+            assert!(Request::parse_mta_form(&args).is_none(), "{more:?}");
         }
     }
 

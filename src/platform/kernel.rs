@@ -325,8 +325,7 @@ impl Kernel for Linux {
         }
     }
     fn leave_terminal_session(&mut self) -> io::Result<bool> {
-        use std::io::IsTerminal;
-        if io::stdin().is_terminal() || io::stdout().is_terminal() || io::stderr().is_terminal() {
+        if (0..=2).any(sys::is_terminal) {
             nix::unistd::setsid()?;
             return Ok(true);
         }

@@ -36,6 +36,8 @@ pub(crate) struct FakeProcess {
     pub(crate) gid_map: String,
     /// The identity of its root directory (the host's is (8, 1)).
     pub(crate) root: FileId,
+    /// Its pid in each pid namespace, outermost first (`NSpid`).
+    pub(crate) ns_pids: Vec<i32>,
 }
 
 impl FakeProcess {
@@ -51,6 +53,7 @@ impl FakeProcess {
             uid_map: "0 100000 65536\n".into(),
             gid_map: "0 100000 65536\n".into(),
             root: (8, 2),
+            ns_pids: vec![pid, 1],
         }
     }
 }
@@ -67,6 +70,8 @@ pub(crate) struct Recording {
     /// Trusted directories and their entries.
     pub(crate) dirs: HashMap<PathBuf, Vec<String>>,
     pub(crate) process: Option<FakeProcess>,
+    /// More processes (a cgroup's other members).
+    pub(crate) others: Vec<FakeProcess>,
     pub(crate) mountinfo: String,
     /// Our own /proc/self/cgroup: the root cgroup in every hierarchy.
     pub(crate) own_cgroups: String,
@@ -109,6 +114,7 @@ impl Recording {
             files: HashMap::new(),
             dirs: HashMap::new(),
             process: Some(FakeProcess::container(4711)),
+            others: Vec::new(),
             own_cgroups: "4:cpu,cpuacct:/\n0::/\n".into(),
             mountinfo: "30 1 0:26 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
                         31 1 0:27 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
@@ -162,7 +168,7 @@ impl Recording {
     }
 
     fn process(&self, pid: i32) -> Result<&FakeProcess, Errno> {
-        self.process.as_ref().filter(|p| p.pid == pid).ok_or(Errno::ENOENT)
+        self.process.iter().chain(&self.others).find(|p| p.pid == pid).ok_or(Errno::ENOENT)
     }
 
     fn proc_pid(&self, dir: BorrowedFd<'_>) -> i32 {
@@ -248,8 +254,9 @@ impl Kernel for Recording {
             .into_bytes(),
             "cgroup" => p.cgroup.clone().into_bytes(),
             "status" => format!(
-                "Name:\tinit\nPid:\t{pid}\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nNSpid:\t{pid}\t1\nThreads:\t1\n\
-                 CapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t000001ffffffffff\nCapBnd:\t000001ffffffffff\n"
+                "Name:\tinit\nPid:\t{pid}\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nNSpid:\t{}\nThreads:\t1\n\
+                 CapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t000001ffffffffff\nCapBnd:\t000001ffffffffff\n",
+                p.ns_pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\t")
             )
             .into_bytes(),
             "uid_map" => p.uid_map.clone().into_bytes(),

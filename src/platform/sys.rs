@@ -75,6 +75,30 @@ pub(crate) fn closed_std_fds() -> io::Result<[bool; 3]> {
 /// Ignore SIGPIPE, as Rust programs do: a write to a closed pipe fails with
 /// EPIPE instead of killing the process. (cagepipe starts without the
 /// standard library's runtime set-up; see main.rs.)
+/// Whether a descriptor (0, 1 or 2) is a terminal, asked without the
+/// standard library's stdin/stdout handles: their first use allocates their
+/// buffers, and in the forked child that allocation touches (and copies)
+/// heap pages the parent wrote.
+pub(crate) fn is_terminal(fd: RawFd) -> bool {
+    // SAFETY: isatty(3) only asks the kernel about the descriptor number
+    // (TCGETS into its own buffer); any number, open or not, is fine.
+    unsafe { libc::isatty(fd) == 1 }
+}
+
+/// No "fast bins" in the C library's allocator: a freed small block is
+/// merged at once instead of being kept aside until a larger request
+/// sweeps them all together. That sweep writes to every page that holds
+/// one, and in the forked child each such page is a copy-on-write fault
+/// (the child's first larger allocation, reading its own status, cost 14 of
+/// them). cagepipe allocates little; merging at once costs it nothing
+/// measurable.
+pub(crate) fn no_fast_bins() {
+    // SAFETY: mallopt(3) with a valid parameter, before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MXFAST, 0);
+    }
+}
+
 pub(crate) fn ignore_sigpipe() {
     // SAFETY: SIG_IGN runs no code of ours.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };

@@ -35,7 +35,7 @@ pub(crate) struct Member {
 
 /// Which member is the container's init, or why none can be.
 pub(crate) fn pick_init(members: &[Member]) -> std::result::Result<&Member, String> {
-    let inits = members.iter().filter(|m| m.ns_pids.len() > 1 && m.ns_pids.last() == Some(&1));
+    let inits = members.iter().filter(|m| m.may_be_init());
     if let Some(depth) = inits.clone().map(|m| m.ns_pids.len()).min() {
         let shallowest: Vec<&Member> = inits.filter(|m| m.ns_pids.len() == depth).collect();
         return match shallowest.as_slice() {
@@ -142,23 +142,48 @@ pub(crate) fn find(
     }))
 }
 
-/// Each member still there; one that exits meanwhile is left out.
+/// Each member still there; one that exits meanwhile is left out. Its
+/// `NSpid` always; its start time only if it may be the init (pid 1 of a
+/// pid namespace below ours), read through the same /proc directory so
+/// that it is that process's; start times and mount namespaces of all
+/// only when no member is such an init (the fallback needs them).
 fn read_members(k: &mut impl Kernel, pids: &[i32]) -> Vec<Member> {
     let mut members = Vec::new();
     for &pid in pids {
         let Ok(dir) = k.open_proc(pid) else { continue };
         let Ok(status) = k.read_proc(dir.as_fd(), "status", 16 * 1024) else { continue };
-        let Some(stat) = k.read_proc(dir.as_fd(), "stat", 4096).ok().and_then(|t| procfs::parse_stat(&t).ok()) else {
-            continue;
-        };
-        let mnt = k.open_proc_entry(dir.as_fd(), ProcEntry::Namespace("mnt")).ok().map(|(_, id)| id);
         let ns_pids = match engine_state::parse_nspid(&status) {
             pids if pids.first() == Some(&pid) => pids,
             _ => vec![pid],
         };
-        members.push(Member { pid, ns_pids, start_ticks: stat.start_ticks, mnt });
+        let mut member = Member { pid, ns_pids, start_ticks: 0, mnt: None };
+        if member.may_be_init() {
+            let Some(start) = start_ticks(k, dir.as_fd()) else { continue };
+            member.start_ticks = start;
+        }
+        members.push(member);
+    }
+    if !members.iter().any(Member::may_be_init) {
+        members.retain_mut(|m| {
+            let Ok(dir) = k.open_proc(m.pid) else { return false };
+            let Some(start) = start_ticks(k, dir.as_fd()) else { return false };
+            m.start_ticks = start;
+            m.mnt = k.open_proc_entry(dir.as_fd(), ProcEntry::Namespace("mnt")).ok().map(|(_, id)| id);
+            true
+        });
     }
     members
+}
+
+impl Member {
+    /// Pid 1 of a pid namespace below ours.
+    fn may_be_init(&self) -> bool {
+        self.ns_pids.len() > 1 && self.ns_pids.last() == Some(&1)
+    }
+}
+
+fn start_ticks(k: &mut impl Kernel, dir: std::os::fd::BorrowedFd<'_>) -> Option<u64> {
+    k.read_proc(dir, "stat", 4096).ok().and_then(|t| procfs::parse_stat(&t).ok()).map(|s| s.start_ticks)
 }
 
 #[cfg(test)]
@@ -167,6 +192,39 @@ mod tests {
 
     fn m(pid: i32, ns_pids: &[i32], start: u64, mnt: u64) -> Member {
         Member { pid, ns_pids: ns_pids.to_vec(), start_ticks: start, mnt: Some((3, mnt)) }
+    }
+
+    /// Only a member that may be the init has its start time read; all
+    /// have it, and their mount namespace, when none may be.
+    #[test]
+    fn members_are_read_only_as_far_as_the_choice_needs() {
+        use crate::platform::recording::{FakeProcess, Recording};
+        let mut k = Recording::new();
+        let init = FakeProcess::container(4711);
+        let outside = FakeProcess { ns_pids: vec![4700], ..FakeProcess::container(4700) };
+        let unshared = FakeProcess { ns_pids: vec![4720, 9], ..FakeProcess::container(4720) };
+        k.process = Some(init);
+        k.others = vec![outside, unshared];
+        let members = read_members(&mut k, &[4700, 4711, 4720, 4799]);
+        assert_eq!(members.iter().map(|m| m.pid).collect::<Vec<_>>(), [4700, 4711, 4720], "4799 has exited");
+        assert_eq!(pick_init(&members).unwrap().pid, 4711);
+        assert_eq!(members[1].start_ticks, 500);
+        assert_eq!(
+            k.calls_of(&["read_proc"]),
+            ["read_proc 4700/status", "read_proc 4711/status", "read_proc 4711/stat", "read_proc 4720/status"]
+        );
+        assert!(k.calls_of(&["open_proc_entry"]).is_empty());
+
+        // No member is pid 1 of a pid namespace: start times and mount
+        // namespaces of all, for the fallback.
+        let mut k = Recording::new();
+        k.process = Some(FakeProcess { ns_pids: vec![4711], ..FakeProcess::container(4711) });
+        k.others = vec![FakeProcess { ns_pids: vec![4700], start_ticks: 400, ..FakeProcess::container(4700) }];
+        let members = read_members(&mut k, &[4700, 4711]);
+        assert_eq!(members.len(), 2);
+        assert_eq!(pick_init(&members).unwrap().pid, 4700, "the oldest");
+        assert_eq!(k.calls_of(&["open_proc_entry"]), ["open_proc_entry 4700/ns/mnt", "open_proc_entry 4711/ns/mnt"]);
+        assert_eq!(k.calls_of(&["read_proc"]).iter().filter(|c| c.ends_with("/stat")).count(), 2);
     }
 
     #[test]
