@@ -75,10 +75,6 @@ pub(crate) trait Kernel {
     // ---- finding and pinning the container, on the host ----
     /// A root-owned file not writable by others, opened securely (pidfiles).
     fn read_trusted(&mut self, path: &Path, max: usize) -> Result<TrustedFile, Untrusted>;
-    /// The names in a root-owned directory not writable by others (an
-    /// engine's state directory, a cgroup's children), sorted, each with
-    /// whether it is a directory.
-    fn list_trusted(&mut self, dir: &Path, max: usize) -> Result<Vec<(String, bool)>, Untrusted>;
     /// The same directory kept open with its entries, for reading many
     /// files below it with [`Kernel::read_trusted_in`].
     fn open_trusted_dir(&mut self, dir: &Path, max: usize) -> Result<TrustedDir, Untrusted>;
@@ -192,9 +188,6 @@ fn dev_ino(st: nix::sys::stat::FileStat) -> FileId {
 impl Kernel for Linux {
     fn read_trusted(&mut self, path: &Path, max: usize) -> Result<TrustedFile, Untrusted> {
         secure_file::read_root_owned(path, max)
-    }
-    fn list_trusted(&mut self, dir: &Path, max: usize) -> Result<Vec<(String, bool)>, Untrusted> {
-        secure_file::list_root_owned(dir, max)
     }
     fn open_trusted_dir(&mut self, dir: &Path, max: usize) -> Result<TrustedDir, Untrusted> {
         secure_file::open_root_owned_dir(dir, max)

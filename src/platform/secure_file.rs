@@ -112,9 +112,14 @@ fn read_in(walked: &Path, dir: BorrowedFd<'_>, file_name: &OsStr, max_len: usize
     check_owner_and_mode(&walked, &stat)?;
 
     // Sized from fstat, one byte more: a read that returns less than it
-    // asked for reached the end, so the whole file takes one read.
+    // asked for reached the end, so the whole file takes one read. Files
+    // the kernel renders (a cgroup's cgroup.procs) say size 0: a page.
     let file = std::fs::File::from(fd);
-    let asked = (stat.st_size.max(0) as usize).min(max_len) + 1;
+    let size = match stat.st_size.max(0) as usize {
+        0 => RENDERED_GUESS,
+        size => size,
+    };
+    let asked = size.min(max_len) + 1;
     let contents = crate::platform::fs::read_rendered_from(file, asked, max_len + 1).map_err(|e| Untrusted::Io {
         path: walked.clone(),
         errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
@@ -126,13 +131,8 @@ fn read_in(walked: &Path, dir: BorrowedFd<'_>, file_name: &OsStr, max_len: usize
     Ok(TrustedFile { contents, written_ns })
 }
 
-/// The names in directory `path` (and whether each is a directory) if it
-/// and every directory above it is
-/// trustworthy (engines' state directories), at most `max` of them; `.`
-/// and `..` left out.
-pub(crate) fn list_root_owned(path: &Path, max: usize) -> Result<Vec<(String, bool)>, Untrusted> {
-    with_verified_dir(&components(path)?, |walked, dir| list_in(walked, dir, max))
-}
+/// How much of a file that says size 0 is asked for at first.
+const RENDERED_GUESS: usize = 4095;
 
 /// A trustworthy directory kept open, with its entries, so that many files
 /// below it (Docker's `<id>/config.v2.json`, one per container) are opened
@@ -142,7 +142,8 @@ pub(crate) fn list_root_owned(path: &Path, max: usize) -> Result<Vec<(String, bo
 pub(crate) struct TrustedDir {
     /// The path it was opened by, for messages.
     pub(crate) path: PathBuf,
-    /// Its entries as [`list_root_owned`] gives them.
+    /// Its entries (and whether each is a directory), sorted, at most
+    /// the number asked for; `.` and `..` left out.
     pub(crate) entries: Vec<(String, bool)>,
     /// The open directory; only the platform layer opens files below it.
     pub(super) fd: OwnedFd,

@@ -10,17 +10,20 @@
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use super::{bad_state, list_state, read_state, Found, Lookup};
-use crate::deliver::privileges::{self, CAP_SYS_PTRACE};
+use super::{bad_state, untrusted, Found, Lookup};
+use crate::deliver::privileges::{self, CAP_DAC_OVERRIDE, CAP_SYS_PTRACE};
 use crate::error::{Error, Result};
 use crate::parse::{engine_state, procfs};
 use crate::platform::kernel::{FileId, Kernel, ProcEntry};
+use crate::platform::secure_file::Untrusted;
 
 /// A cgroup with more members than this is not a container's.
 const MAX_MEMBERS_BYTES: usize = 1 << 20;
 /// How many processes and how deep below the cgroup are looked at.
 const MAX_MEMBERS: usize = 4096;
 const MAX_DEPTH: usize = 4;
+/// How many entries of one cgroup directory are looked at.
+const MAX_ENTRIES: usize = 4096;
 
 /// What one member's /proc entry says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,12 +80,12 @@ pub(crate) fn find(
     }
     let mut listed = None;
     for dir in &dirs {
-        if let Some(file) = read_state(k, engine, &dir.join("cgroup.procs"), MAX_MEMBERS_BYTES)? {
-            listed = Some((dir.clone(), file.contents));
+        if let Some(found) = listed_cgroup(k, engine, dir)? {
+            listed = Some(found);
             break;
         }
     }
-    let Some((dir, procs)) = listed else {
+    let Some(Listed { path: dir, children, procs }) = listed else {
         let what = if engine == "lxc" { "container" } else { "cgroup" };
         return Ok(Lookup::Absent(format!(
             "{engine} has no {what} {:?} (no cgroup {rel} in any mounted hierarchy)",
@@ -93,8 +96,8 @@ pub(crate) fn find(
     // managers keep processes in leaves (liblxc's `.lxc` for attached
     // processes, a systemd inside in `init.scope`).
     let mut pids = Vec::new();
-    let mut pending = vec![(dir.clone(), procs, 0)];
-    while let Some((at, procs, depth)) = pending.pop() {
+    let mut pending = vec![(Listed { path: dir.clone(), children, procs }, 0)];
+    while let Some((Listed { path: at, children, procs }, depth)) = pending.pop() {
         for word in procs.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()) {
             let pid = std::str::from_utf8(word).ok().and_then(|w| w.parse::<i32>().ok()).filter(|p| *p > 0);
             pids.push(
@@ -106,9 +109,9 @@ pub(crate) fn find(
         if depth == MAX_DEPTH || pids.len() > MAX_MEMBERS {
             continue;
         }
-        for (name, _) in list_state(k, engine, &at, 4096)?.unwrap_or_default().into_iter().filter(|(_, d)| *d) {
-            if let Some(f) = read_state(k, engine, &at.join(&name).join("cgroup.procs"), MAX_MEMBERS_BYTES)? {
-                pending.push((at.join(name), f.contents, depth + 1));
+        for name in children {
+            if let Some(below) = listed_cgroup(k, engine, &at.join(name))? {
+                pending.push((below, depth + 1));
             }
         }
     }
@@ -140,6 +143,35 @@ pub(crate) fn find(
         evidence: vec![format!("cgroup {}: {} members; init {}: {how}", dir.display(), members.len(), init.pid)],
         cgroup: Some(dir),
     }))
+}
+
+/// A cgroup directory as read: its members and the cgroups below it.
+struct Listed {
+    path: PathBuf,
+    children: Vec<String>,
+    procs: Vec<u8>,
+}
+
+/// A cgroup's `cgroup.procs` and its child cgroups; `None`: no such
+/// cgroup. The directory is walked and checked from `/` once, and kept
+/// open while its `cgroup.procs` is read below it.
+/// Both in one raise of `cap_dac_override`.
+fn listed_cgroup(k: &mut impl Kernel, engine: &'static str, dir: &Path) -> Result<Option<Listed>> {
+    let procs = Path::new("cgroup.procs");
+    let read = privileges::with_caps(k, &[CAP_DAC_OVERRIDE], |k| {
+        Ok(k.open_trusted_dir(dir, MAX_ENTRIES).and_then(|open| {
+            let file = k.read_trusted_in(&open, procs, MAX_MEMBERS_BYTES)?;
+            Ok((open, file))
+        }))
+    })?;
+    match read {
+        Ok((open, file)) => {
+            let children = open.entries.into_iter().filter(|(_, is_dir)| *is_dir).map(|(name, _)| name).collect();
+            Ok(Some(Listed { path: open.path, children, procs: file.contents }))
+        }
+        Err(Untrusted::Missing(_)) => Ok(None),
+        Err(e) => Err(untrusted(engine, dir, e)),
+    }
 }
 
 /// Each member still there; one that exits meanwhile is left out. Its

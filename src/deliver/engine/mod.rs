@@ -133,21 +133,6 @@ pub(crate) fn read_state(
     }
 }
 
-/// A root-owned state directory's entries; `None`: it does not exist.
-pub(crate) fn list_state(
-    k: &mut impl Kernel,
-    engine: &'static str,
-    dir: &Path,
-    max: usize,
-) -> Result<Option<Vec<(String, bool)>>> {
-    let listed = privileges::with_caps(k, &[CAP_DAC_OVERRIDE], |k| Ok(k.list_trusted(dir, max)))?;
-    match listed {
-        Ok(names) => Ok(Some(names)),
-        Err(Untrusted::Missing(_)) => Ok(None),
-        Err(e) => Err(untrusted(engine, dir, e)),
-    }
-}
-
 /// A root-owned state directory kept open with its entries, for reading
 /// many files below it ([`read_state_in`]); `None`: it does not exist.
 pub(crate) fn open_state_dir(
