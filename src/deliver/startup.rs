@@ -12,7 +12,12 @@ use crate::platform::{process, sys};
 
 /// Make sure 0, 1 and 2 are open (on /dev/null if the caller closed them),
 /// so that no file cagepipe opens can become the command's stdin or stdout.
+/// Started with its file capabilities, the C library has done so already
+/// (see [`sys::started_secure`]); only root (`--user`) is not.
 pub(crate) fn ensure_std_fds() -> io::Result<()> {
+    if sys::started_secure() {
+        return Ok(());
+    }
     for (fd, closed) in (0..).zip(sys::closed_std_fds()?) {
         if closed {
             sys::open_devnull_at(fd)?;

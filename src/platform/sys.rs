@@ -63,6 +63,16 @@ pub(crate) fn close_fd_number(fd: RawFd) {
     unsafe { libc::close(fd) };
 }
 
+/// Whether the kernel started us in secure-execution mode (`AT_SECURE`: the
+/// exec raised our capabilities or ids). The C library then opens 0, 1 and
+/// 2 itself before `main` if they are closed, or aborts: glibc
+/// (`__libc_check_standard_fds`, in the dynamic loader and in a static
+/// program's start-up) and musl (`__init_libc`) alike.
+pub(crate) fn started_secure() -> bool {
+    // SAFETY: getauxval reads the auxiliary vector; no memory of ours.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
 /// Which of the standard descriptors 0, 1 and 2 are closed, in one
 /// `poll` (a closed descriptor reports POLLNVAL).
 pub(crate) fn closed_std_fds() -> io::Result<[bool; 3]> {
