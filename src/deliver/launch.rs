@@ -19,7 +19,7 @@ use crate::deliver::cgroup::{self, Opened};
 use crate::deliver::command;
 use crate::deliver::namespace::{self, ForeignNs};
 use crate::deliver::plan::{Place, Plan};
-use crate::deliver::privileges::{self, CAP_DAC_OVERRIDE, CAP_SYS_ADMIN, CAP_SYS_CHROOT, CAP_SYS_PTRACE};
+use crate::deliver::privileges::{self, CAP_DAC_OVERRIDE, REQUIRED};
 use crate::deliver::resolve;
 use crate::error::{exit, Error, Result};
 use crate::platform::kernel::{raw, Ending, Forked, Kernel};
@@ -35,34 +35,44 @@ pub(crate) struct Supervised {
 }
 
 /// Join, enter, fork, and wait: in this order, for every delivery.
+///
+/// Capabilities, in two windows (one `capset` each, not a raise and a
+/// lower around every step): CAP_DAC_OVERRIDE alone while the container's
+/// cgroup files are opened (their paths carry the container's cgroup
+/// names); then every required capability from entering to the fork, and
+/// in the child on to its drop, which empties them all. Nothing in that
+/// second window opens a path: it enters through descriptors opened on the
+/// host, chroots to the root opened so, forks into the cgroup opened so,
+/// and the child writes itself into the cgroup files opened in the first
+/// window (without clone3, it opens `cgroup.procs` below the directory
+/// opened there) and enters the cgroup and user namespaces. The parent
+/// empties its sets right after the fork, or on any failure before it.
 pub(crate) fn launch(k: &mut impl Kernel, plan: &Plan) -> Result<Supervised> {
-    // 1. The container's cgroups, opened on the host; the child writes
-    //    itself in (the files belong to the host's root).
-    let cgroups = match plan.target() {
-        Some(t) => privileges::with_caps(k, &[CAP_DAC_OVERRIDE], |k| cgroup::open(k, &t.cgroups.join))?,
-        None => Opened::default(),
+    let prepared = match plan.target() {
+        Some(t) => enter_before_fork(k, t).inspect_err(|_| {
+            let _ = privileges::lower_all(k);
+        })?,
+        None => (Opened::default(), Vec::new()),
     };
-    // 2. Every namespace but cgroup and user, and the container's root.
-    let (before_fork, in_child) = match plan.target() {
-        Some(t) => namespace::split(&t.foreign),
-        None => (Vec::new(), Vec::new()),
-    };
-    if let Some(t) = plan.target() {
-        privileges::with_caps(k, &[CAP_SYS_ADMIN, CAP_SYS_CHROOT, CAP_SYS_PTRACE], |k| {
-            enter(k, t.pid, &before_fork)?;
-            // The namespace root is not always the container's root (a
-            // chroot-style container); /proc/PID/root, opened on the host, is.
-            k.chroot(t.root.as_fd()).map_err(|e| Error::io("entering the container's root", e))
-        })?;
-    }
+    let (cgroups, in_child) = prepared;
     // 3. The child's report back, and its way to notice our death.
     let (status_r, status_w) = k.pipe().map_err(|e| Error::io("pipe", e))?;
     let (alive_r, alive_w) = k.pipe().map_err(|e| Error::io("pipe", e))?;
     // 4. Fork: born in the container's cgroup v2 where the kernel can.
-    let (forked, born_in_v2) = spawn(k, &cgroups, plan.clone_into_cgroup)?;
+    let (forked, born_in_v2) = match spawn(k, &cgroups, plan.clone_into_cgroup) {
+        Ok(spawned) => spawned,
+        Err(e) => {
+            let _ = privileges::lower_all(k);
+            return Err(e);
+        }
+    };
     match forked {
         Forked::Child => {
-            drop(status_r);
+            // The parent's ends: the report's read end does not matter to
+            // the parent's EOF and is closed before exec with the rest; our
+            // copy of the alive pipe's write end must go now, or the parent's
+            // death would not show.
+            std::mem::forget(status_r);
             drop(alive_w);
             // Nothing the child holds is dropped: after the descriptor walk
             // the numbers are closed, and it ends in exec or `_exit`.
@@ -70,14 +80,34 @@ pub(crate) fn launch(k: &mut impl Kernel, plan: &Plan) -> Result<Supervised> {
             report_and_exit(k, failure, &status_w)
         }
         Forked::Parent(pid) => {
+            // Our copy of the report's write end must go for its EOF; the
+            // alive pipe's read end does not matter to the child's poll and
+            // closes with our exit, as do the cgroup files.
             drop(status_w);
-            drop(alive_r);
-            // The cgroup files stay open until the process ends: closing
-            // them is work the exit does anyway.
+            std::mem::forget(alive_r);
             std::mem::forget(cgroups);
             Ok(supervise(k, plan, pid, status_r, alive_w))
         }
     }
+}
+
+/// The parent's two capability windows (see [`launch`]): open the
+/// container's cgroups, enter every namespace but cgroup and user, and its
+/// root; every required capability stays effective for the fork. Returns
+/// the cgroups and the namespaces the child enters.
+fn enter_before_fork<'t>(k: &mut impl Kernel, t: &'t resolve::Target) -> Result<(Opened, Vec<&'t ForeignNs>)> {
+    // 1. The container's cgroups, opened on the host; the child writes
+    //    itself in (the files belong to the host's root).
+    privileges::set_effective(k, &[CAP_DAC_OVERRIDE])?;
+    let cgroups = cgroup::open(k, &t.cgroups.join)?;
+    // 2. Every namespace but cgroup and user, and the container's root.
+    privileges::set_effective(k, &REQUIRED)?;
+    let (before_fork, in_child) = namespace::split(&t.foreign);
+    enter(k, t.pid, &before_fork)?;
+    // The namespace root is not always the container's root (a
+    // chroot-style container); /proc/PID/root, opened on the host, is.
+    k.chroot(t.root.as_fd()).map_err(|e| Error::io("entering the container's root", e))?;
+    Ok((cgroups, in_child))
 }
 
 fn enter(k: &mut impl Kernel, pid: i32, which: &[&ForeignNs]) -> Result<()> {
@@ -89,8 +119,9 @@ fn enter(k: &mut impl Kernel, pid: i32, which: &[&ForeignNs]) -> Result<()> {
 /// joins it itself.
 fn spawn(k: &mut impl Kernel, cgroups: &Opened, clone_into_cgroup: bool) -> Result<(Forked, bool)> {
     if let (Some((dir, fd)), true) = (&cgroups.v2, clone_into_cgroup) {
-        // Placing the child needs write access to the host's cgroup files.
-        match privileges::with_caps(k, &[CAP_DAC_OVERRIDE], |k| Ok(k.fork(Some(fd.as_fd()))))? {
+        // Placing the child needs write access to the host's cgroup files:
+        // CAP_DAC_OVERRIDE, effective in the window before the fork.
+        match k.fork(Some(fd.as_fd())) {
             Err(e)
                 if matches!(
                     e.raw_os_error().map(Errno::from_raw),
@@ -134,10 +165,11 @@ fn child_steps(
     {
         if let Place::Container(t) = &plan.place {
             // First, while still in the host's cgroup and user namespaces:
-            // the cgroup files belong to the host's root; moving itself
-            // needs no other right.
-            privileges::with_caps(k, &[CAP_DAC_OVERRIDE], |k| cgroup::join(k, cgroups, born_in_v2))?;
-            privileges::with_caps(k, &[CAP_SYS_ADMIN, CAP_SYS_PTRACE], |k| enter(k, t.pid, in_child))?;
+            // the cgroup files belong to the host's root (CAP_DAC_OVERRIDE),
+            // entering needs CAP_SYS_ADMIN and CAP_SYS_PTRACE; all of them
+            // are effective since the parent's window before the fork.
+            cgroup::join(k, cgroups, born_in_v2)?;
+            enter(k, t.pid, in_child)?;
         }
         leave_a_terminal_session(k)?;
         privileges::drop_privileges(k, &plan.credentials, plan.confinement())?;
