@@ -288,12 +288,12 @@ mod tests {
                 "read_proc 4711/uid_map",
                 "read_proc 4711/gid_map",
                 "read_proc 4711/setgroups",
-                "read_proc 4711/stat",
                 "pidfd_alive pidfd",
             ]
             .map(String::from),
         );
         assert_eq!(k.calls, want);
+        assert_no_open_under(&k.calls, "19");
     }
 
     #[test]

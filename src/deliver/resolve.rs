@@ -307,15 +307,23 @@ fn pin(
         None
     };
 
-    // Re-check on the handles we will use: same process, still alive.
-    let again = read_stat(k, &proc_dir, pid, not_running)?;
-    if again.start_ticks != first.start_ticks {
-        return Err(not_running(format!("process {pid} changed while it was being opened")));
-    }
-    if let Some(fd) = &pidfd {
-        if let Err(e) = k.pidfd_alive(fd.as_fd()) {
-            if e.raw_os_error() != Some(Errno::EPERM as i32) {
+    // Re-check on the handles we will use: same process, still alive. With
+    // a pidfd, one poll of it is the whole proof: a process that has not
+    // exited holds its number, so it held it since the pidfd was opened,
+    // and /proc/PID opened after that, and all read through it, is its
+    // own; its start time read again could not differ, and a zombie polls
+    // as exited. Without one, the start time and state read again through
+    // the /proc directory are.
+    match &pidfd {
+        Some(fd) => {
+            if k.pidfd_alive(fd.as_fd()).is_err() {
                 return Err(not_running(format!("process {pid} exited while it was being opened")));
+            }
+        }
+        None => {
+            let again = read_stat(k, &proc_dir, pid, not_running)?;
+            if again.start_ticks != first.start_ticks {
+                return Err(not_running(format!("process {pid} changed while it was being opened")));
             }
         }
     }

@@ -81,7 +81,8 @@ pub(crate) trait Kernel {
     fn list_trusted(&mut self, dir: &Path, max: usize) -> Result<Vec<(String, bool)>, Untrusted>;
     /// `pidfd_open(2)`.
     fn pidfd_open(&mut self, pid: i32) -> io::Result<OwnedFd>;
-    /// `pidfd_send_signal(pidfd, 0)`: Ok or EPERM while the process exists.
+    /// Ok while the process has not exited: its pidfd polls readable once
+    /// it has (a zombie too) and once it was reaped; ESRCH then.
     fn pidfd_alive(&mut self, pidfd: BorrowedFd<'_>) -> io::Result<()>;
     /// Open `/proc/PID` as a directory.
     fn open_proc(&mut self, pid: i32) -> Result<OwnedFd, Errno>;
@@ -193,7 +194,12 @@ impl Kernel for Linux {
         sys::pidfd_open(pid)
     }
     fn pidfd_alive(&mut self, pidfd: BorrowedFd<'_>) -> io::Result<()> {
-        sys::pidfd_probe(pidfd)
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut fds = [PollFd::new(pidfd, PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::ZERO)? {
+            0 => Ok(()),
+            _ => Err(io::Error::from_raw_os_error(libc::ESRCH)),
+        }
     }
     fn open_proc(&mut self, pid: i32) -> Result<OwnedFd, Errno> {
         nix::fcntl::open(

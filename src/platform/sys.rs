@@ -23,22 +23,6 @@ pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// `pidfd_send_signal(pidfd, 0)`: Ok or EPERM while the process exists
-/// (zombies included), ESRCH once it has been reaped.
-pub(crate) fn pidfd_probe(pidfd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: signal 0 with a null siginfo only checks existence and permission.
-    cvt(unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd() as libc::c_long,
-            0 as libc::c_long,
-            std::ptr::null::<libc::siginfo_t>(),
-            0 as libc::c_long,
-        )
-    })
-    .map(drop)
-}
-
 /// `setns(2)` with any namespace flags; `fd` is a namespace file or, since
 /// Linux 5.8, a pidfd (then several flags may be joined in one atomic step).
 pub(crate) fn setns(fd: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<()> {
