@@ -226,8 +226,9 @@ fn budget_is_held() {
     traced_delivery(&s, "", &trace);
     let base = traced_delivery(&s, "", &trace);
     // CAGEPIPE_BUDGET_TRACE=FILE keeps a copy of the counted trace, to see
-    // what each call is for.
-    if let Some(keep) = std::env::var_os("CAGEPIPE_BUDGET_TRACE") {
+    // what each call is for (and FILE.FEATURE of each fallback's).
+    let keep = std::env::var_os("CAGEPIPE_BUDGET_TRACE");
+    if let Some(keep) = &keep {
         std::fs::copy(&trace, keep).unwrap();
     }
     print("all features", &base);
@@ -238,6 +239,11 @@ fn budget_is_held() {
     let mut over = Vec::new();
     for (feature, allowed) in FALLBACK_BUDGET {
         let c = traced_delivery(&s, &format!("[kernel]\ndisable = [\"{feature}\"]\n"), &trace);
+        if let Some(keep) = &keep {
+            let mut name = keep.clone();
+            name.push(format!(".{feature}"));
+            std::fs::copy(&trace, name).unwrap();
+        }
         print(&format!("without {feature}"), &c);
         let _ = writeln!(std::io::stderr(), "budget without {feature} adds {}", c.total() as i64 - base.total() as i64);
         if c.total() > BUDGET + allowed {
