@@ -278,8 +278,7 @@ mod tests {
                 "open_proc_entry 4711/root",
                 "identity /proc/1/ns/mnt",
                 "identity /proc/1/ns/pid",
-                "identity /proc/1/root",
-                "identity /",
+                // A pid namespace of its own decides: the roots are not asked.
                 NONE,
                 "read_proc 4711/cgroup",
                 "mountinfo",

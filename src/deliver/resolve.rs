@@ -255,11 +255,15 @@ fn pin(
         // a private /tmp (systemd's PrivateTmp=) has one. A container also
         // has a pid namespace or a root directory of its own; where pid 1
         // cannot be read, only a root of its own tells.
-        let host_pid_ns = k.identity(Path::new("/proc/1/ns/pid")).ok();
-        let own_pid_ns = host_mnt.is_some() && pid_ns.is_some() && pid_ns != host_pid_ns;
-        let host_roots = [k.identity(Path::new("/proc/1/root")).ok(), k.identity(Path::new("/")).ok()];
-        let own_root = !host_roots.contains(&Some(root_id)) && host_roots[1].is_some();
-        if !own_pid_ns && !own_root {
+        // (Each identity is asked only when the answer can still change
+        // the verdict.)
+        let own_pid_ns =
+            host_mnt.is_some() && pid_ns.is_some() && pid_ns != k.identity(Path::new("/proc/1/ns/pid")).ok();
+        let mut own_root = || {
+            let host_roots = [k.identity(Path::new("/proc/1/root")).ok(), k.identity(Path::new("/")).ok()];
+            !host_roots.contains(&Some(root_id)) && host_roots[1].is_some()
+        };
+        if !own_pid_ns && !own_root() {
             return Err(not_running(format!(
                 "process {pid} from {source} has a mount namespace of its own but shares the host's pid namespace and root directory: a host daemon (with a private /tmp, say), not a container"
             )));
