@@ -108,6 +108,7 @@ pub(crate) fn self_check(status: &procfs::Status, caller_is_root: bool) -> Resul
     // The child resets these, and only these, before exec: exec itself
     // resets every caught signal, but an ignored one stays ignored.
     sys::note_signals_at_startup(status.sig_ign);
+    sys::note_ambient_at_startup(status.cap_amb);
     // An ignored SIGCHLD (a caller can hand it over so) would make waitpid
     // fail; a blocked one is harmless but is unblocked too, as before.
     let sigchld = 1u64 << (process::SIGCHLD - 1);

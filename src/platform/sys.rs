@@ -120,6 +120,17 @@ pub(crate) fn note_signals_at_startup(ignored: u64) {
     NOT_DEFAULT_AT_STARTUP.store(ignored, std::sync::atomic::Ordering::SeqCst);
 }
 
+/// Whether the ambient set was empty when the start-up check read
+/// /proc/self/status. It stays empty: only PR_CAP_AMBIENT_RAISE adds to it,
+/// which cagepipe never calls (entering a user namespace empties it again).
+static AMBIENT_EMPTY_AT_STARTUP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Record the ambient set start-up saw (`None`: the kernel does not show
+/// it). The exec of a binary with file capabilities empties it.
+pub(crate) fn note_ambient_at_startup(ambient: Option<u64>) {
+    AMBIENT_EMPTY_AT_STARTUP.store(ambient == Some(0), std::sync::atomic::Ordering::SeqCst);
+}
+
 /// `fork(2)`, refused unless the process was verified single-threaded.
 pub(crate) fn fork_single_threaded() -> io::Result<Forked> {
     if !SINGLE_THREADED.load(std::sync::atomic::Ordering::SeqCst) {
@@ -343,8 +354,12 @@ pub(crate) fn capbset_drop_all() -> io::Result<()> {
     Ok(())
 }
 
-/// Empty the ambient set (Linux 4.3).
+/// Empty the ambient set (Linux 4.3), unless it was seen empty at start-up
+/// and so is still (the drop's verification reads it back either way).
 pub(crate) fn cap_ambient_clear_all() -> io::Result<()> {
+    if AMBIENT_EMPTY_AT_STARTUP.load(std::sync::atomic::Ordering::SeqCst) {
+        return Ok(());
+    }
     // SAFETY: prctl with integer arguments only.
     let r = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) };
     if r != 0 {
