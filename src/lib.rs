@@ -195,6 +195,9 @@ fn dispatch(args: Vec<OsString>, audit: &mut Audit) -> Result<Done> {
         return Ok(Done::Finished(0));
     }
     let status = startup::own_status()?;
+    if let Some(&pid) = status.ns_pid.last() {
+        audit.log.know_pid(pid as u32);
+    }
     let is_root = status.uid[0] == 0;
     authorize(&request, is_root)?;
     let started = startup::self_check(&status, is_root)?;

@@ -138,6 +138,14 @@ fn running_binary() -> String {
 mod tests {
     use super::*;
 
+    /// The syslog line's pid comes from this read, not from getpid.
+    #[test]
+    fn the_status_read_at_start_up_says_our_pid() {
+        crate::platform::process::open_host_proc().unwrap();
+        let status = own_status().unwrap();
+        assert_eq!(status.ns_pid.last().map(|&p| p as u32), Some(std::process::id()), "{:?}", status.ns_pid);
+    }
+
     /// The fork that follows assumes one thread: in a threaded process the
     /// child could inherit a lock held by a thread that does not exist there.
     #[test]
