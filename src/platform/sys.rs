@@ -4,7 +4,7 @@
 //! The crate denies `unsafe` everywhere else; callers stay safe Rust.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 fn cvt(ret: libc::c_long) -> io::Result<libc::c_long> {
     if ret < 0 {
@@ -45,6 +45,26 @@ pub(crate) fn close_fd_number(fd: RawFd) {
     // code path (it is the pre-exec child, where every owner has been
     // forgotten or is about to be replaced by exec).
     unsafe { libc::close(fd) };
+}
+
+/// Close `fds`: with one close_range when their numbers are consecutive
+/// (the range then holds exactly them), else one by one.
+pub(crate) fn close_together(fds: Vec<OwnedFd>) {
+    let mut numbers: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    numbers.sort_unstable();
+    match (numbers.first(), numbers.last()) {
+        (Some(&first), Some(&last)) if numbers.len() > 1 && (last - first) as usize + 1 == numbers.len() => {
+            // The numbers leave their owners here; each is closed below.
+            for fd in fds {
+                let _ = fd.into_raw_fd();
+            }
+            // The range holds exactly those descriptors, owned by nothing now.
+            if close_range(first as u32, last as u32).is_err() {
+                numbers.into_iter().for_each(close_fd_number);
+            }
+        }
+        _ => drop(fds),
+    }
 }
 
 /// Whether the kernel started us in secure-execution mode (`AT_SECURE`: the
