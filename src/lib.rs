@@ -59,7 +59,7 @@ pub fn parse_config(text: &str, path: &std::path::Path) -> Result<()> {
 pub fn main() -> ! {
     // As the standard library's start-up would (main.rs bypasses it): a
     // write to a closed pipe is an error, not death by SIGPIPE.
-    platform::sys::ignore_sigpipe();
+    platform::sys::block_sigpipe();
     // A bug in cagepipe must not bounce mail: report it and defer (75).
     std::panic::set_hook(Box::new(|info| {
         log::to_stderr(&format!("internal error: {info}"));

@@ -86,12 +86,22 @@ pub(crate) fn closed_std_fds() -> io::Result<[bool; 3]> {
     Ok(fds.map(|p| p.revents & libc::POLLNVAL != 0))
 }
 
-/// Ignore SIGPIPE, as Rust programs do: a write to a closed pipe fails with
-/// EPIPE instead of killing the process. (cagepipe starts without the
-/// standard library's runtime set-up; see main.rs.)
-pub(crate) fn ignore_sigpipe() {
-    // SAFETY: SIG_IGN runs no code of ours.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+/// Block SIGPIPE: a write to a closed pipe then fails with EPIPE instead of
+/// killing the process, as ignoring it (what Rust programs do) would.
+/// (cagepipe starts without the standard library's runtime set-up; see
+/// main.rs.) Blocked, not ignored: an ignored signal survives exec, so the
+/// child would have to set it back to default with a call of its own; the
+/// mask the child empties anyway. A SIGPIPE left pending by such a write
+/// stays ours: a fork does not pass pending signals on.
+pub(crate) fn block_sigpipe() {
+    // SAFETY: an empty set initialised by sigemptyset, then one signal
+    // added; no old set requested.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
 }
 
 /// Open `/dev/null` onto a closed standard descriptor so that the next file
@@ -129,8 +139,7 @@ pub(crate) fn mark_single_threaded() {
 }
 
 /// The signals ignored when the start-up check read /proc/self/status
-/// (SigIgn; SIGPIPE among them, which cagepipe ignores first thing); all
-/// of them until then. A caught signal needs no reset: exec resets it.
+/// (SigIgn: the caller's, cagepipe ignores none); all of them until then. A caught signal needs no reset: exec resets it.
 static NOT_DEFAULT_AT_STARTUP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
 
 /// Record which signals the kernel reported ignored at start-up (bit N-1
