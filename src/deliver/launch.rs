@@ -55,9 +55,10 @@ pub(crate) fn launch(k: &mut impl Kernel, plan: &Plan) -> Result<Supervised> {
         None => (Opened::default(), Vec::new()),
     };
     let (cgroups, in_child) = prepared;
-    // 3. The child's report back, and its way to notice our death.
-    let (status_r, status_w) = k.pipe().map_err(|e| Error::io("pipe", e))?;
-    let (alive_r, alive_w) = k.pipe().map_err(|e| Error::io("pipe", e))?;
+    // 3. One channel: the child reports on its end (its exec closes it:
+    //    EOF without a report is success), and sees our death on it (our
+    //    end closes with us).
+    let (parent_end, child_end) = k.channel().map_err(|e| Error::io("socketpair", e))?;
     // 4. Fork: born in the container's cgroup v2 where the kernel can.
     let (forked, born_in_v2) = match spawn(k, &cgroups, plan.clone_into_cgroup) {
         Ok(spawned) => spawned,
@@ -68,25 +69,20 @@ pub(crate) fn launch(k: &mut impl Kernel, plan: &Plan) -> Result<Supervised> {
     };
     match forked {
         Forked::Child => {
-            // The parent's ends: the report's read end does not matter to
-            // the parent's EOF and is closed before exec with the rest; our
-            // copy of the alive pipe's write end must go now, or the parent's
-            // death would not show.
-            std::mem::forget(status_r);
-            drop(alive_w);
+            // Our copy of the parent's end must go, or the parent's death
+            // would not show.
+            drop(parent_end);
             // Nothing the child holds is dropped: after the descriptor walk
             // the numbers are closed, and it ends in exec or `_exit`.
-            let failure = child(k, plan, &cgroups, born_in_v2, &in_child, &status_w, &alive_r);
-            report_and_exit(k, failure, &status_w)
+            let failure = child(k, plan, &cgroups, born_in_v2, &in_child, &child_end);
+            report_and_exit(k, failure, &child_end)
         }
         Forked::Parent(pid) => {
-            // Our copy of the report's write end must go for its EOF; the
-            // alive pipe's read end does not matter to the child's poll and
-            // closes with our exit, as do the cgroup files.
-            drop(status_w);
-            std::mem::forget(alive_r);
+            // Our copy of the child's end must go, for the report's EOF; the
+            // cgroup files close with our exit.
+            drop(child_end);
             std::mem::forget(cgroups);
-            Ok(supervise(k, plan, pid, status_r, alive_w))
+            Ok(supervise(k, plan, pid, parent_end))
         }
     }
 }
@@ -144,10 +140,9 @@ fn child(
     cgroups: &Opened,
     born_in_v2: bool,
     in_child: &[&ForeignNs],
-    status_w: &OwnedFd,
-    alive_r: &OwnedFd,
+    channel: &OwnedFd,
 ) -> Error {
-    match child_steps(k, plan, cgroups, born_in_v2, in_child, status_w, alive_r) {
+    match child_steps(k, plan, cgroups, born_in_v2, in_child, channel) {
         Err(e) => e,
         Ok(never) => match never {},
     }
@@ -159,8 +154,7 @@ fn child_steps(
     cgroups: &Opened,
     born_in_v2: bool,
     in_child: &[&ForeignNs],
-    status_w: &OwnedFd,
-    alive_r: &OwnedFd,
+    channel: &OwnedFd,
 ) -> Result<std::convert::Infallible> {
     {
         if let Place::Container(t) = &plan.place {
@@ -178,7 +172,7 @@ fn child_steps(
         // because changing credentials clears the parent-death signal; then
         // check that the parent did not die before it was set.
         k.set_parent_death_signal().map_err(|_| Error::Privileges("cannot set the parent-death signal".into()))?;
-        if !k.parent_alive(alive_r.as_fd()) {
+        if !k.parent_alive(channel.as_fd()) {
             k.exit(exit::TEMPFAIL); // nobody is left to report to
         }
         // Where Exim would have started the command, looked up inside the
@@ -195,29 +189,30 @@ fn child_steps(
         // restricted.
         if let Some(sandbox) = &plan.sandbox {
             let note = k.restrict_self(sandbox)?;
-            k.write(status_w.as_fd(), format!("{SANDBOX_NOTE}\t{}\n", note.replace('\n', "\\n")).as_bytes());
+            k.write(channel.as_fd(), format!("{SANDBOX_NOTE}\t{}\n", note.replace('\n', "\\n")).as_bytes());
         }
-        close_other_fds(k, plan.close_range, raw(status_w));
+        close_other_fds(k, plan.close_range, raw(channel));
         let err = command::exec_first(k, &plan.candidates, &plan.argv, &plan.env);
         Err(Error::Exec { command: plan.program.clone(), inside: plan.target().is_some(), source: err })
     }
 }
 
 /// Tell the parent why the child stopped, and end with the same code.
-fn report_and_exit(k: &mut impl Kernel, err: Error, status_w: &OwnedFd) -> ! {
+fn report_and_exit(k: &mut impl Kernel, err: Error, channel: &OwnedFd) -> ! {
     let code = err.exit_code();
-    k.write(status_w.as_fd(), format!("{code}\t{err}").as_bytes());
+    k.write(channel.as_fd(), format!("{code}\t{err}").as_bytes());
     k.exit(code)
 }
 
 /// The parent's part once the child is forked: give up every privilege,
 /// collect the child's report and wait for the command.
-fn supervise(k: &mut impl Kernel, plan: &Plan, pid: i32, status_r: OwnedFd, alive_w: OwnedFd) -> Supervised {
+fn supervise(k: &mut impl Kernel, plan: &Plan, pid: i32, channel: OwnedFd) -> Supervised {
     // The parent only waits from now on: it needs no privilege.
     let _ = k.capset(CapSets::default());
-    let (sandbox, failure) = parse_report(&String::from_utf8_lossy(&k.read_to_end(status_r, 8192)));
+    // Read to EOF (the child's exec or exit); our end closes after that,
+    // when the child no longer looks at it.
+    let (sandbox, failure) = parse_report(&String::from_utf8_lossy(&k.read_to_end(channel, 8192)));
     let ending = k.wait(pid).map_err(|e| Error::io("waiting for the command", e));
-    drop(alive_w);
     let ending = match (failure, ending) {
         (Some(err), _) => Err(err),
         (None, Err(e)) => Err(e),
@@ -236,7 +231,8 @@ fn supervise(k: &mut impl Kernel, plan: &Plan, pid: i32, status_r: OwnedFd, aliv
     Supervised { sandbox, ending }
 }
 
-/// Close every descriptor above 2 except the status pipe (close-on-exec).
+/// Close every descriptor above 2 except the child's end of the channel
+/// (close-on-exec).
 /// Start-up closed everything inherited, so all that is open is ours and
 /// numbered low; the fallback walk covers far more than we ever hold.
 fn close_other_fds(k: &mut impl Kernel, use_close_range: bool, keep: i32) {
@@ -273,7 +269,7 @@ fn container_stopping(k: &mut impl Kernel, init_proc_dir: &OwnedFd) -> bool {
     false
 }
 
-/// How the status pipe's sandbox line starts (a failure starts with its code).
+/// How the report's sandbox line starts (a failure starts with its code).
 const SANDBOX_NOTE: &str = "sandbox";
 
 /// What the child reported: its sandbox line, if any, and its failure, if
@@ -308,7 +304,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_status_pipe_carries_a_sandbox_line_then_a_failure() {
+    fn the_report_carries_a_sandbox_line_then_a_failure() {
         let (note, failure) = parse_report("");
         assert!(note.is_none() && failure.is_none(), "exec succeeded");
         let (note, failure) = parse_report("sandbox\tenforced\n");

@@ -347,11 +347,10 @@ mod tests {
                 "setns ns/pid pid",
                 "setns ns/mnt mnt",
                 "chroot root",
-                "pipe",
-                "pipe",
+                "channel",
                 "clone3 into /sys/fs/cgroup/unified/ct/alice",
                 NONE,
-                "read_to_end pipe-r",
+                "read_to_end parent-end",
                 "wait 5000",
             ]
         );
@@ -390,7 +389,7 @@ mod tests {
                 "execve /usr/local/bin/handler [handler x]",
                 "execve /usr/bin/handler [handler x]",
                 "execve /bin/handler [handler x]",
-                "write pipe-w 127\tcommand handler not found inside the container",
+                "write child-end 127\tcommand handler not found inside the container",
                 "exit 127",
             ]
         );
@@ -423,8 +422,7 @@ mod tests {
         assert_eq!(
             without_numbers(&calls),
             [
-                "pipe",
-                "pipe",
+                "channel",
                 "fork",
                 "setsid",
                 "reset_signals",
@@ -442,7 +440,7 @@ mod tests {
                 "close_range",
                 "execve /usr/bin/handler [handler x]",
                 "execve /bin/handler [handler x]",
-                "write pipe-w 127\tcommand handler not found on the host",
+                "write child-end 127\tcommand handler not found on the host",
                 "exit 127",
             ],
             "Exim's PATH is searched; cagepipe's group {} is not given on",

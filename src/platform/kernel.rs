@@ -113,8 +113,8 @@ pub(crate) trait Kernel {
     fn setns(&mut self, fd: BorrowedFd<'_>, flags: i32) -> io::Result<()>;
     /// `fchdir(root)` then `chroot(".")`.
     fn chroot(&mut self, root: BorrowedFd<'_>) -> io::Result<()>;
-    /// A close-on-exec pipe: (read end, write end).
-    fn pipe(&mut self) -> io::Result<(OwnedFd, OwnedFd)>;
+    /// A close-on-exec stream socket pair: (the parent's end, the child's).
+    fn channel(&mut self) -> io::Result<(OwnedFd, OwnedFd)>;
     /// `clone3(CLONE_INTO_CGROUP)` into a v2 directory, or a plain fork.
     fn fork(&mut self, into_cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked>;
 
@@ -138,8 +138,9 @@ pub(crate) trait Kernel {
     fn observe(&mut self) -> io::Result<Observed>;
     /// `PR_SET_PDEATHSIG` SIGKILL.
     fn set_parent_death_signal(&mut self) -> io::Result<()>;
-    /// Whether the parent still holds the write end of the `alive` pipe.
-    fn parent_alive(&mut self, alive_r: BorrowedFd<'_>) -> bool;
+    /// Whether the parent still holds its end of the channel (`ours`, the
+    /// child's end).
+    fn parent_alive(&mut self, ours: BorrowedFd<'_>) -> bool;
     fn chdir(&mut self, dir: &CStr) -> io::Result<()>;
     /// Apply the Landlock ruleset; the note for the audit line.
     fn restrict_self(&mut self, plan: &crate::deliver::sandbox::Plan) -> crate::error::Result<String>;
@@ -149,7 +150,7 @@ pub(crate) trait Kernel {
     fn close(&mut self, fd: RawFd);
     /// `execve`; returns only on failure.
     fn execve(&mut self, path: &CStr, argv: &[&CStr], env: &[&CStr]) -> io::Error;
-    /// Write to the status pipe (best effort).
+    /// Write to the channel to the parent (best effort).
     fn write(&mut self, fd: BorrowedFd<'_>, bytes: &[u8]);
     /// `_exit(code)`.
     fn exit(&mut self, code: i32) -> !;
@@ -295,8 +296,8 @@ impl Kernel for Linux {
         nix::unistd::fchdir(root)?;
         nix::unistd::chroot(".").map_err(io::Error::from)
     }
-    fn pipe(&mut self) -> io::Result<(OwnedFd, OwnedFd)> {
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)
+    fn channel(&mut self) -> io::Result<(OwnedFd, OwnedFd)> {
+        sys::stream_pair()
     }
     fn fork(&mut self, into_cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked> {
         let forked = match into_cgroup {
@@ -382,10 +383,11 @@ impl Kernel for Linux {
     fn set_parent_death_signal(&mut self) -> io::Result<()> {
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(io::Error::from)
     }
-    fn parent_alive(&mut self, alive_r: BorrowedFd<'_>) -> bool {
+    fn parent_alive(&mut self, ours: BorrowedFd<'_>) -> bool {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        // Readable (EOF) once the parent, the only writer, is gone.
-        let mut fds = [PollFd::new(alive_r, PollFlags::POLLIN)];
+        // Readable (EOF) once the parent's end is closed: the parent never
+        // writes, and it alone holds that end.
+        let mut fds = [PollFd::new(ours, PollFlags::POLLIN)];
         matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
     }
     fn chdir(&mut self, dir: &CStr) -> io::Result<()> {
@@ -433,7 +435,7 @@ impl Kernel for Linux {
     }
 }
 
-/// For the status pipe's raw number (kept open across the descriptor walk).
+/// For the channel's raw number (kept open across the descriptor walk).
 pub(crate) fn raw(fd: &impl AsFd) -> RawFd {
     fd.as_fd().as_raw_fd()
 }

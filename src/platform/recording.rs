@@ -85,7 +85,7 @@ pub(crate) struct Recording {
     pub(crate) leave_bounding: u64,
     /// Whether capset really changes the sets.
     pub(crate) capset_works: bool,
-    /// What the parent reads from the status pipe.
+    /// What the parent reads from its end of the channel.
     pub(crate) report: Vec<u8>,
     pub(crate) ending: Ending,
     /// The errno exec fails with.
@@ -310,9 +310,9 @@ impl Kernel for Recording {
         let label = self.label(root);
         self.record(format!("chroot {label}"))
     }
-    fn pipe(&mut self) -> io::Result<(OwnedFd, OwnedFd)> {
-        self.record("pipe".into())?;
-        Ok((self.fd("pipe-r".into()), self.fd("pipe-w".into())))
+    fn channel(&mut self) -> io::Result<(OwnedFd, OwnedFd)> {
+        self.record("channel".into())?;
+        Ok((self.fd("parent-end".into()), self.fd("child-end".into())))
     }
     fn fork(&mut self, into_cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked> {
         match into_cgroup {
@@ -383,7 +383,7 @@ impl Kernel for Recording {
     fn set_parent_death_signal(&mut self) -> io::Result<()> {
         self.record("set_parent_death_signal".into())
     }
-    fn parent_alive(&mut self, _alive_r: BorrowedFd<'_>) -> bool {
+    fn parent_alive(&mut self, _ours: BorrowedFd<'_>) -> bool {
         self.record("parent_alive".into()).is_ok()
     }
     fn chdir(&mut self, dir: &CStr) -> io::Result<()> {

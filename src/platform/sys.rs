@@ -38,6 +38,16 @@ pub(crate) fn close_range(first: u32, last: u32) -> io::Result<()> {
         .map(drop)
 }
 
+/// A connected pair of close-on-exec Unix stream sockets.
+pub(crate) fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1 as RawFd; 2];
+    // SAFETY: the kernel writes two descriptors into the two-element array.
+    cvt(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) }
+        as libc::c_long)?;
+    // SAFETY: the kernel just returned these two fds to us; nobody else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 /// Close one raw descriptor number, ignoring EBADF (used by the fallback that
 /// walks a range of numbers on kernels without close_range).
 pub(crate) fn close_fd_number(fd: RawFd) {
