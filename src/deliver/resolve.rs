@@ -221,6 +221,15 @@ fn pin(
                 Err(Errno::ENOENT) => continue, // the kernel has no such namespace
                 Err(e) => return Err(Error::io(format!("reading our {} namespace", kind.name), e.into())),
             };
+            if kind.often_shared {
+                let entry = format!("ns/{}", kind.name);
+                let theirs = k.proc_identity(proc_dir.as_fd(), &entry).map_err(|e| {
+                    gone_or(e, pid, not_running, |e| target_err(format!("reading {entry}: {}", e.desc())))
+                })?;
+                if theirs == ours {
+                    continue;
+                }
+            }
             let (file, theirs) = k.open_proc_entry(proc_dir.as_fd(), ProcEntry::Namespace(kind.name)).map_err(|e| {
                 gone_or(e, pid, not_running, |e| target_err(format!("opening ns/{}: {}", kind.name, e.desc())))
             })?;

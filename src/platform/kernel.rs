@@ -92,6 +92,9 @@ pub(crate) trait Kernel {
     fn open_proc_entry(&mut self, dir: BorrowedFd<'_>, entry: ProcEntry<'_>) -> Result<(OwnedFd, FileId), Errno>;
     /// The identity of a path of our own (`/proc/self/ns/mnt`, `/`).
     fn identity(&mut self, path: &Path) -> Result<FileId, Errno>;
+    /// The identity of what `name` below an open /proc/PID directory
+    /// leads to (`stat`, following the link), without opening it.
+    fn proc_identity(&mut self, dir: BorrowedFd<'_>, name: &str) -> Result<FileId, Errno>;
     /// The uid that created a user namespace (`NS_GET_OWNER_UID`).
     fn ns_owner_uid(&mut self, ns: BorrowedFd<'_>) -> io::Result<u32>;
     /// Our mount table, `/proc/self/mountinfo`.
@@ -232,6 +235,9 @@ impl Kernel for Linux {
     }
     fn identity(&mut self, path: &Path) -> Result<FileId, Errno> {
         stat(path).map(dev_ino)
+    }
+    fn proc_identity(&mut self, dir: BorrowedFd<'_>, name: &str) -> Result<FileId, Errno> {
+        nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::empty()).map(dev_ino)
     }
     fn ns_owner_uid(&mut self, ns: BorrowedFd<'_>) -> io::Result<u32> {
         sys::ns_owner_uid(ns)

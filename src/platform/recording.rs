@@ -258,6 +258,13 @@ impl Kernel for Recording {
             }
         }
     }
+    fn proc_identity(&mut self, dir: BorrowedFd<'_>, name: &str) -> Result<FileId, Errno> {
+        let pid = self.proc_pid(dir);
+        let p = self.process(pid)?.clone();
+        let _ = self.record(format!("proc_identity {pid}/{name}"));
+        let kind = name.strip_prefix("ns/").ok_or(Errno::ENOENT)?;
+        Ok((3, p.foreign.iter().find(|(k, _)| *k == kind).map_or(own_ns(kind), |(_, i)| *i)))
+    }
     fn identity(&mut self, path: &Path) -> Result<FileId, Errno> {
         let _ = self.record(format!("identity {}", path.display()));
         let text = path.to_string_lossy();
