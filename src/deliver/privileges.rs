@@ -1,6 +1,7 @@
-//! Capabilities: which ones cagepipe holds and why, raising them only around
-//! the call that needs them, and the one linear function that drops every
-//! privilege before exec and then verifies that it did.
+//! Capabilities: which ones cagepipe holds and why, raising them only for
+//! the steps that need them (around one call, or for a named window), and
+//! the one linear function that drops every privilege before exec and then
+//! verifies that it did.
 #![forbid(unsafe_code)]
 
 use std::io;
