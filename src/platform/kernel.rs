@@ -137,7 +137,8 @@ pub(crate) trait Kernel {
     fn drop_bounding(&mut self) -> io::Result<()>;
     fn set_non_dumpable(&mut self) -> io::Result<()>;
     fn set_no_new_privs(&mut self) -> io::Result<()>;
-    /// Read back everything the drop set.
+    /// Read back everything the drop set (in the command's process before
+    /// exec: the descriptor it reads through is left to the descriptor walk).
     fn observe(&mut self) -> io::Result<Observed>;
     /// `PR_SET_PDEATHSIG` SIGKILL.
     fn set_parent_death_signal(&mut self) -> io::Result<()>;
@@ -367,7 +368,8 @@ impl Kernel for Linux {
         // start-up: inside the container, its /proc is the container's to
         // fake. The ids are shown as our (the container's) user namespace
         // sees them, as getresuid would return them.
-        let status = super::process::read_own("status", 64 * 1024)?;
+        // Only the command's process asks, before its descriptor walk.
+        let status = super::process::read_own_before_exec("status", 64 * 1024)?;
         let s = crate::parse::procfs::parse_status(&status).map_err(io::Error::other)?;
         let [ur, ue, us, _] = s.uid;
         let [gr, ge, gs, _] = s.gid;
