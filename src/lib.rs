@@ -57,10 +57,10 @@ pub fn parse_config(text: &str, path: &std::path::Path) -> Result<()> {
 
 /// The program: run with the process's arguments and end as [`run`] says.
 pub fn main() -> ! {
+    platform::sys::no_fast_bins();
     // As the standard library's start-up would (main.rs bypasses it): a
     // write to a closed pipe is an error, not death by SIGPIPE.
-    platform::sys::no_fast_bins();
-    platform::sys::ignore_sigpipe();
+    platform::sys::block_sigpipe();
     // A bug in cagepipe must not bounce mail: report it and defer (75).
     std::panic::set_hook(Box::new(|info| {
         log::to_stderr(&format!("internal error: {info}"));
@@ -196,6 +196,9 @@ fn dispatch(args: Vec<OsString>, audit: &mut Audit) -> Result<Done> {
         return Ok(Done::Finished(0));
     }
     let status = startup::own_status()?;
+    if let Some(&pid) = status.ns_pid.last() {
+        audit.log.know_pid(pid as u32);
+    }
     let is_root = status.uid[0] == 0;
     authorize(&request, is_root)?;
     let started = startup::self_check(&status, is_root)?;

@@ -28,7 +28,9 @@ pub(crate) const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 pub(crate) struct Log {
     socket: Option<UnixDatagram>,
     path: std::path::PathBuf,
-    pid: u32,
+    /// Ours, from the /proc/self/status start-up reads anyway; asked of
+    /// the kernel only if that did not tell.
+    pid: Option<u32>,
 }
 
 fn connect(path: &std::path::Path) -> Option<UnixDatagram> {
@@ -42,7 +44,12 @@ impl Log {
     /// Connect to /dev/log now; without it, lines go to stderr.
     pub(crate) fn open() -> Log {
         let path = std::path::PathBuf::from(DEFAULT_SOCKET);
-        Log { socket: connect(&path), path, pid: std::process::id() }
+        Log { socket: connect(&path), path, pid: None }
+    }
+
+    /// Our process id, as our own pid namespace numbers it (NSpid's last).
+    pub(crate) fn know_pid(&mut self, pid: u32) {
+        self.pid = Some(pid);
     }
 
     /// Use the configured socket instead (called before anything is entered).
@@ -63,7 +70,12 @@ impl Log {
     pub(crate) fn audit(&self, severity: u8, line: &str, quiet: bool) {
         let line = audit_text(line);
         let sent = self.socket.as_ref().is_some_and(|s| {
-            let msg = format!("<{}>cagepipe[{}]: {}", FACILITY_MAIL | severity, self.pid, line);
+            let msg = format!(
+                "<{}>cagepipe[{}]: {}",
+                FACILITY_MAIL | severity,
+                self.pid.unwrap_or_else(std::process::id),
+                line
+            );
             s.send(msg.as_bytes()).is_ok()
         });
         if !sent && !quiet {

@@ -4,8 +4,10 @@
 // stack guard, an alternate signal stack and SIGSEGV/SIGBUS handlers) is
 // work cagepipe does itself or needs not, on every delivery. What it keeps
 // of it is done in cagepipe::main: descriptors 0-2 opened on /dev/null if
-// closed, SIGPIPE ignored. The arguments still reach std::env (the C
-// library hands them to the standard library before main).
+// closed (by the C library already when started with capabilities),
+// SIGPIPE kept from killing us (blocked, not ignored). The arguments still
+// reach std::env (the C library hands them to the standard library before
+// main).
 #![cfg_attr(not(test), no_main)]
 //! Exim's pipe transport runs this for every pipe delivery (force_command).
 

@@ -19,7 +19,7 @@ use crate::deliver::cgroup::{self, Opened};
 use crate::deliver::command;
 use crate::deliver::namespace::{self, ForeignNs};
 use crate::deliver::plan::{Place, Plan};
-use crate::deliver::privileges::{self, CAP_DAC_OVERRIDE, CAP_SYS_ADMIN, CAP_SYS_CHROOT, CAP_SYS_PTRACE};
+use crate::deliver::privileges::{self, CAP_DAC_OVERRIDE, REQUIRED};
 use crate::deliver::resolve;
 use crate::error::{exit, Error, Result};
 use crate::platform::kernel::{raw, Ending, Forked, Kernel};
@@ -35,49 +35,75 @@ pub(crate) struct Supervised {
 }
 
 /// Join, enter, fork, and wait: in this order, for every delivery.
+///
+/// Capabilities, in two windows (one `capset` each, not a raise and a
+/// lower around every step): CAP_DAC_OVERRIDE alone while the container's
+/// cgroup files are opened (their paths carry the container's cgroup
+/// names); then every required capability from entering to the fork, and
+/// in the child on to its drop, which empties them all. Nothing in that
+/// second window opens a path: it enters through descriptors opened on the
+/// host, chroots to the root opened so, forks into the cgroup opened so,
+/// and the child writes itself into the cgroup files opened in the first
+/// window (without clone3, it opens `cgroup.procs` below the directory
+/// opened there) and enters the cgroup and user namespaces. The parent
+/// empties its sets right after the fork, or on any failure before it.
 pub(crate) fn launch(k: &mut impl Kernel, plan: &Plan) -> Result<Supervised> {
-    // 1. The container's cgroups, opened on the host; the child writes
-    //    itself in (the files belong to the host's root).
-    let cgroups = match plan.target() {
-        Some(t) => privileges::with_caps(k, &[CAP_DAC_OVERRIDE], |k| cgroup::open(k, &t.cgroups.join))?,
-        None => Opened::default(),
+    let prepared = match plan.target() {
+        Some(t) => enter_before_fork(k, t).inspect_err(|_| {
+            let _ = privileges::lower_all(k);
+        })?,
+        None => (Opened::default(), Vec::new()),
     };
-    // 2. Every namespace but cgroup and user, and the container's root.
-    let (before_fork, in_child) = match plan.target() {
-        Some(t) => namespace::split(&t.foreign),
-        None => (Vec::new(), Vec::new()),
-    };
-    if let Some(t) = plan.target() {
-        privileges::with_caps(k, &[CAP_SYS_ADMIN, CAP_SYS_CHROOT, CAP_SYS_PTRACE], |k| {
-            enter(k, t.pid, &before_fork)?;
-            // The namespace root is not always the container's root (a
-            // chroot-style container); /proc/PID/root, opened on the host, is.
-            k.chroot(t.root.as_fd()).map_err(|e| Error::io("entering the container's root", e))
-        })?;
-    }
-    // 3. The child's report back, and its way to notice our death.
-    let (status_r, status_w) = k.pipe().map_err(|e| Error::io("pipe", e))?;
-    let (alive_r, alive_w) = k.pipe().map_err(|e| Error::io("pipe", e))?;
+    let (cgroups, in_child) = prepared;
+    // 3. One channel: the child reports on its end (its exec closes it:
+    //    EOF without a report is success), and sees our death on it (our
+    //    end closes with us).
+    let (parent_end, child_end) = k.channel().map_err(|e| Error::io("socketpair", e))?;
     // 4. Fork: born in the container's cgroup v2 where the kernel can.
-    let (forked, born_in_v2) = spawn(k, &cgroups, plan.clone_into_cgroup)?;
+    let (forked, born_in_v2) = match spawn(k, &cgroups, plan.clone_into_cgroup) {
+        Ok(spawned) => spawned,
+        Err(e) => {
+            let _ = privileges::lower_all(k);
+            return Err(e);
+        }
+    };
     match forked {
         Forked::Child => {
-            drop(status_r);
-            drop(alive_w);
+            // Our copy of the parent's end must go, or the parent's death
+            // would not show.
+            drop(parent_end);
             // Nothing the child holds is dropped: after the descriptor walk
             // the numbers are closed, and it ends in exec or `_exit`.
-            let failure = child(k, plan, &cgroups, born_in_v2, &in_child, &status_w, &alive_r);
-            report_and_exit(k, failure, &status_w)
+            let failure = child(k, plan, &cgroups, born_in_v2, &in_child, &child_end);
+            report_and_exit(k, failure, &child_end)
         }
         Forked::Parent(pid) => {
-            drop(status_w);
-            drop(alive_r);
-            // The cgroup files stay open until the process ends: closing
-            // them is work the exit does anyway.
+            // Our copy of the child's end must go, for the report's EOF; the
+            // cgroup files close with our exit.
+            drop(child_end);
             std::mem::forget(cgroups);
-            Ok(supervise(k, plan, pid, status_r, alive_w))
+            Ok(supervise(k, plan, pid, parent_end))
         }
     }
+}
+
+/// The parent's two capability windows (see [`launch`]): open the
+/// container's cgroups, enter every namespace but cgroup and user, and its
+/// root; every required capability stays effective for the fork. Returns
+/// the cgroups and the namespaces the child enters.
+fn enter_before_fork<'t>(k: &mut impl Kernel, t: &'t resolve::Target) -> Result<(Opened, Vec<&'t ForeignNs>)> {
+    // 1. The container's cgroups, opened on the host; the child writes
+    //    itself in (the files belong to the host's root).
+    privileges::set_effective(k, &[CAP_DAC_OVERRIDE])?;
+    let cgroups = cgroup::open(k, &t.cgroups.join)?;
+    // 2. Every namespace but cgroup and user, and the container's root.
+    privileges::set_effective(k, &REQUIRED)?;
+    let (before_fork, in_child) = namespace::split(&t.foreign);
+    enter(k, t.pid, &before_fork)?;
+    // The namespace root is not always the container's root (a
+    // chroot-style container); /proc/PID/root, opened on the host, is.
+    k.chroot(t.root.as_fd()).map_err(|e| Error::io("entering the container's root", e))?;
+    Ok((cgroups, in_child))
 }
 
 fn enter(k: &mut impl Kernel, pid: i32, which: &[&ForeignNs]) -> Result<()> {
@@ -89,8 +115,9 @@ fn enter(k: &mut impl Kernel, pid: i32, which: &[&ForeignNs]) -> Result<()> {
 /// joins it itself.
 fn spawn(k: &mut impl Kernel, cgroups: &Opened, clone_into_cgroup: bool) -> Result<(Forked, bool)> {
     if let (Some((dir, fd)), true) = (&cgroups.v2, clone_into_cgroup) {
-        // Placing the child needs write access to the host's cgroup files.
-        match privileges::with_caps(k, &[CAP_DAC_OVERRIDE], |k| Ok(k.fork(Some(fd.as_fd()))))? {
+        // Placing the child needs write access to the host's cgroup files:
+        // CAP_DAC_OVERRIDE, effective in the window before the fork.
+        match k.fork(Some(fd.as_fd())) {
             Err(e)
                 if matches!(
                     e.raw_os_error().map(Errno::from_raw),
@@ -113,10 +140,9 @@ fn child(
     cgroups: &Opened,
     born_in_v2: bool,
     in_child: &[&ForeignNs],
-    status_w: &OwnedFd,
-    alive_r: &OwnedFd,
+    channel: &OwnedFd,
 ) -> Error {
-    match child_steps(k, plan, cgroups, born_in_v2, in_child, status_w, alive_r) {
+    match child_steps(k, plan, cgroups, born_in_v2, in_child, channel) {
         Err(e) => e,
         Ok(never) => match never {},
     }
@@ -128,16 +154,16 @@ fn child_steps(
     cgroups: &Opened,
     born_in_v2: bool,
     in_child: &[&ForeignNs],
-    status_w: &OwnedFd,
-    alive_r: &OwnedFd,
+    channel: &OwnedFd,
 ) -> Result<std::convert::Infallible> {
     {
         if let Place::Container(t) = &plan.place {
             // First, while still in the host's cgroup and user namespaces:
-            // the cgroup files belong to the host's root; moving itself
-            // needs no other right.
-            privileges::with_caps(k, &[CAP_DAC_OVERRIDE], |k| cgroup::join(k, cgroups, born_in_v2))?;
-            privileges::with_caps(k, &[CAP_SYS_ADMIN, CAP_SYS_PTRACE], |k| enter(k, t.pid, in_child))?;
+            // the cgroup files belong to the host's root (CAP_DAC_OVERRIDE),
+            // entering needs CAP_SYS_ADMIN and CAP_SYS_PTRACE; all of them
+            // are effective since the parent's window before the fork.
+            cgroup::join(k, cgroups, born_in_v2)?;
+            enter(k, t.pid, in_child)?;
         }
         leave_a_terminal_session(k)?;
         privileges::drop_privileges(k, &plan.credentials, plan.confinement())?;
@@ -146,7 +172,7 @@ fn child_steps(
         // because changing credentials clears the parent-death signal; then
         // check that the parent did not die before it was set.
         k.set_parent_death_signal().map_err(|_| Error::Privileges("cannot set the parent-death signal".into()))?;
-        if !k.parent_alive(alive_r.as_fd()) {
+        if !k.parent_alive(channel.as_fd()) {
             k.exit(exit::TEMPFAIL); // nobody is left to report to
         }
         // Where Exim would have started the command, looked up inside the
@@ -163,29 +189,30 @@ fn child_steps(
         // restricted.
         if let Some(sandbox) = &plan.sandbox {
             let note = k.restrict_self(sandbox)?;
-            k.write(status_w.as_fd(), format!("{SANDBOX_NOTE}\t{}\n", note.replace('\n', "\\n")).as_bytes());
+            k.write(channel.as_fd(), format!("{SANDBOX_NOTE}\t{}\n", note.replace('\n', "\\n")).as_bytes());
         }
-        close_other_fds(k, plan.close_range, raw(status_w));
+        close_other_fds(k, plan.close_range, raw(channel));
         let err = command::exec_first(k, &plan.candidates, &plan.argv, &plan.env);
         Err(Error::Exec { command: plan.program.clone(), inside: plan.target().is_some(), source: err })
     }
 }
 
 /// Tell the parent why the child stopped, and end with the same code.
-fn report_and_exit(k: &mut impl Kernel, err: Error, status_w: &OwnedFd) -> ! {
+fn report_and_exit(k: &mut impl Kernel, err: Error, channel: &OwnedFd) -> ! {
     let code = err.exit_code();
-    k.write(status_w.as_fd(), format!("{code}\t{err}").as_bytes());
+    k.write(channel.as_fd(), format!("{code}\t{err}").as_bytes());
     k.exit(code)
 }
 
 /// The parent's part once the child is forked: give up every privilege,
 /// collect the child's report and wait for the command.
-fn supervise(k: &mut impl Kernel, plan: &Plan, pid: i32, status_r: OwnedFd, alive_w: OwnedFd) -> Supervised {
+fn supervise(k: &mut impl Kernel, plan: &Plan, pid: i32, channel: OwnedFd) -> Supervised {
     // The parent only waits from now on: it needs no privilege.
     let _ = k.capset(CapSets::default());
-    let (sandbox, failure) = parse_report(&String::from_utf8_lossy(&k.read_to_end(status_r, 8192)));
+    // Read to EOF (the child's exec or exit); our end closes after that,
+    // when the child no longer looks at it.
+    let (sandbox, failure) = parse_report(&String::from_utf8_lossy(&k.read_to_end(channel, 8192)));
     let ending = k.wait(pid).map_err(|e| Error::io("waiting for the command", e));
-    drop(alive_w);
     let ending = match (failure, ending) {
         (Some(err), _) => Err(err),
         (None, Err(e)) => Err(e),
@@ -204,7 +231,8 @@ fn supervise(k: &mut impl Kernel, plan: &Plan, pid: i32, status_r: OwnedFd, aliv
     Supervised { sandbox, ending }
 }
 
-/// Close every descriptor above 2 except the status pipe (close-on-exec).
+/// Close every descriptor above 2 except the child's end of the channel
+/// (close-on-exec).
 /// Start-up closed everything inherited, so all that is open is ours and
 /// numbered low; the fallback walk covers far more than we ever hold.
 fn close_other_fds(k: &mut impl Kernel, use_close_range: bool, keep: i32) {
@@ -241,7 +269,7 @@ fn container_stopping(k: &mut impl Kernel, init_proc_dir: &OwnedFd) -> bool {
     false
 }
 
-/// How the status pipe's sandbox line starts (a failure starts with its code).
+/// How the report's sandbox line starts (a failure starts with its code).
 const SANDBOX_NOTE: &str = "sandbox";
 
 /// What the child reported: its sandbox line, if any, and its failure, if
@@ -276,7 +304,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_status_pipe_carries_a_sandbox_line_then_a_failure() {
+    fn the_report_carries_a_sandbox_line_then_a_failure() {
         let (note, failure) = parse_report("");
         assert!(note.is_none() && failure.is_none(), "exec succeeded");
         let (note, failure) = parse_report("sandbox\tenforced\n");

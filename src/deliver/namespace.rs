@@ -13,6 +13,12 @@ use crate::platform::ns_flag;
 pub(crate) struct NsKind {
     pub(crate) name: &'static str,
     pub(crate) flag: i32,
+    /// Containers commonly share it with the host (a time namespace of
+    /// their own is rare; root-run Docker and Podman make no user
+    /// namespace): its identity is looked up first, and its file opened
+    /// only when it differs from ours (one call fewer when shared, one
+    /// more when not).
+    pub(crate) often_shared: bool,
 }
 
 /// The order in which namespaces are entered one by one (the fallback for
@@ -21,14 +27,14 @@ pub(crate) struct NsKind {
 /// descendant namespace too; the user namespace comes last because entering
 /// it trades those capabilities for capabilities inside the container only.
 pub(crate) const ENTER_ORDER: [NsKind; 8] = [
-    NsKind { name: "ipc", flag: ns_flag::IPC },
-    NsKind { name: "uts", flag: ns_flag::UTS },
-    NsKind { name: "net", flag: ns_flag::NET },
-    NsKind { name: "pid", flag: ns_flag::PID },
-    NsKind { name: "time", flag: ns_flag::TIME },
-    NsKind { name: "mnt", flag: ns_flag::NS },
-    NsKind { name: "cgroup", flag: ns_flag::CGROUP },
-    NsKind { name: "user", flag: ns_flag::USER },
+    NsKind { name: "ipc", flag: ns_flag::IPC, often_shared: false },
+    NsKind { name: "uts", flag: ns_flag::UTS, often_shared: false },
+    NsKind { name: "net", flag: ns_flag::NET, often_shared: false },
+    NsKind { name: "pid", flag: ns_flag::PID, often_shared: false },
+    NsKind { name: "time", flag: ns_flag::TIME, often_shared: true },
+    NsKind { name: "mnt", flag: ns_flag::NS, often_shared: false },
+    NsKind { name: "cgroup", flag: ns_flag::CGROUP, often_shared: false },
+    NsKind { name: "user", flag: ns_flag::USER, often_shared: true },
 ];
 
 /// Namespaces the command's process enters itself, after it was born in the

@@ -1,6 +1,7 @@
-//! Capabilities: which ones cagepipe holds and why, raising them only around
-//! the call that needs them, and the one linear function that drops every
-//! privilege before exec and then verifies that it did.
+//! Capabilities: which ones cagepipe holds and why, raising them only for
+//! the steps that need them (around one call, or for a named window), and
+//! the one linear function that drops every privilege before exec and then
+//! verifies that it did.
 #![forbid(unsafe_code)]
 
 use std::io;
@@ -78,6 +79,33 @@ pub(crate) fn with_caps<K: Kernel, T>(k: &mut K, caps: &[Cap], f: impl FnOnce(&m
     out
 }
 
+/// Make exactly `caps` effective and leave them so, for a window of steps
+/// that the caller names: it ends at the next `set_effective`, the drop, or
+/// [`lower_all`]. One call where a raise and a lower around each step would
+/// take two; the caller says in a comment what the window covers, and no
+/// path a user or a container controls may be opened inside it unless the
+/// window exists for that open.
+pub(crate) fn set_effective(k: &mut impl Kernel, caps: &[Cap]) -> Result<()> {
+    let now = k.capget().map_err(|e| Error::io("reading capabilities", e))?;
+    let wanted = mask(caps);
+    if now.permitted & wanted != wanted {
+        return Err(Error::SelfCheck(format!(
+            "capabilities missing from the permitted set: {}",
+            missing_names(now.permitted, caps)
+        )));
+    }
+    if now.effective != wanted {
+        k.capset(CapSets { effective: wanted, ..now })
+            .map_err(|e| Error::io("setting the effective capabilities", e))?;
+    }
+    Ok(())
+}
+
+/// End a window of [`set_effective`]: nothing effective.
+pub(crate) fn lower_all(k: &mut impl Kernel) -> Result<()> {
+    set_effective(k, &[])
+}
+
 pub(crate) fn missing_names(permitted: u64, caps: &[Cap]) -> String {
     let names: Vec<&str> = caps.iter().filter(|c| permitted & (1u64 << c.number) == 0).map(|c| c.name).collect();
     names.join(", ")
@@ -127,8 +155,13 @@ pub(crate) fn drop_privileges(k: &mut impl Kernel, want: &Credentials, how: Conf
     let contained = how == Confinement::Contained;
     let step = |what: &str, r: io::Result<()>| r.map_err(|e| Error::Privileges(format!("{what}: {e}")));
     step("resetting signal dispositions and mask", k.reset_signals())?;
+    // A contained delivery's child has every permitted capability effective
+    // already (from the parent's window before the fork, or from entering
+    // a user namespace).
     let now = step_value("reading capabilities", k.capget())?;
-    step("raising the permitted capabilities", k.capset(CapSets { effective: now.permitted, ..now }))?;
+    if now.effective != now.permitted {
+        step("raising the permitted capabilities", k.capset(CapSets { effective: now.permitted, ..now }))?;
+    }
     step("setgroups", k.setgroups(&want.groups))?;
     step("setresgid", k.setresgid(want.gid))?;
     step("clearing the ambient set", k.clear_ambient())?;
@@ -315,6 +348,20 @@ mod tests {
         k.state.caps.permitted = 0;
         let e = with_caps(&mut k, &[CAP_SYS_PTRACE], |_| Ok(())).unwrap_err();
         assert!(e.to_string().contains("cap_sys_ptrace"), "{e}");
+    }
+
+    #[test]
+    fn a_window_sets_exactly_its_capabilities_once_and_lower_all_ends_it() {
+        let mut k = Recording::new();
+        set_effective(&mut k, &[CAP_DAC_OVERRIDE]).unwrap();
+        set_effective(&mut k, &[CAP_DAC_OVERRIDE]).unwrap();
+        set_effective(&mut k, &[CAP_SYS_ADMIN, CAP_SYS_CHROOT]).unwrap();
+        lower_all(&mut k).unwrap();
+        lower_all(&mut k).unwrap();
+        assert_eq!(k.calls, ["capset effective=1", "capset effective=18,21", "capset effective="]);
+        k.state.caps.permitted = mask(&[CAP_SETGID]);
+        let e = set_effective(&mut k, &[CAP_SETGID, CAP_SYS_ADMIN]).unwrap_err();
+        assert!(e.to_string().contains("cap_sys_admin"), "{e}");
     }
 
     #[test]

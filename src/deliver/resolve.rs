@@ -221,6 +221,15 @@ fn pin(
                 Err(Errno::ENOENT) => continue, // the kernel has no such namespace
                 Err(e) => return Err(Error::io(format!("reading our {} namespace", kind.name), e.into())),
             };
+            if kind.often_shared {
+                let entry = format!("ns/{}", kind.name);
+                let theirs = k.proc_identity(proc_dir.as_fd(), &entry).map_err(|e| {
+                    gone_or(e, pid, not_running, |e| target_err(format!("reading {entry}: {}", e.desc())))
+                })?;
+                if theirs == ours {
+                    continue;
+                }
+            }
             let (file, theirs) = k.open_proc_entry(proc_dir.as_fd(), ProcEntry::Namespace(kind.name)).map_err(|e| {
                 gone_or(e, pid, not_running, |e| target_err(format!("opening ns/{}: {}", kind.name, e.desc())))
             })?;
@@ -255,11 +264,15 @@ fn pin(
         // a private /tmp (systemd's PrivateTmp=) has one. A container also
         // has a pid namespace or a root directory of its own; where pid 1
         // cannot be read, only a root of its own tells.
-        let host_pid_ns = k.identity(Path::new("/proc/1/ns/pid")).ok();
-        let own_pid_ns = host_mnt.is_some() && pid_ns.is_some() && pid_ns != host_pid_ns;
-        let host_roots = [k.identity(Path::new("/proc/1/root")).ok(), k.identity(Path::new("/")).ok()];
-        let own_root = !host_roots.contains(&Some(root_id)) && host_roots[1].is_some();
-        if !own_pid_ns && !own_root {
+        // (Each identity is asked only when the answer can still change
+        // the verdict.)
+        let own_pid_ns =
+            host_mnt.is_some() && pid_ns.is_some() && pid_ns != k.identity(Path::new("/proc/1/ns/pid")).ok();
+        let mut own_root = || {
+            let host_roots = [k.identity(Path::new("/proc/1/root")).ok(), k.identity(Path::new("/")).ok()];
+            !host_roots.contains(&Some(root_id)) && host_roots[1].is_some()
+        };
+        if !own_pid_ns && !own_root() {
             return Err(not_running(format!(
                 "process {pid} from {source} has a mount namespace of its own but shares the host's pid namespace and root directory: a host daemon (with a private /tmp, say), not a container"
             )));
@@ -307,15 +320,23 @@ fn pin(
         None
     };
 
-    // Re-check on the handles we will use: same process, still alive.
-    let again = read_stat(k, &proc_dir, pid, not_running)?;
-    if again.start_ticks != first.start_ticks {
-        return Err(not_running(format!("process {pid} changed while it was being opened")));
-    }
-    if let Some(fd) = &pidfd {
-        if let Err(e) = k.pidfd_alive(fd.as_fd()) {
-            if e.raw_os_error() != Some(Errno::EPERM as i32) {
+    // Re-check on the handles we will use: same process, still alive. With
+    // a pidfd, one poll of it is the whole proof: a process that has not
+    // exited holds its number, so it held it since the pidfd was opened,
+    // and /proc/PID opened after that, and all read through it, is its
+    // own; its start time read again could not differ, and a zombie polls
+    // as exited. Without one, the start time and state read again through
+    // the /proc directory are.
+    match &pidfd {
+        Some(fd) => {
+            if k.pidfd_alive(fd.as_fd()).is_err() {
                 return Err(not_running(format!("process {pid} exited while it was being opened")));
+            }
+        }
+        None => {
+            let again = read_stat(k, &proc_dir, pid, not_running)?;
+            if again.start_ticks != first.start_ticks {
+                return Err(not_running(format!("process {pid} changed while it was being opened")));
             }
         }
     }

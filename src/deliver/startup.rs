@@ -12,7 +12,12 @@ use crate::platform::{process, sys};
 
 /// Make sure 0, 1 and 2 are open (on /dev/null if the caller closed them),
 /// so that no file cagepipe opens can become the command's stdin or stdout.
+/// Started with its file capabilities, the C library has done so already
+/// (see [`sys::started_secure`]); only root (`--user`) is not.
 pub(crate) fn ensure_std_fds() -> io::Result<()> {
+    if sys::started_secure() {
+        return Ok(());
+    }
     for (fd, closed) in (0..).zip(sys::closed_std_fds()?) {
         if closed {
             sys::open_devnull_at(fd)?;
@@ -103,6 +108,7 @@ pub(crate) fn self_check(status: &procfs::Status, caller_is_root: bool) -> Resul
     // The child resets these, and only these, before exec: exec itself
     // resets every caught signal, but an ignored one stays ignored.
     sys::note_signals_at_startup(status.sig_ign);
+    sys::note_ambient_at_startup(status.cap_amb);
     // An ignored SIGCHLD (a caller can hand it over so) would make waitpid
     // fail; a blocked one is harmless but is unblocked too, as before.
     let sigchld = 1u64 << (process::SIGCHLD - 1);
@@ -131,6 +137,14 @@ fn running_binary() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The syslog line's pid comes from this read, not from getpid.
+    #[test]
+    fn the_status_read_at_start_up_says_our_pid() {
+        crate::platform::process::open_host_proc().unwrap();
+        let status = own_status().unwrap();
+        assert_eq!(status.ns_pid.last().map(|&p| p as u32), Some(std::process::id()), "{:?}", status.ns_pid);
+    }
 
     /// The fork that follows assumes one thread: in a threaded process the
     /// child could inherit a lock held by a thread that does not exist there.

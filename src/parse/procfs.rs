@@ -7,7 +7,9 @@
 //! panics. Every file except a pidfile must end in a newline, because the
 //! kernel always writes one. Without it the read may have been cut short.
 
-use std::collections::HashSet;
+// Ordered sets, not hashed ones: a hash set asks the kernel for random keys
+// (a getrandom on every delivery), and these sets are small.
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fmt;
 use std::os::unix::ffi::OsStringExt;
@@ -316,8 +318,8 @@ fn cgroup_path_problem(path: &str) -> Option<&'static str> {
 /// refused too, because it cannot be joined relative to our mount.
 pub fn parse_cgroup(text: &[u8]) -> Result<Vec<CgroupEntry>, ParseError> {
     let mut entries: Vec<CgroupEntry> = Vec::new();
-    let mut seen_ids = HashSet::new();
-    let mut seen_controllers = HashSet::new();
+    let mut seen_ids = BTreeSet::new();
+    let mut seen_controllers = BTreeSet::new();
     for raw in lines(text, CGROUP)? {
         let bad = |why: &str| fail(CGROUP, format!("{why} in line {}", quoted(raw)));
         let line = std::str::from_utf8(raw).map_err(|_| bad("not UTF-8"))?;
@@ -404,7 +406,7 @@ fn unescape_octal(field: &[u8]) -> Option<Vec<u8>> {
 /// with `mount ""`) then shows up as an empty field, not a shifted line.
 pub fn parse_mountinfo(text: &[u8]) -> Result<Vec<MountInfo>, ParseError> {
     let mut mounts = Vec::new();
-    let mut seen_ids = HashSet::new();
+    let mut seen_ids = BTreeSet::new();
     for line in lines(text, MOUNTINFO)? {
         let bad = |why: &str| fail(MOUNTINFO, format!("{why} in line {}", quoted(line)));
         let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();

@@ -84,7 +84,8 @@ pub(crate) trait Kernel {
     fn read_trusted_in(&mut self, dir: &TrustedDir, rel: &Path, max: usize) -> Result<TrustedFile, Untrusted>;
     /// `pidfd_open(2)`.
     fn pidfd_open(&mut self, pid: i32) -> io::Result<OwnedFd>;
-    /// `pidfd_send_signal(pidfd, 0)`: Ok or EPERM while the process exists.
+    /// Ok while the process has not exited: its pidfd polls readable once
+    /// it has (a zombie too) and once it was reaped; ESRCH then.
     fn pidfd_alive(&mut self, pidfd: BorrowedFd<'_>) -> io::Result<()>;
     /// Open `/proc/PID` as a directory.
     fn open_proc(&mut self, pid: i32) -> Result<OwnedFd, Errno>;
@@ -94,6 +95,9 @@ pub(crate) trait Kernel {
     fn open_proc_entry(&mut self, dir: BorrowedFd<'_>, entry: ProcEntry<'_>) -> Result<(OwnedFd, FileId), Errno>;
     /// The identity of a path of our own (`/proc/self/ns/mnt`, `/`).
     fn identity(&mut self, path: &Path) -> Result<FileId, Errno>;
+    /// The identity of what `name` below an open /proc/PID directory
+    /// leads to (`stat`, following the link), without opening it.
+    fn proc_identity(&mut self, dir: BorrowedFd<'_>, name: &str) -> Result<FileId, Errno>;
     /// The uid that created a user namespace (`NS_GET_OWNER_UID`).
     fn ns_owner_uid(&mut self, ns: BorrowedFd<'_>) -> io::Result<u32>;
     /// Our mount table, `/proc/self/mountinfo`.
@@ -115,8 +119,8 @@ pub(crate) trait Kernel {
     fn setns(&mut self, fd: BorrowedFd<'_>, flags: i32) -> io::Result<()>;
     /// `fchdir(root)` then `chroot(".")`.
     fn chroot(&mut self, root: BorrowedFd<'_>) -> io::Result<()>;
-    /// A close-on-exec pipe: (read end, write end).
-    fn pipe(&mut self) -> io::Result<(OwnedFd, OwnedFd)>;
+    /// A close-on-exec stream socket pair: (the parent's end, the child's).
+    fn channel(&mut self) -> io::Result<(OwnedFd, OwnedFd)>;
     /// `clone3(CLONE_INTO_CGROUP)` into a v2 directory, or a plain fork.
     fn fork(&mut self, into_cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked>;
 
@@ -136,12 +140,14 @@ pub(crate) trait Kernel {
     fn drop_bounding(&mut self) -> io::Result<()>;
     fn set_non_dumpable(&mut self) -> io::Result<()>;
     fn set_no_new_privs(&mut self) -> io::Result<()>;
-    /// Read back everything the drop set.
+    /// Read back everything the drop set (in the command's process before
+    /// exec: the descriptor it reads through is left to the descriptor walk).
     fn observe(&mut self) -> io::Result<Observed>;
     /// `PR_SET_PDEATHSIG` SIGKILL.
     fn set_parent_death_signal(&mut self) -> io::Result<()>;
-    /// Whether the parent still holds the write end of the `alive` pipe.
-    fn parent_alive(&mut self, alive_r: BorrowedFd<'_>) -> bool;
+    /// Whether the parent still holds its end of the channel (`ours`, the
+    /// child's end).
+    fn parent_alive(&mut self, ours: BorrowedFd<'_>) -> bool;
     fn chdir(&mut self, dir: &CStr) -> io::Result<()>;
     /// Apply the Landlock ruleset; the note for the audit line.
     fn restrict_self(&mut self, plan: &crate::deliver::sandbox::Plan) -> crate::error::Result<String>;
@@ -151,7 +157,7 @@ pub(crate) trait Kernel {
     fn close(&mut self, fd: RawFd);
     /// `execve`; returns only on failure.
     fn execve(&mut self, path: &CStr, argv: &[&CStr], env: &[&CStr]) -> io::Error;
-    /// Write to the status pipe (best effort).
+    /// Write to the channel to the parent (best effort).
     fn write(&mut self, fd: BorrowedFd<'_>, bytes: &[u8]);
     /// `_exit(code)`.
     fn exit(&mut self, code: i32) -> !;
@@ -199,7 +205,12 @@ impl Kernel for Linux {
         sys::pidfd_open(pid)
     }
     fn pidfd_alive(&mut self, pidfd: BorrowedFd<'_>) -> io::Result<()> {
-        sys::pidfd_probe(pidfd)
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut fds = [PollFd::new(pidfd, PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::ZERO)? {
+            0 => Ok(()),
+            _ => Err(io::Error::from_raw_os_error(libc::ESRCH)),
+        }
     }
     fn open_proc(&mut self, pid: i32) -> Result<OwnedFd, Errno> {
         nix::fcntl::open(
@@ -231,6 +242,9 @@ impl Kernel for Linux {
     }
     fn identity(&mut self, path: &Path) -> Result<FileId, Errno> {
         stat(path).map(dev_ino)
+    }
+    fn proc_identity(&mut self, dir: BorrowedFd<'_>, name: &str) -> Result<FileId, Errno> {
+        nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::empty()).map(dev_ino)
     }
     fn ns_owner_uid(&mut self, ns: BorrowedFd<'_>) -> io::Result<u32> {
         sys::ns_owner_uid(ns)
@@ -295,8 +309,8 @@ impl Kernel for Linux {
         nix::unistd::fchdir(root)?;
         nix::unistd::chroot(".").map_err(io::Error::from)
     }
-    fn pipe(&mut self) -> io::Result<(OwnedFd, OwnedFd)> {
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)
+    fn channel(&mut self) -> io::Result<(OwnedFd, OwnedFd)> {
+        sys::stream_pair()
     }
     fn fork(&mut self, into_cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked> {
         let forked = match into_cgroup {
@@ -359,7 +373,8 @@ impl Kernel for Linux {
         // start-up: inside the container, its /proc is the container's to
         // fake. The ids are shown as our (the container's) user namespace
         // sees them, as getresuid would return them.
-        let status = super::process::read_own("status", 64 * 1024)?;
+        // Only the command's process asks, before its descriptor walk.
+        let status = super::process::read_own_before_exec("status", 64 * 1024)?;
         let s = crate::parse::procfs::parse_status(&status).map_err(io::Error::other)?;
         let [ur, ue, us, _] = s.uid;
         let [gr, ge, gs, _] = s.gid;
@@ -381,10 +396,11 @@ impl Kernel for Linux {
     fn set_parent_death_signal(&mut self) -> io::Result<()> {
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(io::Error::from)
     }
-    fn parent_alive(&mut self, alive_r: BorrowedFd<'_>) -> bool {
+    fn parent_alive(&mut self, ours: BorrowedFd<'_>) -> bool {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        // Readable (EOF) once the parent, the only writer, is gone.
-        let mut fds = [PollFd::new(alive_r, PollFlags::POLLIN)];
+        // Readable (EOF) once the parent's end is closed: the parent never
+        // writes, and it alone holds that end.
+        let mut fds = [PollFd::new(ours, PollFlags::POLLIN)];
         matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
     }
     fn chdir(&mut self, dir: &CStr) -> io::Result<()> {
@@ -432,7 +448,7 @@ impl Kernel for Linux {
     }
 }
 
-/// For the status pipe's raw number (kept open across the descriptor walk).
+/// For the channel's raw number (kept open across the descriptor walk).
 pub(crate) fn raw(fd: &impl AsFd) -> RawFd {
     fd.as_fd().as_raw_fd()
 }

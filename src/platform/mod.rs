@@ -77,6 +77,17 @@ pub(crate) mod process {
     /// now), whole, in one read when it fits (a file the kernel renders
     /// at once: status, stat, cgroup).
     pub(crate) fn read_own(name: &str, max: usize) -> io::Result<Vec<u8>> {
+        super::fs::read_rendered(std::fs::File::from(open_own(name)?), max)
+    }
+
+    /// [`read_own`], leaving the descriptor open: for the command's process
+    /// before exec, whose descriptor walk closes every one anyway.
+    pub(crate) fn read_own_before_exec(name: &str, max: usize) -> io::Result<Vec<u8>> {
+        let file = std::mem::ManuallyDrop::new(std::fs::File::from(open_own(name)?));
+        super::fs::read_rendered(&*file, max)
+    }
+
+    fn open_own(name: &str) -> io::Result<std::os::fd::OwnedFd> {
         use nix::fcntl::OFlag;
         let proc = host_proc().ok_or_else(|| io::Error::other("/proc was not opened at start-up"))?;
         let fd = nix::fcntl::openat(
@@ -85,7 +96,7 @@ pub(crate) mod process {
             OFlag::O_RDONLY | OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )?;
-        super::fs::read_rendered(std::fs::File::from(fd), max)
+        Ok(fd)
     }
 
     #[cfg(test)]

@@ -90,7 +90,7 @@ pub(crate) struct Recording {
     pub(crate) leave_bounding: u64,
     /// Whether capset really changes the sets.
     pub(crate) capset_works: bool,
-    /// What the parent reads from the status pipe.
+    /// What the parent reads from its end of the channel.
     pub(crate) report: Vec<u8>,
     pub(crate) ending: Ending,
     /// The errno exec fails with.
@@ -280,6 +280,13 @@ impl Kernel for Recording {
             }
         }
     }
+    fn proc_identity(&mut self, dir: BorrowedFd<'_>, name: &str) -> Result<FileId, Errno> {
+        let pid = self.proc_pid(dir);
+        let p = self.process(pid)?.clone();
+        let _ = self.record(format!("proc_identity {pid}/{name}"));
+        let kind = name.strip_prefix("ns/").ok_or(Errno::ENOENT)?;
+        Ok((3, p.foreign.iter().find(|(k, _)| *k == kind).map_or(own_ns(kind), |(_, i)| *i)))
+    }
     fn identity(&mut self, path: &Path) -> Result<FileId, Errno> {
         let _ = self.record(format!("identity {}", path.display()));
         let text = path.to_string_lossy();
@@ -332,9 +339,9 @@ impl Kernel for Recording {
         let label = self.label(root);
         self.record(format!("chroot {label}"))
     }
-    fn pipe(&mut self) -> io::Result<(OwnedFd, OwnedFd)> {
-        self.record("pipe".into())?;
-        Ok((self.fd("pipe-r".into()), self.fd("pipe-w".into())))
+    fn channel(&mut self) -> io::Result<(OwnedFd, OwnedFd)> {
+        self.record("channel".into())?;
+        Ok((self.fd("parent-end".into()), self.fd("child-end".into())))
     }
     fn fork(&mut self, into_cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked> {
         match into_cgroup {
@@ -405,7 +412,7 @@ impl Kernel for Recording {
     fn set_parent_death_signal(&mut self) -> io::Result<()> {
         self.record("set_parent_death_signal".into())
     }
-    fn parent_alive(&mut self, _alive_r: BorrowedFd<'_>) -> bool {
+    fn parent_alive(&mut self, _ours: BorrowedFd<'_>) -> bool {
         self.record("parent_alive".into()).is_ok()
     }
     fn chdir(&mut self, dir: &CStr) -> io::Result<()> {

@@ -229,7 +229,10 @@ const VERIFIED_DEPTH: usize = 1;
 /// Forget the kept directories: the process's root changes (they belong
 /// to the old one).
 pub(crate) fn forget_verified() {
-    VERIFIED.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    let kept = std::mem::take(&mut *VERIFIED.lock().unwrap_or_else(|e| e.into_inner()));
+    // Opened one after the other at the first lookups, so usually one
+    // close_range closes them all.
+    super::sys::close_together(kept.into_iter().map(|(_, fd)| fd).collect());
 }
 
 /// Open and check every directory from `/` down through `names`, starting

@@ -4,7 +4,7 @@
 //! The crate denies `unsafe` everywhere else; callers stay safe Rust.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 fn cvt(ret: libc::c_long) -> io::Result<libc::c_long> {
     if ret < 0 {
@@ -23,22 +23,6 @@ pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// `pidfd_send_signal(pidfd, 0)`: Ok or EPERM while the process exists
-/// (zombies included), ESRCH once it has been reaped.
-pub(crate) fn pidfd_probe(pidfd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: signal 0 with a null siginfo only checks existence and permission.
-    cvt(unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd() as libc::c_long,
-            0 as libc::c_long,
-            std::ptr::null::<libc::siginfo_t>(),
-            0 as libc::c_long,
-        )
-    })
-    .map(drop)
-}
-
 /// `setns(2)` with any namespace flags; `fd` is a namespace file or, since
 /// Linux 5.8, a pidfd (then several flags may be joined in one atomic step).
 pub(crate) fn setns(fd: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<()> {
@@ -54,6 +38,16 @@ pub(crate) fn close_range(first: u32, last: u32) -> io::Result<()> {
         .map(drop)
 }
 
+/// A connected pair of close-on-exec Unix stream sockets.
+pub(crate) fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1 as RawFd; 2];
+    // SAFETY: the kernel writes two descriptors into the two-element array.
+    cvt(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) }
+        as libc::c_long)?;
+    // SAFETY: the kernel just returned these two fds to us; nobody else owns them.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 /// Close one raw descriptor number, ignoring EBADF (used by the fallback that
 /// walks a range of numbers on kernels without close_range).
 pub(crate) fn close_fd_number(fd: RawFd) {
@@ -61,6 +55,36 @@ pub(crate) fn close_fd_number(fd: RawFd) {
     // code path (it is the pre-exec child, where every owner has been
     // forgotten or is about to be replaced by exec).
     unsafe { libc::close(fd) };
+}
+
+/// Close `fds`: with one close_range when their numbers are consecutive
+/// (the range then holds exactly them), else one by one.
+pub(crate) fn close_together(fds: Vec<OwnedFd>) {
+    let mut numbers: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    numbers.sort_unstable();
+    match (numbers.first(), numbers.last()) {
+        (Some(&first), Some(&last)) if numbers.len() > 1 && (last - first) as usize + 1 == numbers.len() => {
+            // The numbers leave their owners here; each is closed below.
+            for fd in fds {
+                let _ = fd.into_raw_fd();
+            }
+            // The range holds exactly those descriptors, owned by nothing now.
+            if close_range(first as u32, last as u32).is_err() {
+                numbers.into_iter().for_each(close_fd_number);
+            }
+        }
+        _ => drop(fds),
+    }
+}
+
+/// Whether the kernel started us in secure-execution mode (`AT_SECURE`: the
+/// exec raised our capabilities or ids). The C library then opens 0, 1 and
+/// 2 itself before `main` if they are closed, or aborts: glibc
+/// (`__libc_check_standard_fds`, in the dynamic loader and in a static
+/// program's start-up) and musl (`__init_libc`) alike.
+pub(crate) fn started_secure() -> bool {
+    // SAFETY: getauxval reads the auxiliary vector; no memory of ours.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
 }
 
 /// Which of the standard descriptors 0, 1 and 2 are closed, in one
@@ -72,9 +96,6 @@ pub(crate) fn closed_std_fds() -> io::Result<[bool; 3]> {
     Ok(fds.map(|p| p.revents & libc::POLLNVAL != 0))
 }
 
-/// Ignore SIGPIPE, as Rust programs do: a write to a closed pipe fails with
-/// EPIPE instead of killing the process. (cagepipe starts without the
-/// standard library's runtime set-up; see main.rs.)
 /// Whether a descriptor (0, 1 or 2) is a terminal, asked without the
 /// standard library's stdin/stdout handles: their first use allocates their
 /// buffers, and in the forked child that allocation touches (and copies)
@@ -99,9 +120,22 @@ pub(crate) fn no_fast_bins() {
     }
 }
 
-pub(crate) fn ignore_sigpipe() {
-    // SAFETY: SIG_IGN runs no code of ours.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+/// Block SIGPIPE: a write to a closed pipe then fails with EPIPE instead of
+/// killing the process, as ignoring it (what Rust programs do) would.
+/// (cagepipe starts without the standard library's runtime set-up; see
+/// main.rs.) Blocked, not ignored: an ignored signal survives exec, so the
+/// child would have to set it back to default with a call of its own; the
+/// mask the child empties anyway. A SIGPIPE left pending by such a write
+/// stays ours: a fork does not pass pending signals on.
+pub(crate) fn block_sigpipe() {
+    // SAFETY: an empty set initialised by sigemptyset, then one signal
+    // added; no old set requested.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
 }
 
 /// Open `/dev/null` onto a closed standard descriptor so that the next file
@@ -139,8 +173,7 @@ pub(crate) fn mark_single_threaded() {
 }
 
 /// The signals ignored when the start-up check read /proc/self/status
-/// (SigIgn; SIGPIPE among them, which cagepipe ignores first thing); all
-/// of them until then. A caught signal needs no reset: exec resets it.
+/// (SigIgn: the caller's, cagepipe ignores none); all of them until then. A caught signal needs no reset: exec resets it.
 static NOT_DEFAULT_AT_STARTUP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
 
 /// Record which signals the kernel reported ignored at start-up (bit N-1
@@ -148,6 +181,17 @@ static NOT_DEFAULT_AT_STARTUP: std::sync::atomic::AtomicU64 = std::sync::atomic:
 /// after that, so the child need reset no others.
 pub(crate) fn note_signals_at_startup(ignored: u64) {
     NOT_DEFAULT_AT_STARTUP.store(ignored, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether the ambient set was empty when the start-up check read
+/// /proc/self/status. It stays empty: only PR_CAP_AMBIENT_RAISE adds to it,
+/// which cagepipe never calls (entering a user namespace empties it again).
+static AMBIENT_EMPTY_AT_STARTUP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Record the ambient set start-up saw (`None`: the kernel does not show
+/// it). The exec of a binary with file capabilities empties it.
+pub(crate) fn note_ambient_at_startup(ambient: Option<u64>) {
+    AMBIENT_EMPTY_AT_STARTUP.store(ambient == Some(0), std::sync::atomic::Ordering::SeqCst);
 }
 
 /// `fork(2)`, refused unless the process was verified single-threaded.
@@ -373,8 +417,12 @@ pub(crate) fn capbset_drop_all() -> io::Result<()> {
     Ok(())
 }
 
-/// Empty the ambient set (Linux 4.3).
+/// Empty the ambient set (Linux 4.3), unless it was seen empty at start-up
+/// and so is still (the drop's verification reads it back either way).
 pub(crate) fn cap_ambient_clear_all() -> io::Result<()> {
+    if AMBIENT_EMPTY_AT_STARTUP.load(std::sync::atomic::Ordering::SeqCst) {
+        return Ok(());
+    }
     // SAFETY: prctl with integer arguments only.
     let r = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) };
     if r != 0 {
