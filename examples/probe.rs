@@ -834,12 +834,33 @@ fn run_tty(text: &[u8]) -> i32 {
             break;
         }
     }
+    // Any process can open its controlling terminal as /dev/tty, whatever
+    // is on 0-2; without one the open fails with ENXIO. (Typed through it
+    // only when 0 is no terminal: the text goes in once.)
+    let (devtty, devtty_tiocsti) =
+        match nix::fcntl::open("/dev/tty", OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty()) {
+            Ok(_) if isatty => ("opened".to_owned(), "-".to_owned()),
+            Ok(fd) => {
+                let mut result = "ok".to_owned();
+                for byte in text {
+                    // SAFETY: TIOCSTI reads one byte through the pointer, which is valid.
+                    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSTI, byte as *const u8) } != 0 {
+                        result = format!("{:?}", Errno::last());
+                        break;
+                    }
+                }
+                ("opened".to_owned(), result)
+            }
+            Err(e) => (format!("{e:?}"), "-".to_owned()),
+        };
     let sid = unistd::getsid(None).map_or_else(|_| "-".to_owned(), |s| s.to_string());
     let mut out = io::stdout().lock();
     let result = [
         ("isatty", if isatty { "yes".to_owned() } else { "no".to_owned() }),
         ("ctty", ctty),
         ("tiocsti", tiocsti),
+        ("devtty", devtty),
+        ("devtty_tiocsti", devtty_tiocsti),
         ("sid", sid),
         ("pgid", unistd::getpgrp().to_string()),
     ]

@@ -48,6 +48,9 @@ pub(crate) struct Supervised {
 /// opened there) and enters the cgroup and user namespaces. The parent
 /// empties its sets right after the fork, or on any failure before it.
 pub(crate) fn launch(k: &mut impl Kernel, plan: &Plan) -> Result<Supervised> {
+    // Asked on the host, before anything is entered (see
+    // `leave_a_terminal_session`).
+    let terminal = k.has_controlling_terminal();
     let prepared = match plan.target() {
         Some(t) => enter_before_fork(k, t).inspect_err(|_| {
             let _ = privileges::lower_all(k);
@@ -74,7 +77,7 @@ pub(crate) fn launch(k: &mut impl Kernel, plan: &Plan) -> Result<Supervised> {
             drop(parent_end);
             // Nothing the child holds is dropped: after the descriptor walk
             // the numbers are closed, and it ends in exec or `_exit`.
-            let failure = child(k, plan, &cgroups, born_in_v2, &in_child, &child_end);
+            let failure = child(k, plan, &cgroups, born_in_v2, &in_child, &child_end, terminal);
             report_and_exit(k, failure, &child_end)
         }
         Forked::Parent(pid) => {
@@ -141,8 +144,9 @@ fn child(
     born_in_v2: bool,
     in_child: &[&ForeignNs],
     channel: &OwnedFd,
+    terminal: bool,
 ) -> Error {
-    match child_steps(k, plan, cgroups, born_in_v2, in_child, channel) {
+    match child_steps(k, plan, cgroups, born_in_v2, in_child, channel, terminal) {
         Err(e) => e,
         Ok(never) => match never {},
     }
@@ -155,6 +159,7 @@ fn child_steps(
     born_in_v2: bool,
     in_child: &[&ForeignNs],
     channel: &OwnedFd,
+    terminal: bool,
 ) -> Result<std::convert::Infallible> {
     {
         if let Place::Container(t) = &plan.place {
@@ -165,7 +170,9 @@ fn child_steps(
             cgroup::join(k, cgroups, born_in_v2)?;
             enter(k, t.pid, in_child)?;
         }
-        leave_a_terminal_session(k)?;
+        if terminal {
+            leave_a_terminal_session(k)?;
+        }
         privileges::drop_privileges(k, &plan.credentials, plan.confinement())?;
         // Die with the parent: if cagepipe is killed, the command must not
         // run on unsupervised inside the container. Set after the drop,
@@ -289,14 +296,16 @@ fn parse_report(text: &str) -> (Option<String>, Option<Error>) {
     (note, failure)
 }
 
-/// When a terminal is on 0, 1 or 2 (an administrator trying a delivery by
-/// hand; Exim never passes one), start a session of our own so that the
-/// terminal is not the command's controlling terminal: TIOCSTI, which needs
-/// that, would let the command type into the caller's shell once it exits
-/// (CVE-2016-7545, CVE-2017-5226). Without a terminal nothing changes, so
+/// With a controlling terminal (an administrator trying a delivery by hand,
+/// or a message sent with `exim -odi` from a shell, whose delivery runs in
+/// that shell's session even though 0-2 are pipes), start a session of our
+/// own so that the terminal is not the command's: through `/dev/tty`, which
+/// any process can open for its controlling terminal, it could read the
+/// caller's input, and with TIOCSTI type into the caller's shell once it
+/// exits (CVE-2016-7545, CVE-2017-5226). Without one nothing changes, so
 /// the command stays in Exim's process group for its `killpg` on timeout.
 fn leave_a_terminal_session(k: &mut impl Kernel) -> Result<()> {
-    k.leave_terminal_session().map(drop).map_err(|e| Error::io("leaving the terminal's session", e))
+    k.new_session().map_err(|e| Error::io("leaving the terminal's session", e))
 }
 
 #[cfg(test)]

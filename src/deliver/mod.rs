@@ -355,6 +355,7 @@ mod tests {
         assert_eq!(
             calls,
             [
+                "open /dev/tty",
                 DAC,
                 "open_cgroup /sys/fs/cgroup/unified/ct/alice",
                 "open_cgroup /sys/fs/cgroup/cpu,cpuacct/ct/alice/tasks",
@@ -414,6 +415,23 @@ mod tests {
         assert_no_open_under(&calls, "1");
     }
 
+    /// With a controlling terminal (asked on the host, before anything is
+    /// entered), the child starts a session of its own once inside and
+    /// before its drop; without one it stays in the caller's (Exim's
+    /// process group, for its kill on timeout): see the test above.
+    #[test]
+    fn with_a_controlling_terminal_the_child_leaves_its_session() {
+        let mut k = Recording::new();
+        k.fork_as = Forked::Child;
+        k.terminal = true;
+        let (calls, _) = run(&mut k, &config(""), true);
+        assert_eq!(calls.first().map(String::as_str), Some("open /dev/tty"));
+        let at =
+            |name: &str| calls.iter().position(|c| c.starts_with(name)).unwrap_or_else(|| panic!("{name}: {calls:?}"));
+        assert!(at("setns ns/user") < at("setsid") && at("setsid") < at("setgroups"), "{calls:?}");
+        assert_eq!(calls.iter().filter(|c| *c == "setsid").count(), 1);
+    }
+
     #[test]
     fn a_cgroup_the_delivery_is_already_in_is_neither_opened_nor_joined() {
         let mut k = Recording::new();
@@ -440,6 +458,7 @@ mod tests {
         assert_eq!(
             without_numbers(&calls),
             [
+                "open /dev/tty",
                 "channel",
                 "fork",
                 "setsid",

@@ -128,8 +128,11 @@ pub(crate) trait Kernel {
     /// Write "0" to a v1 `tasks` file, or to `cgroup.procs` below a v2
     /// directory: move the calling process there.
     fn join_cgroup(&mut self, fd: BorrowedFd<'_>, v2: bool) -> io::Result<()>;
-    /// `setsid()` if a terminal is on 0, 1 or 2; whether it did.
-    fn leave_terminal_session(&mut self) -> io::Result<bool>;
+    /// Whether we have a controlling terminal (`/dev/tty` opens); when
+    /// that cannot be told, as if we had.
+    fn has_controlling_terminal(&mut self) -> bool;
+    /// `setsid()`: a session, and so no controlling terminal, of our own.
+    fn new_session(&mut self) -> io::Result<()>;
     /// Every signal to SIG_DFL, the mask emptied.
     fn reset_signals(&mut self) -> io::Result<()>;
     fn setgroups(&mut self, groups: &[u32]) -> io::Result<()>;
@@ -331,12 +334,14 @@ impl Kernel for Linux {
             nix::unistd::write(fd, b"0").map(drop).map_err(io::Error::from)
         }
     }
-    fn leave_terminal_session(&mut self) -> io::Result<bool> {
-        if (0..=2).any(sys::is_terminal) {
-            nix::unistd::setsid()?;
-            return Ok(true);
-        }
-        Ok(false)
+    fn has_controlling_terminal(&mut self) -> bool {
+        // The host's /dev/tty (this runs before any namespace is entered):
+        // it opens our controlling terminal, or fails with ENXIO without one.
+        let flags = OFlag::O_RDONLY | OFlag::O_NOCTTY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        !matches!(nix::fcntl::open("/dev/tty", flags, Mode::empty()), Err(Errno::ENXIO))
+    }
+    fn new_session(&mut self) -> io::Result<()> {
+        nix::unistd::setsid().map(drop).map_err(io::Error::from)
     }
     fn reset_signals(&mut self) -> io::Result<()> {
         sys::reset_all_signals()

@@ -95,7 +95,7 @@ pub(crate) struct Recording {
     pub(crate) ending: Ending,
     /// The errno exec fails with.
     pub(crate) exec_errno: i32,
-    /// Whether a terminal is on 0-2.
+    /// Whether we have a controlling terminal.
     pub(crate) terminal: bool,
     labels: HashMap<RawFd, String>,
     held: Vec<OwnedFd>,
@@ -361,11 +361,12 @@ impl Kernel for Recording {
         let file = if v2 { format!("{label}/cgroup.procs") } else { label };
         self.record(format!("join_cgroup {file}"))
     }
-    fn leave_terminal_session(&mut self) -> io::Result<bool> {
-        if self.terminal {
-            self.record("setsid".into())?;
-        }
-        Ok(self.terminal)
+    fn has_controlling_terminal(&mut self) -> bool {
+        let _ = self.record("open /dev/tty".into());
+        self.terminal
+    }
+    fn new_session(&mut self) -> io::Result<()> {
+        self.record("setsid".into())
     }
     fn reset_signals(&mut self) -> io::Result<()> {
         self.record("reset_signals".into())

@@ -96,16 +96,6 @@ pub(crate) fn closed_std_fds() -> io::Result<[bool; 3]> {
     Ok(fds.map(|p| p.revents & libc::POLLNVAL != 0))
 }
 
-/// Whether a descriptor (0, 1 or 2) is a terminal, asked without the
-/// standard library's stdin/stdout handles: their first use allocates their
-/// buffers, and in the forked child that allocation touches (and copies)
-/// heap pages the parent wrote.
-pub(crate) fn is_terminal(fd: RawFd) -> bool {
-    // SAFETY: isatty(3) only asks the kernel about the descriptor number
-    // (TCGETS into its own buffer); any number, open or not, is fine.
-    unsafe { libc::isatty(fd) == 1 }
-}
-
 /// No "fast bins" in the C library's allocator: a freed small block is
 /// merged at once instead of being kept aside until a larger request
 /// sweeps them all together. That sweep writes to every page that holds

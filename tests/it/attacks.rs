@@ -1241,6 +1241,23 @@ impl Pty {
         n
     }
 
+    /// Make `cmd` run in a session of its own with the slave as its
+    /// controlling terminal but nothing of it on 0-2 (stdin /dev/null,
+    /// pipes out): as `exim -odi` typed in a shell runs its delivery.
+    fn attach_as_session_only(&self, cmd: &mut Command) {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let slave = self.slave.as_raw_fd();
+        // SAFETY: setsid, fcntl and ioctl are async-signal-safe system calls.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setsid() < 0 || libc::ioctl(slave, libc::TIOCSCTTY, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+
     /// Make `cmd` run with the slave as stdin and as its controlling
     /// terminal, in a session of its own, as a shell started on it would.
     fn attach(&self, cmd: &mut Command) {
@@ -1328,6 +1345,42 @@ fn a_command_cannot_type_into_the_callers_terminal() {
         }
         assert_eq!(pty.queued_input(), 0, "{who}: nothing was typed into the terminal");
         let _ = &pty.master;
+    }
+
+    // The terminal as the caller's controlling terminal only, 0-2 pipes:
+    // the command must not get it through /dev/tty. Control first: the
+    // probe on the host does.
+    let pty = Pty::open();
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={}", s.user.uid))
+        .arg(format!("--regid={}", s.user.gid))
+        .args(["--clear-groups", "--"])
+        .arg(rig::probe_binary())
+        .args(["tty", text]);
+    pty.attach_as_session_only(&mut cmd);
+    let control = rig::parse_report(&report_ok(collect(&mut cmd)).stdout);
+    assert_eq!(control["isatty"], "no");
+    assert_eq!(control["devtty"], "opened", "the control reaches its terminal through /dev/tty: {control:?}");
+    if tiocsti_allowed {
+        assert_eq!(control["devtty_tiocsti"], "ok");
+        assert_eq!(pty.queued_input(), text.len() as i32, "the control's text is queued");
+    }
+    drop(pty);
+    for by_hand in [true, false] {
+        let pty = Pty::open();
+        let mut cmd = if by_hand {
+            let mut c = Command::new(rig::installed_binary());
+            c.args(args(true)).env_clear().current_dir("/");
+            c
+        } else {
+            s.command(&args(false))
+        };
+        pty.attach_as_session_only(&mut cmd);
+        let r = rig::parse_report(&report_ok(collect(&mut cmd)).stdout);
+        let who = if by_hand { "root by hand, 0-2 no terminal" } else { "the user, 0-2 no terminal" };
+        assert_eq!(r["isatty"], "no", "{who}");
+        assert_eq!(r["devtty"], "ENXIO", "{who}: the command has no controlling terminal: {r:?}");
+        assert_eq!(pty.queued_input(), 0, "{who}: nothing was typed into the terminal");
     }
 }
 
