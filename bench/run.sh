@@ -556,11 +556,19 @@ print(f"{'rollout':<12} uncontained/floor = {s['b-uncontained'][0] / s['a-floor'
 def pooled(paths, name):
     t = sorted(x for p in paths for r in json.load(open(p))["results"] for x in r["times"])
     return statistics.median(t) * 1e3, t[min(len(t) - 1, int(len(t) * 0.99))] * 1e3
-base = None
+def pooled_cpu(paths):
+    # hyperfine's user and system times are means per run of each round.
+    rs = [r for p in paths for r in json.load(open(p))["results"]]
+    return statistics.mean(r["user"] + r["system"] for r in rs) * 1e3
+base = cpu_base = None
 for e in engines.split():
-    med, p99 = pooled([f"{work}/engine-{e}-{r}.json" for r in range(1, 6)], e)
+    paths = [f"{work}/engine-{e}-{r}.json" for r in range(1, 6)]
+    med, p99 = pooled(paths, e)
+    cpu_e = pooled_cpu(paths)
     base = base if base is not None else med
-    print(f"{'engine':<12} {e:<24} {med:>6.2f} {p99:>8.2f}   {med - base:+.2f} ms against pidfile")
+    cpu_base = cpu_base if cpu_base is not None else cpu_e
+    print(f"{'engine':<12} {e:<24} {med:>6.2f} {p99:>8.2f}   {med - base:+.2f} ms against pidfile;"
+          f" CPU {cpu_e:.2f} ms ({cpu_e - cpu_base:+.2f})")
 if os.path.exists(f"{work}/exim-plain-1.json"):
     for suffix, label in (("", "exim"), ("-spaced", "exim spaced")):
         p = pooled([f"{work}/exim-plain{suffix}-{r}.json" for r in (1, 2, 3)], "e-plain")

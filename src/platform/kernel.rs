@@ -181,6 +181,10 @@ pub(crate) struct Linux {
     /// them: only this process changes them (it has one thread), except by
     /// entering a user namespace or changing ids, which forget them.
     caps: Option<CapSets>,
+    /// Our mount table as first read: the cgroup backends and the pin
+    /// both need it, and only entering a mount namespace or a root (which
+    /// forget it) changes what it says for us.
+    mountinfo: Option<Vec<u8>>,
 }
 
 /// Far more than any host's mount table.
@@ -253,7 +257,12 @@ impl Kernel for Linux {
         sys::ns_owner_uid(ns)
     }
     fn mountinfo(&mut self) -> io::Result<Vec<u8>> {
-        super::fs::read_small(std::fs::File::open("/proc/self/mountinfo")?, MOUNTINFO_MAX)
+        if let Some(table) = &self.mountinfo {
+            return Ok(table.clone());
+        }
+        let table = super::fs::read_small(std::fs::File::open("/proc/self/mountinfo")?, MOUNTINFO_MAX)?;
+        self.mountinfo = Some(table.clone());
+        Ok(table)
     }
     fn own_cgroups(&mut self) -> io::Result<Vec<u8>> {
         super::process::read_own("cgroup", 64 * 1024)
@@ -303,12 +312,16 @@ impl Kernel for Linux {
         if flags & libc::CLONE_NEWUSER != 0 {
             self.caps = None;
         }
+        if flags == 0 || flags & libc::CLONE_NEWNS != 0 {
+            self.mountinfo = None;
+        }
         sys::setns(fd, flags)
     }
     fn chroot(&mut self, root: BorrowedFd<'_>) -> io::Result<()> {
         // What secure_file verified lies below the old root: a trusted
         // path must never be resolved there once inside.
         secure_file::forget_verified();
+        self.mountinfo = None;
         nix::unistd::fchdir(root)?;
         nix::unistd::chroot(".").map_err(io::Error::from)
     }
