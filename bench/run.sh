@@ -494,6 +494,16 @@ done
 for b in cagepipe cagepipe-static; do
     strace -f -T -qq -e signal=none -o "$work/strace-\$b" "$work/floor" $uid $cpgid "$work/\$b" "--raw-pipe=|/bin/true"
 done
+# And of one delivery through each engine and through the pidfile naming
+# its container: what the lookup costs in calls.
+for e in ${engines[*]}; do
+    [ "\$e" = pidfile ] && continue
+    for via in \$e pidfile-\$e; do
+        mount --bind "$work/conf-\$via" /etc/cagepipe
+        strace -f -T -qq -e signal=none -o "$work/strace-engine-\$via" "$work/floor" $uid $cpgid "$work/cagepipe-static" "--raw-pipe=|/bin/true"
+        umount /etc/cagepipe
+    done
+done
 if [ -n "$exim_ok" ]; then
     # -odi re-executes Exim for the delivery, which keeps its privilege
     # under -C only for a configuration in Exim's trusted list.
@@ -649,6 +659,12 @@ for b in ("cagepipe", "cagepipe-static"):
     top = sorted(spent.items(), key=lambda kv: -kv[1])[:8]
     print(f"system calls of one delivery ({b}): {n}; most time under strace: "
           + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in top))
+for e in engines.split():
+    if e == "pidfile":
+        continue
+    n, _ = syscalls(f"{work}/strace-engine-{e}", f"{work}/cagepipe-static")
+    m, _ = syscalls(f"{work}/strace-engine-pidfile-{e}", f"{work}/cagepipe-static")
+    print(f"system calls of one delivery through {e} (static): {n}, {n - m:+d} against a pidfile naming its container")
 for b in ("cagepipe", "cagepipe-static"):
     rss = open(f"{work}/rss-{b}").read().strip()
     print(f"peak RSS ({b}): {int(rss) / 1024:.2f} MB ({rss} KB, max of 20 deliveries)")
