@@ -153,11 +153,13 @@ pub(crate) struct TrustedDir {
 /// trustworthy, and list it (at most `max` entries).
 pub(crate) fn open_root_owned_dir(path: &Path, max: usize) -> Result<TrustedDir, Untrusted> {
     with_verified_dir(&components(path)?, |walked, dir| {
-        let entries = list_in(walked, dir, max)?;
-        let fd = dir.try_clone_to_owned().map_err(|e| Untrusted::Io {
-            path: walked.into(),
-            errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-        })?;
+        // The checked directory opened again for reading (the walk's is
+        // O_PATH): listed through it, and kept as the directory below
+        // which files are opened.
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let fd =
+            openat(dir, ".", flags, Mode::empty()).map_err(|errno| Untrusted::Io { path: walked.into(), errno })?;
+        let entries = list_in(walked, fd.as_fd(), max)?;
         Ok(TrustedDir { path: walked.to_path_buf(), entries, fd })
     })
 }
@@ -189,30 +191,53 @@ pub(crate) fn read_root_owned_in(dir: &TrustedDir, rel: &Path, max_len: usize) -
     read_in(&walked, below.as_ref().map_or(dir.fd.as_fd(), |fd| fd.as_fd()), file_name, max_len)
 }
 
-/// The names in the verified directory `dir` (which is `walked`).
+/// The names in the verified directory `dir` (which is `walked`), opened
+/// for reading: `getdents64` straight into a buffer, read from the start
+/// (the C library's directory stream would add an `fstat`, two `fcntl`
+/// and an `lseek` to each listing).
 fn list_in(walked: &Path, dir: BorrowedFd<'_>, max: usize) -> Result<Vec<(String, bool)>, Untrusted> {
-    let walked = walked.to_path_buf();
-    let io = |errno| Untrusted::Io { path: walked.clone(), errno };
-    let readable =
-        openat(dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(io)?;
+    let io = |errno| Untrusted::Io { path: walked.to_path_buf(), errno };
+    let mut buf = vec![0u8; 32 * 1024];
     let mut names = Vec::new();
-    for entry in nix::dir::Dir::from_fd(readable).map_err(io)?.iter() {
-        let entry = entry.map_err(io)?;
-        let name = entry.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
+    loop {
+        let n = super::sys::getdents(dir, &mut buf)
+            .map_err(|e| io(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+        if n == 0 {
+            break;
         }
-        if names.len() == max {
-            return Err(Untrusted::Unsafe { path: walked, why: format!("has more than {max} entries") });
-        }
-        // Engines name their entries in ASCII; anything else is no entry of theirs.
-        if let Ok(name) = std::str::from_utf8(name) {
-            let is_dir = entry.file_type() == Some(nix::dir::Type::Directory);
-            names.push((name.to_string(), is_dir));
+        for (name, d_type) in dirents(&buf[..n]).map_err(|()| io(Errno::EIO))? {
+            if name == b"." || name == b".." {
+                continue;
+            }
+            if names.len() == max {
+                return Err(Untrusted::Unsafe { path: walked.into(), why: format!("has more than {max} entries") });
+            }
+            // Engines name their entries in ASCII; anything else is no entry of theirs.
+            if let Ok(name) = std::str::from_utf8(name) {
+                names.push((name.to_string(), d_type == libc::DT_DIR));
+            }
         }
     }
     names.sort();
     Ok(names)
+}
+
+/// The records of one `getdents64` buffer: each name (up to its NUL) and
+/// its type. `Err` if a record does not fit the buffer.
+fn dirents(buf: &[u8]) -> Result<Vec<(&[u8], u8)>, ()> {
+    // struct linux_dirent64: u64 d_ino, i64 d_off, u16 d_reclen, u8 d_type,
+    // then the NUL-terminated name, padded to the record's length.
+    const NAME: usize = 19;
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < buf.len() {
+        let len = buf.get(at + 16..at + 18).map(|b| u16::from_ne_bytes([b[0], b[1]]) as usize).ok_or(())?;
+        let record = buf.get(at..at + len).filter(|_| len > NAME).ok_or(())?;
+        let name = &record[NAME..];
+        out.push((&name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())], record[18]));
+        at += len;
+    }
+    Ok(out)
 }
 
 /// The top of the tree already opened and checked by this process ("/",
@@ -253,6 +278,10 @@ fn with_verified_dir<T>(
         .unwrap_or((0, None));
     let mut walked = prefix(depth);
     let mut owned: Option<OwnedFd> = None;
+    // The directories passed on the way down, closed together at the end
+    // (one close_range where their numbers follow each other, as they do
+    // when opened one after the other).
+    let mut passed: Vec<OwnedFd> = Vec::new();
     if cached.is_none() {
         let fd = nix::fcntl::open("/", dir_flags, Mode::empty())
             .map_err(|errno| Untrusted::Io { path: walked.clone(), errno })?;
@@ -272,6 +301,8 @@ fn with_verified_dir<T>(
         if let Some(done) = owned.replace(fd) {
             if depth <= VERIFIED_DEPTH && verified.len() < VERIFIED_MAX {
                 verified.push((walked.clone(), done));
+            } else {
+                passed.push(done);
             }
         }
         cached = None;
@@ -282,7 +313,10 @@ fn with_verified_dir<T>(
         if depth <= VERIFIED_DEPTH && verified.len() < VERIFIED_MAX {
             verified.push((walked.clone(), fd));
         } else {
-            return f(&walked, fd.as_fd());
+            let out = f(&walked, fd.as_fd());
+            passed.push(fd);
+            super::sys::close_together(passed);
+            return out;
         }
         cached = Some(verified.len() - 1);
     }
@@ -318,6 +352,42 @@ fn check_dir(path: &Path, fd: BorrowedFd<'_>) -> Result<(), Untrusted> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    /// One `linux_dirent64` record, padded to 8 bytes as the kernel does.
+    fn dirent(name: &[u8], d_type: u8) -> Vec<u8> {
+        let len = (19 + name.len() + 1).div_ceil(8) * 8;
+        let mut r = vec![0u8; len];
+        r[..8].copy_from_slice(&7u64.to_ne_bytes());
+        r[16..18].copy_from_slice(&(len as u16).to_ne_bytes());
+        r[18] = d_type;
+        r[19..19 + name.len()].copy_from_slice(name);
+        r
+    }
+
+    #[test]
+    fn getdents_records_are_read_to_their_nul_and_a_broken_one_is_an_error() {
+        let mut buf = dirent(b".", libc::DT_DIR);
+        buf.extend(dirent(b"0123456789abcdef", libc::DT_DIR));
+        buf.extend(dirent(b"config.v2.json", libc::DT_REG));
+        let got = dirents(&buf).unwrap();
+        assert_eq!(
+            got,
+            [
+                (&b"."[..], libc::DT_DIR),
+                (&b"0123456789abcdef"[..], libc::DT_DIR),
+                (&b"config.v2.json"[..], libc::DT_REG)
+            ]
+        );
+        // A record longer than what is left, one shorter than its header,
+        // and a header cut off: never read past the buffer.
+        let whole = dirent(b"name", libc::DT_DIR);
+        assert!(dirents(&whole[..whole.len() - 1]).is_err());
+        let mut short = whole.clone();
+        short[16..18].copy_from_slice(&10u16.to_ne_bytes());
+        assert!(dirents(&short).is_err());
+        assert!(dirents(&whole[..17]).is_err());
+        assert!(dirents(&[]).unwrap().is_empty());
+    }
 
     fn is_root() -> bool {
         nix::unistd::geteuid().is_root()

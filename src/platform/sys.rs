@@ -38,6 +38,14 @@ pub(crate) fn close_range(first: u32, last: u32) -> io::Result<()> {
         .map(drop)
 }
 
+/// One `getdents64(2)` on a directory opened for reading: its next records
+/// into `buf`; how many bytes, 0 at the end.
+pub(crate) fn getdents(dir: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
+    let n = unsafe { libc::syscall(libc::SYS_getdents64, dir.as_raw_fd(), buf.as_mut_ptr(), buf.len()) };
+    cvt(n).map(|n| n as usize)
+}
+
 /// A connected pair of close-on-exec Unix stream sockets.
 pub(crate) fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [-1 as RawFd; 2];
