@@ -821,36 +821,31 @@ fn run_attack(duration: Duration) -> i32 {
 /// Try to push `text` into the input of the terminal on fd 0 (TIOCSTI),
 /// as a command that wants the keystrokes run by whoever's shell owns the
 /// terminal once the command exits (CVE-2016-7545, CVE-2017-5226).
+/// Push `text` into the input of the terminal on `fd` (TIOCSTI), byte by
+/// byte: "ok", or the errno of the first refusal.
+fn type_into(fd: std::os::fd::RawFd, text: &[u8]) -> String {
+    for byte in text {
+        // SAFETY: TIOCSTI reads one byte through the pointer, which is valid.
+        if unsafe { libc::ioctl(fd, libc::TIOCSTI, byte as *const u8) } != 0 {
+            return format!("{:?}", Errno::last());
+        }
+    }
+    "ok".to_owned()
+}
+
 fn run_tty(text: &[u8]) -> i32 {
     let isatty = unistd::isatty(io::stdin().as_fd()).unwrap_or(false);
     // tcgetsid fails with ENOTTY unless fd 0 is our controlling terminal.
     // SAFETY: tcgetsid only asks the kernel about descriptor 0.
     let ctty = if unsafe { libc::tcgetsid(0) } >= 0 { "yes".to_owned() } else { format!("no ({:?})", Errno::last()) };
-    let mut tiocsti = "ok".to_owned();
-    for byte in text {
-        // SAFETY: TIOCSTI reads one byte through the pointer, which is valid.
-        if unsafe { libc::ioctl(0, libc::TIOCSTI, byte as *const u8) } != 0 {
-            tiocsti = format!("{:?}", Errno::last());
-            break;
-        }
-    }
+    let tiocsti = type_into(0, text);
     // Any process can open its controlling terminal as /dev/tty, whatever
     // is on 0-2; without one the open fails with ENXIO. (Typed through it
     // only when 0 is no terminal: the text goes in once.)
     let (devtty, devtty_tiocsti) =
         match nix::fcntl::open("/dev/tty", OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty()) {
             Ok(_) if isatty => ("opened".to_owned(), "-".to_owned()),
-            Ok(fd) => {
-                let mut result = "ok".to_owned();
-                for byte in text {
-                    // SAFETY: TIOCSTI reads one byte through the pointer, which is valid.
-                    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSTI, byte as *const u8) } != 0 {
-                        result = format!("{:?}", Errno::last());
-                        break;
-                    }
-                }
-                ("opened".to_owned(), result)
-            }
+            Ok(fd) => ("opened".to_owned(), type_into(fd.as_raw_fd(), text)),
             Err(e) => (format!("{e:?}"), "-".to_owned()),
         };
     let sid = unistd::getsid(None).map_or_else(|_| "-".to_owned(), |s| s.to_string());

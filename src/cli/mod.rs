@@ -22,6 +22,27 @@ pub(crate) enum CommandSpec {
 }
 
 impl CommandSpec {
+    /// `--raw-pipe=TEXT`: split as Exim splits a pipe's text.
+    fn raw_pipe(text: &[u8]) -> Result<CommandSpec> {
+        pipe_text::split_pipe_text(text).map(CommandSpec::Argv).map_err(|e| Error::Usage(format!("--raw-pipe: {e}")))
+    }
+
+    /// `-c STRING`.
+    fn shell(string: &[u8]) -> Result<CommandSpec> {
+        if string.is_empty() {
+            return Err(Error::Usage("-c needs a non-empty command string".into()));
+        }
+        Ok(CommandSpec::Shell(string.to_vec()))
+    }
+
+    /// No argument of the command may hold a NUL (execve could not pass it).
+    fn without_nul(self) -> Result<CommandSpec> {
+        if self.argv().iter().any(|a| a.contains(&0)) {
+            return Err(Error::Usage("an argument contains a NUL byte".into()));
+        }
+        Ok(self)
+    }
+
     /// The argv that will be executed.
     pub(crate) fn argv(&self) -> Vec<Vec<u8>> {
         match self {
@@ -341,26 +362,13 @@ impl Request {
     /// else (`None`) goes to the full parser.
     fn parse_mta_form(args: &[OsString]) -> Option<Result<Request>> {
         let spec = match args {
-            [_, one] => {
-                let text = one.as_bytes().strip_prefix(b"--raw-pipe=")?;
-                pipe_text::split_pipe_text(text)
-                    .map(CommandSpec::Argv)
-                    .map_err(|e| Error::Usage(format!("--raw-pipe: {e}")))
-            }
+            [_, one] => CommandSpec::raw_pipe(one.as_bytes().strip_prefix(b"--raw-pipe=")?),
             [_, flag, string] if flag.as_bytes() == b"-c" && !string.as_bytes().starts_with(b"-") => {
-                if string.as_bytes().is_empty() {
-                    Err(Error::Usage("-c needs a non-empty command string".into()))
-                } else {
-                    Ok(CommandSpec::Shell(string.as_bytes().to_vec()))
-                }
+                CommandSpec::shell(string.as_bytes())
             }
             _ => return None,
         };
-        let spec = spec.and_then(|spec| match spec.argv().iter().any(|a| a.contains(&0)) {
-            true => Err(Error::Usage("an argument contains a NUL byte".into())),
-            false => Ok(spec),
-        });
-        Some(spec.map(|spec| Request {
+        Some(spec.and_then(CommandSpec::without_nul).map(|spec| Request {
             action: Action::Deliver(spec),
             user: None,
             config: None,
@@ -444,14 +452,9 @@ impl Request {
                 exim_config: sub.get_one::<PathBuf>("exim-config").cloned(),
             }
         } else if let Some(text) = m.get_one::<OsString>("raw-pipe") {
-            let argv =
-                pipe_text::split_pipe_text(text.as_bytes()).map_err(|e| Error::Usage(format!("--raw-pipe: {e}")))?;
-            Action::Deliver(CommandSpec::Argv(argv))
+            Action::Deliver(CommandSpec::raw_pipe(text.as_bytes())?)
         } else if let Some(s) = m.get_one::<OsString>("shell") {
-            if s.as_bytes().is_empty() {
-                return Err(Error::Usage("-c needs a non-empty command string".into()));
-            }
-            Action::Deliver(CommandSpec::Shell(s.as_bytes().to_vec()))
+            Action::Deliver(CommandSpec::shell(s.as_bytes())?)
         } else if let Some(words) = m.get_many::<OsString>("command") {
             let argv: Vec<Vec<u8>> = words.map(|w| w.clone().into_vec()).collect();
             if argv[0].is_empty() {
@@ -463,11 +466,10 @@ impl Request {
                 "nothing to deliver: give --raw-pipe=TEXT, -c STRING or -- COMMAND (see cagepipe --help)".into(),
             ));
         };
-        if let Action::Deliver(spec) = &action {
-            if spec.argv().iter().any(|a| a.contains(&0)) {
-                return Err(Error::Usage("an argument contains a NUL byte".into()));
-            }
-        }
+        let action = match action {
+            Action::Deliver(spec) => Action::Deliver(spec.without_nul()?),
+            other => other,
+        };
         if user.is_some() && matches!(action, Action::Survey(_)) {
             return Err(Error::Usage("survey looks at every account; --user is not for it".into()));
         }

@@ -1242,30 +1242,19 @@ impl Pty {
     }
 
     /// Make `cmd` run in a session of its own with the slave as its
-    /// controlling terminal but nothing of it on 0-2 (stdin /dev/null,
-    /// pipes out): as `exim -odi` typed in a shell runs its delivery.
-    fn attach_as_session_only(&self, cmd: &mut Command) {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    /// controlling terminal: with the slave as stdin too, as a shell started
+    /// on it would (`on_stdin`), or with nothing of it on 0-2 (stdin
+    /// /dev/null, pipes out), as `exim -odi` typed in a shell runs its
+    /// delivery.
+    fn attach(&self, cmd: &mut Command, on_stdin: bool) {
+        let stdin = if on_stdin { Stdio::from(self.slave.try_clone().unwrap()) } else { Stdio::null() };
+        cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
         let slave = self.slave.as_raw_fd();
-        // SAFETY: setsid, fcntl and ioctl are async-signal-safe system calls.
+        // SAFETY: setsid and ioctl are async-signal-safe system calls; the
+        // slave is open in the child until its exec (close-on-exec).
         unsafe {
             cmd.pre_exec(move || {
                 if libc::setsid() < 0 || libc::ioctl(slave, libc::TIOCSCTTY, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    }
-
-    /// Make `cmd` run with the slave as stdin and as its controlling
-    /// terminal, in a session of its own, as a shell started on it would.
-    fn attach(&self, cmd: &mut Command) {
-        cmd.stdin(Stdio::from(self.slave.try_clone().unwrap())).stdout(Stdio::piped()).stderr(Stdio::piped());
-        // SAFETY: setsid and ioctl are async-signal-safe system calls.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -1293,16 +1282,41 @@ fn a_command_cannot_type_into_the_callers_terminal() {
     let s = rig::cage("atk-tty").start();
     let text = "id > /tmp/typed-by-the-command\n";
 
-    // Control: the probe itself, on the host, as the user, with the
-    // terminal as its controlling terminal, does get its text in.
+    // The probe itself, on the host, as the user: the control.
+    let control_probe = || {
+        let mut cmd = Command::new("setpriv");
+        cmd.arg(format!("--reuid={}", s.user.uid))
+            .arg(format!("--regid={}", s.user.gid))
+            .args(["--clear-groups", "--"])
+            .arg(rig::probe_binary())
+            .args(["tty", text]);
+        cmd
+    };
+    // An administrator trying a delivery by hand, or the same through the
+    // caller's path.
+    let args = |root: bool| -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::new();
+        if root {
+            a.extend(s.as_root());
+        }
+        a.extend(raw_pipe(&format!("|{PROBE} tty '{text}'")));
+        a
+    };
+    let delivery = |by_hand: bool| {
+        if by_hand {
+            let mut c = Command::new(rig::installed_binary());
+            c.args(args(true)).env_clear().current_dir("/");
+            c
+        } else {
+            s.command(&args(false))
+        }
+    };
+
+    // Control: with the terminal as its controlling terminal, the probe
+    // does get its text in.
     let pty = Pty::open();
-    let mut cmd = Command::new("setpriv");
-    cmd.arg(format!("--reuid={}", s.user.uid))
-        .arg(format!("--regid={}", s.user.gid))
-        .args(["--clear-groups", "--"])
-        .arg(rig::probe_binary())
-        .args(["tty", text]);
-    pty.attach(&mut cmd);
+    let mut cmd = control_probe();
+    pty.attach(&mut cmd, true);
     let control = rig::parse_report(&report_ok(collect(&mut cmd)).stdout);
     assert_eq!(control["ctty"], "yes");
     if tiocsti_allowed {
@@ -1313,26 +1327,12 @@ fn a_command_cannot_type_into_the_callers_terminal() {
     }
     drop(pty);
 
-    // An administrator trying a delivery by hand, and the same through the
-    // caller's path: the command must not reach the terminal's input.
-    let args = |root: bool| -> Vec<OsString> {
-        let mut a: Vec<OsString> = Vec::new();
-        if root {
-            a.extend(s.as_root());
-        }
-        a.extend(raw_pipe(&format!("|{PROBE} tty '{text}'")));
-        a
-    };
+    // By hand and through the caller's path, the command must not reach
+    // the terminal's input.
     for by_hand in [true, false] {
         let pty = Pty::open();
-        let mut cmd = if by_hand {
-            let mut c = Command::new(rig::installed_binary());
-            c.args(args(true)).env_clear().current_dir("/");
-            c
-        } else {
-            s.command(&args(false))
-        };
-        pty.attach(&mut cmd);
+        let mut cmd = delivery(by_hand);
+        pty.attach(&mut cmd, true);
         let d = collect(&mut cmd);
         let r = rig::parse_report(&report_ok(d).stdout);
         let who = if by_hand { "root by hand" } else { "the user" };
@@ -1351,13 +1351,8 @@ fn a_command_cannot_type_into_the_callers_terminal() {
     // the command must not get it through /dev/tty. Control first: the
     // probe on the host does.
     let pty = Pty::open();
-    let mut cmd = Command::new("setpriv");
-    cmd.arg(format!("--reuid={}", s.user.uid))
-        .arg(format!("--regid={}", s.user.gid))
-        .args(["--clear-groups", "--"])
-        .arg(rig::probe_binary())
-        .args(["tty", text]);
-    pty.attach_as_session_only(&mut cmd);
+    let mut cmd = control_probe();
+    pty.attach(&mut cmd, false);
     let control = rig::parse_report(&report_ok(collect(&mut cmd)).stdout);
     assert_eq!(control["isatty"], "no");
     assert_eq!(control["devtty"], "opened", "the control reaches its terminal through /dev/tty: {control:?}");
@@ -1368,14 +1363,8 @@ fn a_command_cannot_type_into_the_callers_terminal() {
     drop(pty);
     for by_hand in [true, false] {
         let pty = Pty::open();
-        let mut cmd = if by_hand {
-            let mut c = Command::new(rig::installed_binary());
-            c.args(args(true)).env_clear().current_dir("/");
-            c
-        } else {
-            s.command(&args(false))
-        };
-        pty.attach_as_session_only(&mut cmd);
+        let mut cmd = delivery(by_hand);
+        pty.attach(&mut cmd, false);
         let r = rig::parse_report(&report_ok(collect(&mut cmd)).stdout);
         let who = if by_hand { "root by hand, 0-2 no terminal" } else { "the user, 0-2 no terminal" };
         assert_eq!(r["isatty"], "no", "{who}");

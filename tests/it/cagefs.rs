@@ -43,12 +43,6 @@ fn wait_until(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Field 22 of /proc/PID/stat: with the pid, names one process.
-fn start_ticks(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(") ")?.1.split(' ').nth(19)?.parse().ok()
-}
-
 /// `dev:ino` of what `path` leads to, as the probe reports `root_dev_ino`.
 fn dev_ino(path: &str) -> String {
     let m = std::fs::metadata(path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -146,33 +140,31 @@ impl Recipe {
             assert!(Instant::now() < deadline, "no pidfile after 20 s: {}", self.log_text());
             std::thread::sleep(Duration::from_millis(20));
         };
-        self.caged.push((pid, start_ticks(pid).expect("the caged process runs")));
+        self.caged.push((pid, rig::start_ticks(pid).expect("the caged process runs")));
         pid
     }
 
     /// Signal the running ExecStart and wait for it to end.
     fn signal_service(&mut self, signal: Signal) -> ExitStatus {
-        let mut child = self.service.take().expect("started");
-        kill(Pid::from_raw(child.id() as i32), signal).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "ExecStart did not end after {signal}: {}", self.log_text());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let pid = self.service.as_ref().expect("started").id() as i32;
+        kill(Pid::from_raw(pid), signal).unwrap();
+        self.wait_service(&format!("ExecStart did not end after {signal}"))
     }
 
     /// The running ExecStart ends by itself.
     fn service_ends(&mut self) -> ExitStatus {
+        self.wait_service("ExecStart still runs")
+    }
+
+    /// Its end, within 15 s; else `failure`, with the unit's log.
+    fn wait_service(&mut self, failure: &str) -> ExitStatus {
         let mut child = self.service.take().expect("started");
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "ExecStart still runs: {}", self.log_text());
+            assert!(Instant::now() < deadline, "{failure}: {}", self.log_text());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -235,7 +227,7 @@ impl Drop for Recipe {
             let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
             let _ = child.wait();
         }
-        let ours = |&(pid, started): &(i32, u64)| rig::process_running(pid) && start_ticks(pid) == Some(started);
+        let ours = |&(pid, started): &(i32, u64)| rig::process_running(pid) && rig::start_ticks(pid) == Some(started);
         for &(pid, _) in self.caged.iter().filter(|c| ours(c)) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }

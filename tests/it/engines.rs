@@ -183,10 +183,18 @@ fn assert_deferred(d: &Delivery, why: &str) {
     assert!(d.stderr.contains(why), "expected {why:?} in: {}", d.stderr);
 }
 
-/// Field 22 of /proc/PID/stat.
+/// Field 22 of /proc/PID/stat of a process that must be there.
 fn start_ticks(pid: i32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    stat.rsplit_once(") ").unwrap().1.split(' ').nth(19).unwrap().parse().unwrap()
+    rig::start_ticks(pid).unwrap_or_else(|| panic!("process {pid} is gone"))
+}
+
+/// What root's `check` prints for the user under `config`.
+fn check_text(config: &ConfigDir, user: &rig::User) -> String {
+    let check = rig::run_as_root(
+        &[OsString::from(format!("--config={}", config.file().display())), "check".into(), user.name.clone().into()],
+        b"",
+    );
+    String::from_utf8_lossy(&check.stdout).into_owned()
 }
 
 /// One real Exim delivery through `backend`: Debian's exim4 with the
@@ -307,36 +315,63 @@ fn oci_backend_delivers_into_a_runc_container_and_guards_its_state() {
     assert_inside(&probe(&config, caller), first, &user.name, &user);
 
     // check names the engine, the state file and the rule's verdict.
-    let check = rig::run_as_root(
-        &[OsString::from(format!("--config={}", config.file().display())), "check".into(), user.name.clone().into()],
-        b"",
-    );
-    let text = String::from_utf8_lossy(&check.stdout);
+    let text = check_text(&config, &user);
     assert!(text.contains(&format!("runc state /run/runc/{}/state.json: pid {first}", user.name)), "{text}");
     assert!(text.contains("as recorded: same process"), "{text}");
 
     // A recycled number: the state names the pid with another start time.
     let state = PathBuf::from(format!("/run/runc/{}/state.json", user.name));
-    let original = std::fs::read(&state).unwrap();
+    let _ = doctored_start_is_refused(&config, caller, &state, "init_process_start", first);
+    guards_the_state_and_follows_a_restart(
+        &config,
+        caller,
+        &user,
+        &state,
+        first,
+        || c.stop(),
+        || {
+            c.run();
+            c.pid()
+        },
+    );
+}
+
+/// An OCI runtime's state naming the init with another start time (`key`)
+/// is refused; the delivery, for more checks. The state is put back.
+fn doctored_start_is_refused(config: &ConfigDir, caller: Caller, state: &Path, key: &str, first: i32) -> Delivery {
+    let original = std::fs::read(state).unwrap();
     let mut doctored: serde_json::Value = serde_json::from_slice(&original).unwrap();
-    doctored["init_process_start"] = (start_ticks(first) + 1).into();
-    std::fs::write(&state, serde_json::to_vec(&doctored).unwrap()).unwrap();
-    assert_deferred(&probe(&config, caller), "the container has exited");
-    std::fs::write(&state, &original).unwrap();
+    doctored[key] = (start_ticks(first) + 1).into();
+    std::fs::write(state, serde_json::to_vec(&doctored).unwrap()).unwrap();
+    let d = probe(config, caller);
+    assert_deferred(&d, "the container has exited");
+    std::fs::write(state, &original).unwrap();
+    d
+}
 
-    // State writable by others is not believed.
-    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o602)).unwrap();
-    assert_deferred(&probe(&config, caller), "cannot be trusted");
-    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o600)).unwrap();
-    assert_eq!(probe(&config, caller).code(), Some(0));
+/// A state file others may write is not believed; the container stopped
+/// is 75, started again under the same id it is the new init (returned).
+fn guards_the_state_and_follows_a_restart(
+    config: &ConfigDir,
+    caller: Caller,
+    user: &rig::User,
+    state: &Path,
+    first: i32,
+    stop: impl FnOnce(),
+    start_again: impl FnOnce() -> i32,
+) -> i32 {
+    let mode = std::fs::metadata(state).unwrap().permissions();
+    std::fs::set_permissions(state, std::fs::Permissions::from_mode(mode.mode() | 0o002)).unwrap();
+    assert_deferred(&probe(config, caller), "cannot be trusted");
+    std::fs::set_permissions(state, mode).unwrap();
+    assert_eq!(probe(config, caller).code(), Some(0));
 
-    // Stopped: 75; started again: the new init.
-    c.stop();
-    assert_deferred(&probe(&config, caller), "no OCI runtime has a container");
-    c.run();
-    let second = c.pid();
+    stop();
+    assert_deferred(&probe(config, caller), "no OCI runtime has a container");
+    let second = start_again();
     assert_ne!(first, second);
-    assert_inside(&probe(&config, caller), second, &user.name, &user);
+    assert_inside(&probe(config, caller), second, &user.name, user);
+    second
 }
 
 // ---- LXC (the lxc backend, a cgroup backend) ------------------------------
@@ -773,7 +808,7 @@ impl Nspawn {
 
     fn leader(&self) -> Option<i32> {
         let procs = std::fs::read_to_string(self.payload().join("cgroup.procs")).ok()?;
-        procs.split_whitespace().filter_map(|p| p.parse().ok()).find(|&p| start_ticks_of(p).is_some())
+        procs.split_whitespace().filter_map(|p| p.parse().ok()).find(|&p| rig::start_ticks(p).is_some())
     }
 
     fn stop(&mut self) {
@@ -794,11 +829,6 @@ impl Drop for Nspawn {
         remove_cgroup(&self.unit);
         let _ = std::fs::remove_dir_all(&self.rootfs);
     }
-}
-
-fn start_ticks_of(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(") ")?.1.split(' ').nth(19)?.parse().ok()
 }
 
 #[test]

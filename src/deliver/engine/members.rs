@@ -10,12 +10,11 @@
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use super::{bad_state, untrusted, Found, Lookup};
+use super::{bad_state, open_state_dir, read_state_in, Found, Lookup};
 use crate::deliver::privileges::{self, CAP_DAC_OVERRIDE, CAP_SYS_PTRACE};
 use crate::error::{Error, Result};
 use crate::parse::{engine_state, procfs};
 use crate::platform::kernel::{FileId, Kernel, ProcEntry};
-use crate::platform::secure_file::Untrusted;
 
 /// A cgroup with more members than this is not a container's.
 const MAX_MEMBERS_BYTES: usize = 1 << 20;
@@ -155,23 +154,14 @@ struct Listed {
 /// A cgroup's `cgroup.procs` and its child cgroups; `None`: no such
 /// cgroup. The directory is walked and checked from `/` once, and kept
 /// open while its `cgroup.procs` is read below it.
-/// Both in one raise of `cap_dac_override`.
+/// Both in one raise of `cap_dac_override` (the two reads nest in it).
 fn listed_cgroup(k: &mut impl Kernel, engine: &'static str, dir: &Path) -> Result<Option<Listed>> {
-    let procs = Path::new("cgroup.procs");
-    let read = privileges::with_caps(k, &[CAP_DAC_OVERRIDE], |k| {
-        Ok(k.open_trusted_dir(dir, MAX_ENTRIES).and_then(|open| {
-            let file = k.read_trusted_in(&open, procs, MAX_MEMBERS_BYTES)?;
-            Ok((open, file))
-        }))
-    })?;
-    match read {
-        Ok((open, file)) => {
-            let children = open.entries.into_iter().filter(|(_, is_dir)| *is_dir).map(|(name, _)| name).collect();
-            Ok(Some(Listed { path: open.path, children, procs: file.contents }))
-        }
-        Err(Untrusted::Missing(_)) => Ok(None),
-        Err(e) => Err(untrusted(engine, dir, e)),
-    }
+    privileges::with_caps(k, &[CAP_DAC_OVERRIDE], |k| {
+        let Some(open) = open_state_dir(k, engine, dir, MAX_ENTRIES)? else { return Ok(None) };
+        let procs = read_state_in(k, engine, &open, Path::new("cgroup.procs"), MAX_MEMBERS_BYTES)?;
+        let children = open.entries.into_iter().filter(|(_, is_dir)| *is_dir).map(|(name, _)| name).collect();
+        Ok(procs.map(|f| Listed { path: open.path, children, procs: f.contents }))
+    })
 }
 
 /// Each member still there; one that exits meanwhile is left out. Its

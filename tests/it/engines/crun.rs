@@ -132,11 +132,7 @@ fn oci_backend_delivers_into_a_crun_container_and_guards_its_status() {
     assert_inside(&probe(&config, caller), first, &user.name, &user);
 
     // check names crun's status file and the start-time guard.
-    let check = rig::run_as_root(
-        &[OsString::from(format!("--config={}", config.file().display())), "check".into(), user.name.clone().into()],
-        b"",
-    );
-    let text = String::from_utf8_lossy(&check.stdout);
+    let text = check_text(&config, &user);
     let status = c.status_file();
     assert!(
         text.contains(&format!(
@@ -149,29 +145,22 @@ fn oci_backend_delivers_into_a_crun_container_and_guards_its_status() {
     assert!(text.contains("as recorded: same process"), "{text}");
 
     // A recycled number: the status names the pid with another start time.
-    let original = std::fs::read(&status).unwrap();
-    let mut doctored: serde_json::Value = serde_json::from_slice(&original).unwrap();
-    doctored["process-start-time"] = (start_ticks(first) + 1).into();
-    std::fs::write(&status, serde_json::to_vec(&doctored).unwrap()).unwrap();
-    let d = probe(&config, caller);
-    assert_deferred(&d, "the container has exited");
+    let d = doctored_start_is_refused(&config, caller, &status, "process-start-time", first);
     assert!(d.stdout.is_empty(), "nothing ran: {d:?}");
-    std::fs::write(&status, &original).unwrap();
 
-    // A status file others may write is not believed.
-    let mode = std::fs::metadata(&status).unwrap().permissions();
-    std::fs::set_permissions(&status, std::fs::Permissions::from_mode(0o702)).unwrap();
-    assert_deferred(&probe(&config, caller), "cannot be trusted");
-    std::fs::set_permissions(&status, mode).unwrap();
-    assert_eq!(probe(&config, caller).code(), Some(0));
-
-    // Stopped: 75; started again under the same id: the new init.
-    c.stop();
-    assert_deferred(&probe(&config, caller), "no OCI runtime has a container");
-    c.run();
-    let second = c.pid();
-    assert_ne!(first, second);
-    assert_inside(&probe(&config, caller), second, &user.name, &user);
+    // A status file others may write, stopped, started again.
+    let second = guards_the_state_and_follows_a_restart(
+        &config,
+        caller,
+        &user,
+        &status,
+        first,
+        || c.stop(),
+        || {
+            c.run();
+            c.pid()
+        },
+    );
 
     // A private state root, named in the configuration, works the same.
     c.stop();

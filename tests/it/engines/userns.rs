@@ -321,14 +321,6 @@ fn comm(pid: i32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string()
 }
 
-fn check_text(config: &ConfigDir, user: &rig::User) -> String {
-    let check = rig::run_as_root(
-        &[OsString::from(format!("--config={}", config.file().display())), "check".into(), user.name.clone().into()],
-        b"",
-    );
-    String::from_utf8_lossy(&check.stdout).into_owned()
-}
-
 #[test]
 fn cgroup_backend_never_takes_a_member_that_unshared_for_the_container() {
     let Some(_running) = can_run(

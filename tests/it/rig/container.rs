@@ -35,6 +35,13 @@ pub fn host_ns_inode(kind: &str) -> u64 {
     ns_inode_of(std::process::id() as i32, kind)
 }
 
+/// Field 22 of /proc/PID/stat, its start time in clock ticks after boot:
+/// with the pid, it names one process. `None` once it is gone.
+pub fn start_ticks(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.split(' ').nth(19)?.parse().ok()
+}
+
 /// True if `pid` exists and is not a zombie.
 pub fn process_running(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -39,7 +39,8 @@ pub use cagepipe::{
 pub use check::CheckJson;
 pub use contained::{assert_contained, assert_contained_as, assert_refused, report, Inside};
 pub use container::{
-    describe_pids, host_ns_inode, ns_inode_of, process_running, stop_container, unique_name, Container, ContainerOpts,
+    describe_pids, host_ns_inode, ns_inode_of, process_running, start_ticks, stop_container, unique_name, Container,
+    ContainerOpts,
 };
 pub use need::{need, need_alone, need_nothing, note, skip_or_fail, Need};
 pub use probe::{fnv64, parse_report, probe, probe_binary, Marker, Report, PROBE_IN_CONTAINER};
