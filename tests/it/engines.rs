@@ -268,17 +268,8 @@ impl Runc {
     }
 
     fn run(&self) {
-        // The detached container keeps runc's stdio: a pipe would never end.
-        let log = self.bundle.join("runc.log");
-        let status = Command::new("runc")
-            .args(["run", "-d", &self.id])
-            .current_dir(&self.bundle)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .status()
-            .unwrap();
-        assert!(status.success(), "runc run: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        let out = run_in_bundle(Command::new("runc").args(["run", "-d", &self.id]), &self.bundle, "runc.log");
+        assert!(out.status.success(), "runc run: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     fn pid(&self) -> i32 {
@@ -334,6 +325,21 @@ fn oci_backend_delivers_into_a_runc_container_and_guards_its_state() {
             c.pid()
         },
     );
+}
+
+/// An OCI runtime's command run in its bundle directory. A detached
+/// container keeps the runtime's stdio, so a pipe would never end: stdout
+/// goes nowhere, stderr to `log` in the bundle, read back as the output's.
+fn run_in_bundle(cmd: &mut Command, bundle: &Path, log: &str) -> std::process::Output {
+    let log = bundle.join(log);
+    let status = cmd
+        .current_dir(bundle)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .status()
+        .unwrap();
+    std::process::Output { status, stdout: Vec::new(), stderr: std::fs::read(&log).unwrap_or_default() }
 }
 
 /// An OCI runtime's state naming the init with another start time (`key`)

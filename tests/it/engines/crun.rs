@@ -69,17 +69,7 @@ impl Crun {
         if let Some(root) = &self.root {
             cmd.arg("--root").arg(root);
         }
-        // The detached container keeps crun's stdio: a pipe would never end.
-        let log = self.bundle.join("crun.log");
-        let status = cmd
-            .args(args)
-            .current_dir(&self.bundle)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .status()
-            .unwrap();
-        std::process::Output { status, stdout: Vec::new(), stderr: std::fs::read(&log).unwrap_or_default() }
+        run_in_bundle(cmd.args(args), &self.bundle, "crun.log")
     }
 
     fn run(&self) {
