@@ -287,7 +287,7 @@ impl Witness for Report {
             self.add("container source", format!("{} {at}", b.describe()));
         }
         let f = c.features;
-        let named = [("pidfd", f.pidfd), ("close_range", f.close_range), ("clone_into_cgroup", f.clone_into_cgroup)];
+        let named = f.named();
         let on: Vec<&str> = named.iter().filter(|(_, used)| *used).map(|(n, _)| *n).collect();
         let off: Vec<&str> = named.iter().filter(|(_, used)| !*used).map(|(n, _)| *n).collect();
         let mut features =

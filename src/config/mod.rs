@@ -254,6 +254,10 @@ pub(crate) struct Features {
     /// container's cgroup v2 without cagepipe migrating itself, which would
     /// wait for an RCU grace period (milliseconds) on an idle server.
     pub(crate) clone_into_cgroup: bool,
+    /// clone3 with CLONE_VM|CLONE_VFORK (Linux 5.3, x86_64): the command's
+    /// process runs on cagepipe's memory until its exec instead of a copy
+    /// of it: no page tables copied, no copy-on-write faults.
+    pub(crate) clone_vm: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -280,7 +284,18 @@ pub(crate) struct Config {
 }
 
 impl Features {
-    pub(crate) const ALL: Features = Features { pidfd: true, close_range: true, clone_into_cgroup: true };
+    pub(crate) const ALL: Features =
+        Features { pidfd: true, close_range: true, clone_into_cgroup: true, clone_vm: true };
+
+    /// Each feature's name in `[kernel] disable`, and whether it is used.
+    pub(crate) fn named(&self) -> [(&'static str, bool); 4] {
+        [
+            ("pidfd", self.pidfd),
+            ("close_range", self.close_range),
+            ("clone_into_cgroup", self.clone_into_cgroup),
+            ("clone_vm", self.clone_vm),
+        ]
+    }
 }
 
 impl Backend {
@@ -380,10 +395,10 @@ fn validate(raw: RawConfig, text: &str, path: &Path) -> std::result::Result<Conf
             "pidfd" => features.pidfd = false,
             "close_range" => features.close_range = false,
             "clone_into_cgroup" => features.clone_into_cgroup = false,
+            "clone_vm" => features.clone_vm = false,
             other => {
-                return Err(format!(
-                "[kernel] disable: {other:?} is not known (known: \"pidfd\", \"close_range\", \"clone_into_cgroup\")"
-            ))
+                let known: Vec<String> = Features::ALL.named().iter().map(|(n, _)| format!("{n:?}")).collect();
+                return Err(format!("[kernel] disable: {other:?} is not known (known: {})", known.join(", ")));
             }
         }
     }
@@ -801,9 +816,12 @@ mod tests {
     #[test]
     fn kernel_features_can_be_forced_off() {
         let c = ok(
-            "[container]\npidfile = \"/x\"\n[kernel]\ndisable = [\"pidfd\", \"close_range\", \"clone_into_cgroup\"]\n",
+            "[container]\npidfile = \"/x\"\n[kernel]\ndisable = [\"pidfd\", \"close_range\", \"clone_into_cgroup\", \"clone_vm\"]\n",
         );
-        assert_eq!(c.features, Features { pidfd: false, close_range: false, clone_into_cgroup: false });
+        assert_eq!(
+            c.features,
+            Features { pidfd: false, close_range: false, clone_into_cgroup: false, clone_vm: false }
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! kill the wrapper (Exim would bounce: "terminated by signal 9").
 #![forbid(unsafe_code)]
 
+use std::convert::Infallible;
 use std::os::fd::{AsFd, OwnedFd};
 
 use crate::deliver::cgroup::{self, Opened};
@@ -22,9 +23,8 @@ use crate::deliver::plan::{Place, Plan};
 use crate::deliver::privileges::{self, CAP_DAC_OVERRIDE, REQUIRED};
 use crate::deliver::resolve;
 use crate::error::{exit, Error, Result};
-use crate::platform::kernel::{raw, Ending, Forked, Kernel};
+use crate::platform::kernel::{raw, unsupported, Ending, Kernel};
 use crate::platform::sys::CapSets;
-use crate::platform::Errno;
 
 /// What the supervised command did, and what the child said about the
 /// sandbox (for the audit line), whatever the outcome.
@@ -47,7 +47,7 @@ pub(crate) struct Supervised {
 /// window (without clone3, it opens `cgroup.procs` below the directory
 /// opened there) and enters the cgroup and user namespaces. The parent
 /// empties its sets right after the fork, or on any failure before it.
-pub(crate) fn launch(k: &mut impl Kernel, plan: &Plan) -> Result<Supervised> {
+pub(crate) fn launch<K: Kernel>(k: &mut K, plan: &Plan) -> Result<Supervised> {
     // Asked on the host, before anything is entered (see
     // `leave_a_terminal_session`).
     let terminal = k.has_controlling_terminal();
@@ -62,32 +62,29 @@ pub(crate) fn launch(k: &mut impl Kernel, plan: &Plan) -> Result<Supervised> {
     //    EOF without a report is success), and sees our death on it (our
     //    end closes with us).
     let (parent_end, child_end) = k.channel().map_err(|e| Error::io("socketpair", e))?;
-    // 4. Fork: born in the container's cgroup v2 where the kernel can.
-    let (forked, born_in_v2) = match spawn(k, &cgroups, plan.clone_into_cgroup) {
-        Ok(spawned) => spawned,
+    // 4. The command's process: born in the container's cgroup v2 where
+    //    the kernel can, and on our memory until its exec where it can.
+    let mut in_the_child = |k: &mut K, born_in_v2: bool| -> Infallible {
+        // The child's copy of our end must go, or our death would not show
+        // (only the number is closed: the descriptor table is the child's
+        // own, the memory may be ours). Nothing the child holds is dropped:
+        // it ends in exec or `_exit`.
+        k.close(raw(&parent_end));
+        let failure = child(k, plan, &cgroups, born_in_v2, &in_child, &child_end, terminal);
+        report_and_exit(k, failure, &child_end)
+    };
+    let pid = match spawn(k, &cgroups, plan, &mut in_the_child) {
+        Ok(pid) => pid,
         Err(e) => {
             let _ = privileges::lower_all(k);
             return Err(e);
         }
     };
-    match forked {
-        Forked::Child => {
-            // Our copy of the parent's end must go, or the parent's death
-            // would not show.
-            drop(parent_end);
-            // Nothing the child holds is dropped: after the descriptor walk
-            // the numbers are closed, and it ends in exec or `_exit`.
-            let failure = child(k, plan, &cgroups, born_in_v2, &in_child, &child_end, terminal);
-            report_and_exit(k, failure, &child_end)
-        }
-        Forked::Parent(pid) => {
-            // Our copy of the child's end must go, for the report's EOF; the
-            // cgroup files close with our exit.
-            drop(child_end);
-            std::mem::forget(cgroups);
-            Ok(supervise(k, plan, pid, parent_end))
-        }
-    }
+    // Our copy of the child's end must go, for the report's EOF; the cgroup
+    // files close with our exit.
+    drop(child_end);
+    std::mem::forget(cgroups);
+    Ok(supervise(k, plan, pid, parent_end))
 }
 
 /// The parent's two capability windows (see [`launch`]): open the
@@ -113,24 +110,25 @@ fn enter(k: &mut impl Kernel, pid: i32, which: &[&ForeignNs]) -> Result<()> {
     namespace::enter(k, which).map_err(|(what, source)| Error::Namespace { what, pid, source })
 }
 
-/// Fork the command's process, born in the container's cgroup v2 by clone3
-/// where the kernel can (5.7+; then true), else plainly: the child then
-/// joins it itself.
-fn spawn(k: &mut impl Kernel, cgroups: &Opened, clone_into_cgroup: bool) -> Result<(Forked, bool)> {
-    if let (Some((dir, fd)), true) = (&cgroups.v2, clone_into_cgroup) {
+/// Start the command's process and run `in_the_child` in it: born in the
+/// container's cgroup v2 by clone3 where the kernel can (5.7+; the child is
+/// told so), else plainly: the child then joins it itself. Returns its pid.
+fn spawn<K: Kernel>(
+    k: &mut K,
+    cgroups: &Opened,
+    plan: &Plan,
+    in_the_child: &mut dyn FnMut(&mut K, bool) -> Infallible,
+) -> Result<i32> {
+    if let (Some((dir, fd)), true) = (&cgroups.v2, plan.clone_into_cgroup) {
         // Placing the child needs write access to the host's cgroup files:
         // CAP_DAC_OVERRIDE, effective in the window before the fork.
-        match k.fork(Some(fd.as_fd())) {
-            Err(e)
-                if matches!(
-                    e.raw_os_error().map(Errno::from_raw),
-                    Some(Errno::ENOSYS | Errno::EINVAL | Errno::E2BIG)
-                ) => {}
+        match k.spawn(Some(fd.as_fd()), plan.share_memory, &mut |k| in_the_child(k, true)) {
+            Err(e) if unsupported(&e) => {}
             Err(e) => return Err(Error::Cgroup { dir: dir.clone(), source: e }),
-            Ok(forked) => return Ok((forked, true)),
+            Ok(pid) => return Ok(pid),
         }
     }
-    Ok((k.fork(None).map_err(|e| Error::io("fork", e))?, false))
+    k.spawn(None, plan.share_memory, &mut |k| in_the_child(k, false)).map_err(|e| Error::io("fork", e))
 }
 
 /// The child's steps, in order; returns only the failure that stopped it

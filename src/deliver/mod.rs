@@ -184,7 +184,7 @@ mod tests {
     use std::panic::{catch_unwind, AssertUnwindSafe};
 
     use super::*;
-    use crate::platform::kernel::Forked;
+    use crate::platform::recording::Forked;
     use crate::platform::recording::{Exited, Recording};
 
     fn config(extra: &str) -> Config {
@@ -367,7 +367,7 @@ mod tests {
                 "setns ns/mnt mnt",
                 "chroot root",
                 "channel",
-                "clone3 into /sys/fs/cgroup/unified/ct/alice",
+                "clone3 into /sys/fs/cgroup/unified/ct/alice sharing memory",
                 NONE,
                 "read_to_end parent-end",
                 "wait 5000",
@@ -388,6 +388,7 @@ mod tests {
         assert_eq!(
             without_numbers(&calls[after_fork..]),
             [
+                "close parent-end",
                 "join_cgroup /sys/fs/cgroup/cpu,cpuacct/ct/alice/tasks",
                 "setns ns/user user",
                 "reset_signals",
@@ -443,7 +444,10 @@ mod tests {
             calls.iter().map(String::as_str).filter(|c| c.contains("cgroup") && !c.starts_with("setns")).collect();
         assert_eq!(
             cgroup_calls,
-            ["open_cgroup /sys/fs/cgroup/unified/ct/alice", "clone3 into /sys/fs/cgroup/unified/ct/alice"],
+            [
+                "open_cgroup /sys/fs/cgroup/unified/ct/alice",
+                "clone3 into /sys/fs/cgroup/unified/ct/alice sharing memory"
+            ],
             "{calls:?}"
         );
     }
@@ -460,7 +464,8 @@ mod tests {
             [
                 "open /dev/tty",
                 "channel",
-                "fork",
+                "clone3 sharing memory",
+                "close parent-end",
                 "setsid",
                 "reset_signals",
                 "capset effective=1,6,8,18,19,21",
@@ -509,11 +514,25 @@ mod tests {
         k.fork_as = Forked::Child;
         let (calls, _) = run(&mut k, &config(""), true);
         let i = calls.iter().position(|c| c.starts_with("clone3")).unwrap();
-        assert_eq!(&calls[i..i + 2], ["clone3 into /sys/fs/cgroup/unified/ct/alice".to_string(), "fork".into()]);
+        assert_eq!(
+            &calls[i..i + 2],
+            ["clone3 into /sys/fs/cgroup/unified/ct/alice sharing memory".to_string(), "fork".into()]
+        );
         assert!(calls.contains(&"join_cgroup /sys/fs/cgroup/unified/ct/alice/cgroup.procs".to_string()), "{calls:?}");
+        // Disabled: not even tried; the child still shares our memory.
         let mut k = Recording::new();
         let (calls, _) = run(&mut k, &config("[kernel]\ndisable = [\"clone_into_cgroup\"]\n"), true);
-        assert!(!calls.iter().any(|c| c.starts_with("clone3")) && calls.contains(&"fork".to_string()));
+        assert!(!calls.iter().any(|c| c.starts_with("clone3 into")) && calls.contains(&"clone3 sharing memory".into()));
+        let mut k = Recording::new();
+        let (calls, _) = run(&mut k, &config("[kernel]\ndisable = [\"clone_into_cgroup\", \"clone_vm\"]\n"), true);
+        assert!(!calls.iter().any(|c| c.starts_with("clone3")) && calls.contains(&"fork".to_string()), "{calls:?}");
+    }
+
+    #[test]
+    fn without_clone_vm_the_child_runs_on_a_copy() {
+        let mut k = Recording::new();
+        let (calls, _) = run(&mut k, &config("[kernel]\ndisable = [\"clone_vm\"]\n"), true);
+        assert!(calls.contains(&"clone3 into /sys/fs/cgroup/unified/ct/alice".to_string()), "{calls:?}");
     }
 
     #[test]
@@ -522,7 +541,8 @@ mod tests {
         k.missing = vec!["close_range"];
         k.fork_as = Forked::Child;
         let (calls, _) = run(&mut k, &config(""), true);
-        let closes: Vec<&str> = calls.iter().map(String::as_str).filter(|c| c.starts_with("close")).collect();
+        let closes: Vec<&str> =
+            calls.iter().map(String::as_str).filter(|c| c.starts_with("close") && *c != "close parent-end").collect();
         assert_eq!(closes.first().map(|c| c.starts_with("close_range")), Some(true));
         assert_eq!(closes.last(), Some(&"close ..1023"), "the walk goes up to the fallback limit");
         let mut k = Recording::new();

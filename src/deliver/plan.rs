@@ -59,6 +59,8 @@ pub(crate) struct Plan {
     pub(crate) sandbox: Option<sandbox::Plan>,
     pub(crate) close_range: bool,
     pub(crate) clone_into_cgroup: bool,
+    /// The command's process shares our memory until its exec.
+    pub(crate) share_memory: bool,
     /// Shown in error messages: the program as the user wrote it.
     pub(crate) program: String,
 }
@@ -147,6 +149,7 @@ pub(crate) fn build(
         sandbox,
         close_range: config.features.close_range,
         clone_into_cgroup: contained && config.features.clone_into_cgroup,
+        share_memory: config.features.clone_vm,
         program: escape(&argv[0]),
         place,
     })

@@ -6,6 +6,7 @@
 //! Each method is one kernel operation (or a fixed pair, like `fchdir` +
 //! `chroot(".")`); no method decides anything.
 
+use std::convert::Infallible;
 use std::ffi::CStr;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -20,13 +21,6 @@ use super::sys::{self, CapSets};
 
 /// A file's identity: (device, inode).
 pub(crate) type FileId = (u64, u64);
-
-/// What `fork` returned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Forked {
-    Parent(i32),
-    Child,
-}
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,8 +115,18 @@ pub(crate) trait Kernel {
     fn chroot(&mut self, root: BorrowedFd<'_>) -> io::Result<()>;
     /// A close-on-exec stream socket pair: (the parent's end, the child's).
     fn channel(&mut self) -> io::Result<(OwnedFd, OwnedFd)>;
-    /// `clone3(CLONE_INTO_CGROUP)` into a v2 directory, or a plain fork.
-    fn fork(&mut self, into_cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked>;
+    /// Start the command's process and run `child` in it (it ends in exec
+    /// or exit); returns its pid. Born in the v2 directory `into_cgroup`
+    /// (`clone3(CLONE_INTO_CGROUP)`); with `share_memory`, on our memory
+    /// until its exec, while we sleep (`clone3(CLONE_VM|CLONE_VFORK)`; a
+    /// plain fork where the kernel has no clone3 and no cgroup is asked
+    /// for). See `sys::spawn`.
+    fn spawn(
+        &mut self,
+        into_cgroup: Option<BorrowedFd<'_>>,
+        share_memory: bool,
+        child: &mut dyn FnMut(&mut Self) -> Infallible,
+    ) -> io::Result<i32>;
 
     // ---- the child, before exec ----
     /// Write "0" to a v1 `tasks` file, or to `cgroup.procs` below a v2
@@ -189,6 +193,11 @@ pub(crate) struct Linux {
 
 /// Far more than any host's mount table.
 const MOUNTINFO_MAX: usize = 64 << 20;
+
+/// What clone3 answers on a kernel that lacks it or one of its flags.
+pub(crate) fn unsupported(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG))
+}
 
 fn errno_of(e: io::Error) -> Errno {
     Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
@@ -328,15 +337,19 @@ impl Kernel for Linux {
     fn channel(&mut self) -> io::Result<(OwnedFd, OwnedFd)> {
         sys::stream_pair()
     }
-    fn fork(&mut self, into_cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked> {
-        let forked = match into_cgroup {
-            Some(dir) => sys::fork_into_cgroup(dir)?,
-            None => sys::fork_single_threaded()?,
-        };
-        Ok(match forked {
-            sys::Forked::Parent(pid) => Forked::Parent(pid),
-            sys::Forked::Child => Forked::Child,
-        })
+    fn spawn(
+        &mut self,
+        into_cgroup: Option<BorrowedFd<'_>>,
+        share_memory: bool,
+        child: &mut dyn FnMut(&mut Self) -> Infallible,
+    ) -> io::Result<i32> {
+        let mut run = || child(self);
+        match sys::spawn(into_cgroup, share_memory, &mut run) {
+            // No clone3: fork, unless the caller asked for the cgroup (it
+            // then joins by writing instead, and says so).
+            Err(e) if into_cgroup.is_none() && share_memory && unsupported(&e) => sys::spawn(None, false, &mut run),
+            other => other,
+        }
     }
     fn join_cgroup(&mut self, fd: BorrowedFd<'_>, v2: bool) -> io::Result<()> {
         if v2 {

@@ -6,6 +6,7 @@
 //! /dev/null, labelled, so that types stay those of the real kernel.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 
-use super::kernel::{BootClock, Ending, FileId, Forked, Kernel, Observed, ProcEntry};
+use super::kernel::{BootClock, Ending, FileId, Kernel, Observed, ProcEntry};
 use super::secure_file::{TrustedDir, TrustedFile, Untrusted};
 use super::sys::CapSets;
 
@@ -58,6 +59,14 @@ impl FakeProcess {
     }
 }
 
+/// Which side of `spawn` a test follows: the parent (with the child's pid),
+/// or the child (its steps run, and end in `exit` or `execve`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Forked {
+    Parent(i32),
+    Child,
+}
+
 pub(crate) struct Recording {
     /// Every call, in order.
     pub(crate) calls: Vec<String>,
@@ -82,7 +91,7 @@ pub(crate) struct Recording {
     pub(crate) missing: Vec<&'static str>,
     /// A call (its first word) that fails with EPERM.
     pub(crate) fail: Option<&'static str>,
-    /// What `fork` returns.
+    /// Which side of `spawn` the test follows.
     pub(crate) fork_as: Forked,
     /// The child's credentials and capabilities, changed by the drop.
     pub(crate) state: Observed,
@@ -343,18 +352,28 @@ impl Kernel for Recording {
         self.record("channel".into())?;
         Ok((self.fd("parent-end".into()), self.fd("child-end".into())))
     }
-    fn fork(&mut self, into_cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked> {
+    fn spawn(
+        &mut self,
+        into_cgroup: Option<BorrowedFd<'_>>,
+        share_memory: bool,
+        child: &mut dyn FnMut(&mut Self) -> Infallible,
+    ) -> io::Result<i32> {
+        let shared = if share_memory { " sharing memory" } else { "" };
         match into_cgroup {
             Some(dir) => {
                 let label = self.label(dir);
-                self.record(format!("clone3 into {label}"))?;
+                self.record(format!("clone3 into {label}{shared}"))?;
                 if self.missing("clone3") {
                     return Err(io::Error::from_raw_os_error(libc::ENOSYS));
                 }
             }
+            None if share_memory && !self.missing("clone3") => self.record(format!("clone3{shared}"))?,
             None => self.record("fork".into())?,
         }
-        Ok(self.fork_as)
+        match self.fork_as {
+            Forked::Parent(pid) => Ok(pid),
+            Forked::Child => super::sys::run(&mut || child(self)),
+        }
     }
     fn join_cgroup(&mut self, fd: BorrowedFd<'_>, v2: bool) -> io::Result<()> {
         let label = self.label(fd);
@@ -431,6 +450,10 @@ impl Kernel for Recording {
         Ok(())
     }
     fn close(&mut self, fd: RawFd) {
+        if let Some(label) = self.labels.get(&fd).cloned() {
+            let _ = self.record(format!("close {label}"));
+            return;
+        }
         // The walk closes a thousand numbers; one line says where it ended.
         if self.calls.last().is_some_and(|c| c.starts_with("close ")) {
             self.calls.pop();

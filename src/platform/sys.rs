@@ -156,18 +156,20 @@ pub(crate) fn open_devnull_at(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Result of [`fork_single_threaded`].
-pub(crate) enum Forked {
-    Parent(i32),
-    Child,
-}
-
 static SINGLE_THREADED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Record that the start-up check saw exactly one thread. cagepipe never
 /// starts a thread, so this stays true for the life of the process.
 pub(crate) fn mark_single_threaded() {
     SINGLE_THREADED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn refuse_unless_single_threaded() -> io::Result<()> {
+    if SINGLE_THREADED.load(std::sync::atomic::Ordering::SeqCst) {
+        Ok(())
+    } else {
+        Err(io::Error::other("refusing to fork: the process was not verified single-threaded"))
+    }
 }
 
 /// The signals ignored when the start-up check read /proc/self/status
@@ -190,21 +192,6 @@ static AMBIENT_EMPTY_AT_STARTUP: std::sync::atomic::AtomicBool = std::sync::atom
 /// it). The exec of a binary with file capabilities empties it.
 pub(crate) fn note_ambient_at_startup(ambient: Option<u64>) {
     AMBIENT_EMPTY_AT_STARTUP.store(ambient == Some(0), std::sync::atomic::Ordering::SeqCst);
-}
-
-/// `fork(2)`, refused unless the process was verified single-threaded.
-pub(crate) fn fork_single_threaded() -> io::Result<Forked> {
-    if !SINGLE_THREADED.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(io::Error::other("refusing to fork: the process was not verified single-threaded"));
-    }
-    // SAFETY: the process has one thread (verified at start-up, and cagepipe
-    // creates none), so no lock can be held by a thread that does not exist
-    // in the child, and the child may run ordinary Rust code.
-    match unsafe { libc::fork() } {
-        -1 => Err(io::Error::last_os_error()),
-        0 => Ok(Forked::Child),
-        pid => Ok(Forked::Parent(pid)),
-    }
 }
 
 /// The kernel's `struct sigaction` for `rt_sigaction(2)` on x86_64 and the
@@ -236,30 +223,159 @@ struct CloneArgs {
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
-/// Fork straight into the cgroup v2 directory `cgroup`
-/// (`clone3(CLONE_INTO_CGROUP)`, Linux 5.7): the child never runs anywhere
-/// else and the parent does not migrate. ENOSYS or EINVAL on older kernels.
-pub(crate) fn fork_into_cgroup(cgroup: BorrowedFd<'_>) -> io::Result<Forked> {
-    if !SINGLE_THREADED.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(io::Error::other("refusing to fork: the process was not verified single-threaded"));
+/// The command's process, started three ways; each runs `child` in it, which
+/// ends in exec or `_exit`. Returns the child's pid.
+///
+/// - `share_memory` (x86_64; clone3 is Linux 5.3): `clone3(CLONE_VM |
+///   CLONE_VFORK)`. The child runs on our memory, on a stack of its own
+///   below ours, and we sleep until its exec or exit: no page tables to
+///   copy, no copy-on-write fault in either process, no copy to tear down at
+///   its exec. Its allocations go to an arena of their own
+///   ([`super::alloc`]), so our heap is never changed under us, not even
+///   by a child killed in the middle of an allocation.
+/// - `into_cgroup` (clone3 with CLONE_INTO_CGROUP, Linux 5.7): born in that
+///   cgroup v2 directory; with or without shared memory.
+/// - neither: `fork(2)`, the child on a copy of our memory.
+///
+/// ENOSYS, EINVAL or E2BIG from clone3: this kernel lacks it, nothing ran.
+pub(crate) fn spawn(
+    into_cgroup: Option<BorrowedFd<'_>>,
+    share_memory: bool,
+    child: &mut dyn FnMut() -> std::convert::Infallible,
+) -> io::Result<i32> {
+    refuse_unless_single_threaded()?;
+    if share_memory && cfg!(target_arch = "x86_64") {
+        return clone_shared(into_cgroup, child);
+    }
+    let pid = match into_cgroup {
+        Some(cgroup) => {
+            let args = CloneArgs {
+                flags: CLONE_INTO_CGROUP,
+                exit_signal: libc::SIGCHLD as u64,
+                cgroup: cgroup.as_raw_fd() as u64,
+                ..CloneArgs::default()
+            };
+            // SAFETY: one thread (checked above; cagepipe starts none), so no
+            // lock is held elsewhere. Without CLONE_VM and with no stack
+            // given, the child runs on a copy of our memory exactly like
+            // fork. The C library's fork handlers do not run, so the child
+            // must not rely on its cached thread id (it only drops
+            // privileges and execs; it never calls raise or pthread_*).
+            unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) }
+        }
+        // SAFETY: one thread, so no lock can be held by a thread that does
+        // not exist in the child, and the child may run ordinary Rust code.
+        None => libc::c_long::from(unsafe { libc::fork() }),
+    };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => run(child),
+        pid => Ok(pid as i32),
+    }
+}
+
+/// How far below our stack pointer the child's stack starts: past the
+/// frames this function and the system call still push, and the red zone.
+const CHILD_STACK_GAP: usize = 16 << 10;
+/// What clone3 is told the child's stack measures (it only checks that the
+/// range is user memory). The child grows down into our stack's mapping,
+/// which the kernel extends as for us, up to the same limit.
+const CHILD_STACK_SIZE: usize = 256 << 10;
+
+#[cfg(target_arch = "x86_64")]
+fn clone_shared(
+    into_cgroup: Option<BorrowedFd<'_>>,
+    child: &mut dyn FnMut() -> std::convert::Infallible,
+) -> io::Result<i32> {
+    let sp: usize;
+    // SAFETY: reads the stack pointer into a register; touches nothing.
+    unsafe { std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+    let top = (sp - CHILD_STACK_GAP) & !15;
+    let mut flags = libc::CLONE_VM as u64 | libc::CLONE_VFORK as u64;
+    let mut cgroup = 0;
+    if let Some(fd) = into_cgroup {
+        flags |= CLONE_INTO_CGROUP;
+        cgroup = fd.as_raw_fd() as u64;
     }
     let args = CloneArgs {
-        flags: CLONE_INTO_CGROUP,
+        flags,
         exit_signal: libc::SIGCHLD as u64,
-        cgroup: cgroup.as_raw_fd() as u64,
+        stack: (top - CHILD_STACK_SIZE) as u64,
+        stack_size: CHILD_STACK_SIZE as u64,
+        cgroup,
         ..CloneArgs::default()
     };
-    // SAFETY: as for fork_single_threaded: one thread, so no lock is held
-    // elsewhere. Without CLONE_VM and with no stack given, the child runs on
-    // a copy of our memory exactly like fork. The C library's fork handlers
-    // do not run, so the child must not rely on its cached thread id (it
-    // only drops privileges and execs; it never calls raise or pthread_*).
-    let r = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
-    match r {
-        -1 => Err(io::Error::last_os_error()),
-        0 => Ok(Forked::Child),
-        pid => Ok(Forked::Parent(pid as i32)),
+    let mut child = child;
+    let arg: *mut &mut dyn FnMut() -> std::convert::Infallible = &mut child;
+    let ret: isize;
+    // SAFETY: clone3 with CLONE_VM|CLONE_VFORK and a stack of the child's
+    // own, the way posix_spawn starts a process:
+    // - In the parent the instruction after `syscall` sees the return value
+    //   (the pid, or -errno) and jumps to the end: the asm block returns
+    //   like any system call. Because of CLONE_VFORK that happens only once
+    //   the child has exec'd or exited, so nothing of ours runs while the
+    //   child uses our memory.
+    // - In the child (rax 0), the kernel has set rsp to `top`, 16-byte
+    //   aligned, CHILD_STACK_GAP below every frame of ours: `call` leaves it
+    //   as a function expects it, and the child never writes into our
+    //   frames. r12 and r13 survive the system call and hold the argument
+    //   and the entry point, which never returns (`ud2` is never reached).
+    // - `arg` points to `child` in our frame, alive until we return, which
+    //   is after the child is done with it.
+    // - One thread (checked by the caller), so no lock is held; cagepipe
+    //   installs no signal handler (it starts without the standard
+    //   library's runtime), so none can run in the child on our memory; a
+    //   handler a caller set does not survive the exec into cagepipe.
+    // - No `nomem`: the compiler assumes the asm wrote memory, as the child
+    //   did.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r12",
+            "call r13",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") &args as *const CloneArgs,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") arg,
+            in("r13") shared_child_entry as unsafe extern "C" fn(*mut &mut dyn FnMut() -> std::convert::Infallible) -> !,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
     }
+    super::alloc::leave_child_arena();
+    if ret < 0 {
+        return Err(io::Error::from_raw_os_error(-ret as i32));
+    }
+    Ok(ret as i32)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn clone_shared(_: Option<BorrowedFd<'_>>, _: &mut dyn FnMut() -> std::convert::Infallible) -> io::Result<i32> {
+    Err(io::Error::from_raw_os_error(libc::ENOSYS))
+}
+
+/// Where the child of [`clone_shared`] starts, on its own stack.
+///
+/// # Safety
+/// `arg` points to the closure the parent passed, still alive (the parent
+/// sleeps until the child's exec or exit).
+#[cfg(target_arch = "x86_64")]
+unsafe extern "C" fn shared_child_entry(arg: *mut &mut dyn FnMut() -> std::convert::Infallible) -> ! {
+    super::alloc::enter_child_arena();
+    // SAFETY: see the function's contract.
+    run(unsafe { &mut *arg })
+}
+
+/// Run the child's steps, which end in exec or `_exit`.
+// (A call returning an uninhabited type counts as diverging for the lint.)
+#[allow(unreachable_code)]
+pub(crate) fn run(child: &mut dyn FnMut() -> std::convert::Infallible) -> ! {
+    match child() {}
 }
 
 /// Set every signal that was ignored at start-up (every signal if

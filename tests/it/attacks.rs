@@ -1075,7 +1075,7 @@ fn a_fake_proc_inside_the_container_decides_nothing() {
     let Some(_test) = rig::need(&[Root]) else { return };
     // lxc-attach CVE-2015-1334 / CVE-2016-8649: a container root that
     // mounts over its /proc fools a tool that reads it after entering.
-    for extra in ["", "[kernel]\ndisable = [\"pidfd\", \"clone_into_cgroup\"]\n"] {
+    for extra in ["", "[kernel]\ndisable = [\"pidfd\", \"clone_into_cgroup\", \"clone_vm\"]\n"] {
         let s = rig::cage("atk-fakeproc").config(extra).start();
         let fake = "mount -t tmpfs fakeproc /proc && mkdir -p /proc/self/fd /proc/self/ns /proc/1/ns \
                     && printf 'Name:\\tcagepipe\\nThreads:\\t1\\nNoNewPrivs:\\t0\\nCapBnd:\\tffffffffffffffff\\n' >/proc/self/status \

@@ -27,7 +27,8 @@ use crate::rig::{
 const BUDGET: usize = 260;
 
 /// What each fallback may add on top of the budget.
-const FALLBACK_BUDGET: &[(&str, usize)] = &[("pidfd", 40), ("close_range", 1100), ("clone_into_cgroup", 40)];
+const FALLBACK_BUDGET: &[(&str, usize)] =
+    &[("pidfd", 40), ("close_range", 1100), ("clone_into_cgroup", 40), ("clone_vm", 10)];
 
 /// The calls of one delivery, by phase.
 #[derive(Debug, Default)]

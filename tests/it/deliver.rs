@@ -74,7 +74,7 @@ fn delivers_into_the_users_container_with_nothing_else() {
 fn fallbacks_without_pidfd_and_close_range_give_the_same_result() {
     let Some(_test) = rig::need(&[Root]) else { return };
     // What EL8's 4.18 kernel does anyway: no pidfd, no close_range, no clone3.
-    let all_off = "[kernel]\ndisable = [\"pidfd\", \"close_range\", \"clone_into_cgroup\"]\n";
+    let all_off = "[kernel]\ndisable = [\"pidfd\", \"close_range\", \"clone_into_cgroup\", \"clone_vm\"]\n";
     let s = rig::cage("fallback").config(all_off).start();
     let r = report(&run(&s, &probe("report"), b"x"));
     assert_delivered(&s, &r, s.user.uid, s.user.gid);
@@ -82,7 +82,7 @@ fn fallbacks_without_pidfd_and_close_range_give_the_same_result() {
     let r = report(&run(&s, &probe("report"), b"x"));
     assert_delivered(&s, &r, s.user.uid, s.user.gid);
     // Each one alone, too.
-    for one in ["pidfd", "close_range", "clone_into_cgroup"] {
+    for one in ["pidfd", "close_range", "clone_into_cgroup", "clone_vm"] {
         let s = rig::cage("fallbackone")
             .config(&format!("[kernel]\ndisable = [\"{one}\"]\n"))
             .container(|o, _| o.userns = true)
@@ -435,7 +435,9 @@ fn check_and_dry_run_explain_without_running_anything() {
     let source = "(/etc/cagepipe/cagepipe.toml line 2)";
     assert!(out.lines().any(|l| l.starts_with("container source") && l.ends_with(source)), "{out}");
     assert!(
-        out.contains("kernel features       used where the kernel has them: pidfd, close_range, clone_into_cgroup"),
+        out.contains(
+            "kernel features       used where the kernel has them: pidfd, close_range, clone_into_cgroup, clone_vm"
+        ),
         "{out}"
     );
     assert!(out.ends_with("DELIVERABLE\n"), "{out}");

@@ -304,11 +304,13 @@ fn race_deliveries_against_a_stop(tag: &str, extra_config: &str) -> RaceOutcome 
 #[test]
 fn deliveries_racing_a_container_stop_defer_or_run_inside() {
     let Some(_test) = rig::need(&[Root]) else { return };
-    // Each kernel path: pidfd and clone3 into the cgroup, and neither (the
-    // child then joins the cgroup v2 itself, through cgroup.procs).
-    for (tag, config) in
-        [("race", ""), ("racefallback", "[kernel]\ndisable = [\"pidfd\", \"close_range\", \"clone_into_cgroup\"]\n")]
-    {
+    // Each kernel path: pidfd and clone3 into the cgroup (the child on our
+    // memory), and none of them (a forked child joins the cgroup v2 itself,
+    // through cgroup.procs).
+    for (tag, config) in [
+        ("race", ""),
+        ("racefallback", "[kernel]\ndisable = [\"pidfd\", \"close_range\", \"clone_into_cgroup\", \"clone_vm\"]\n"),
+    ] {
         let o = race_deliveries_against_a_stop(tag, config);
         assert!(o.wrong.is_empty(), "{tag}: every delivery ends delivered inside or deferred: {:#?}", o.wrong);
         assert!(o.delivered_inside > 0 && !o.deferred.is_empty(), "{tag}: the stop fell amid the deliveries: {o:#?}");
@@ -332,7 +334,7 @@ fn a_container_stopped_mid_delivery_defers() {
         /// as systemd does), in no particular order.
         CgroupKill,
     }
-    let all_off = "[kernel]\ndisable = [\"pidfd\", \"close_range\", \"clone_into_cgroup\"]\n";
+    let all_off = "[kernel]\ndisable = [\"pidfd\", \"close_range\", \"clone_into_cgroup\", \"clone_vm\"]\n";
     for (tag, config, stop) in
         [("midstop", "", Stop::TestBed), ("midstopfallback", all_off, Stop::TestBed), ("midkill", "", Stop::CgroupKill)]
     {

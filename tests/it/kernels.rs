@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::rig::{self, Cage, Container, Delivery, Need::Root};
 use rig::{probe, report};
 
-const ALL_OFF: &str = "[kernel]\ndisable = [\"pidfd\", \"close_range\", \"clone_into_cgroup\"]\n";
+const ALL_OFF: &str = "[kernel]\ndisable = [\"pidfd\", \"close_range\", \"clone_into_cgroup\", \"clone_vm\"]\n";
 
 /// A cage whose configuration a test changes between deliveries: the text
 /// the cage was built with, and `extra` after it.
@@ -46,7 +46,7 @@ fn as_container_root(c: &Container, script: &str) {
 #[test]
 fn each_kernel_fallback_alone_and_all_together_deliver_inside() {
     let Some(_test) = rig::need(&[Root]) else { return };
-    // What EL8's 4.18 lacks (pidfd, clone3 into a cgroup, close_range),
+    // What EL8's 4.18 lacks (pidfd, clone3, close_range),
     // forced off one at a time and all together, on whatever cgroup layout
     // this host has; one container with a user namespace for all of them
     // (a container start costs 30 s and more under emulation).
@@ -57,7 +57,8 @@ fn each_kernel_fallback_alone_and_all_together_deliver_inside() {
         "\"pidfd\"",
         "\"close_range\"",
         "\"clone_into_cgroup\"",
-        "\"pidfd\", \"close_range\", \"clone_into_cgroup\"",
+        "\"clone_vm\"",
+        "\"pidfd\", \"close_range\", \"clone_into_cgroup\", \"clone_vm\"",
     ] {
         reconfigure(&s, &base, &format!("[kernel]\ndisable = [{disable}]\n"));
         let d = run(&s, &probe("report"));
