@@ -452,7 +452,7 @@ impl Witness for Report {
         self.add("command", words.join(" "));
         let tried: Vec<String> = plan.candidates.iter().map(|c| escape(c.as_bytes())).collect();
         self.add("exec tries", tried.join(" "));
-        for e in &plan.env {
+        for e in plan.env.iter() {
             self.add("environment", escape(e.as_bytes()));
         }
         match (&plan.place, &plan.cwd) {

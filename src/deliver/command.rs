@@ -2,13 +2,14 @@
 //! the program on PATH inside the container.
 #![forbid(unsafe_code)]
 
-use std::ffi::{CStr, CString, OsStr, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 
 use crate::config::account::Account;
 use crate::config::Config;
 use crate::platform::kernel::Kernel;
+use crate::platform::sys::ExecWords;
 use crate::platform::Errno;
 
 /// Build the environment from scratch: Exim's variables that are present,
@@ -56,13 +57,11 @@ pub(crate) fn candidates(program: &[u8], path: &str) -> Vec<CString> {
 /// Try each candidate; return the error that best explains the failure:
 /// EACCES if some candidate existed but could not be executed, else the
 /// last error. Only returns on failure.
-pub(crate) fn exec_first(k: &mut impl Kernel, candidates: &[CString], argv: &[CString], env: &[CString]) -> io::Error {
-    let argv: Vec<&CStr> = argv.iter().map(CString::as_c_str).collect();
-    let env: Vec<&CStr> = env.iter().map(CString::as_c_str).collect();
+pub(crate) fn exec_first(k: &mut impl Kernel, candidates: &[CString], argv: &ExecWords, env: &ExecWords) -> io::Error {
     let mut saw_eacces = false;
     let mut last = io::Error::from_raw_os_error(Errno::ENOENT as i32);
     for path in candidates {
-        let err = k.execve(path, &argv, &env);
+        let err = k.execve(path, argv, env);
         match err.raw_os_error().map(Errno::from_raw) {
             Some(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP | Errno::ENAMETOOLONG) => last = err,
             Some(Errno::EACCES) => {
@@ -143,12 +142,13 @@ mod tests {
 
     #[test]
     fn exec_failure_explains_itself() {
-        let argv = to_cstrings(&[b"x".to_vec()]).unwrap();
+        let argv = ExecWords::new(to_cstrings(&[b"x".to_vec()]).unwrap());
+        let none = ExecWords::new(Vec::new());
         let missing = candidates(b"cagepipe-no-such-program", "/nonexistent:/usr/bin");
         let k = &mut crate::platform::kernel::Linux::default();
-        assert_eq!(exec_first(k, &missing, &argv, &[]).raw_os_error(), Some(Errno::ENOENT as i32));
+        assert_eq!(exec_first(k, &missing, &argv, &none).raw_os_error(), Some(Errno::ENOENT as i32));
         // A directory is found but cannot be executed.
         let dir = candidates(b"/etc", "");
-        assert_eq!(exec_first(k, &dir, &argv, &[]).raw_os_error(), Some(Errno::EACCES as i32));
+        assert_eq!(exec_first(k, &dir, &argv, &none).raw_os_error(), Some(Errno::EACCES as i32));
     }
 }

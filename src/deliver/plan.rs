@@ -13,6 +13,7 @@ use crate::deliver::resolve::{self, Target};
 use crate::deliver::{command, sandbox};
 use crate::error::{Error, Result};
 use crate::escape::escape;
+use crate::platform::sys::ExecWords;
 
 /// Where the command runs.
 #[derive(Debug)]
@@ -47,8 +48,8 @@ pub(crate) struct Caller {
 pub(crate) struct Plan {
     pub(crate) place: Place,
     pub(crate) credentials: Credentials,
-    pub(crate) argv: Vec<CString>,
-    pub(crate) env: Vec<CString>,
+    pub(crate) argv: ExecWords,
+    pub(crate) env: ExecWords,
     /// execve candidates (PATH already searched by name).
     pub(crate) candidates: Vec<CString>,
     /// Where the command starts inside the container: the directory Exim
@@ -142,8 +143,8 @@ pub(crate) fn build(
     let contained = matches!(place, Place::Container(_));
     Ok(Plan {
         credentials,
-        argv: command::to_cstrings(argv).map_err(bad)?,
-        env: command::to_cstrings(&env_bytes).map_err(bad)?,
+        argv: ExecWords::new(command::to_cstrings(argv).map_err(bad)?),
+        env: ExecWords::new(command::to_cstrings(&env_bytes).map_err(bad)?),
         candidates: command::candidates(&argv[0], &search),
         cwd,
         sandbox,

@@ -10,7 +10,10 @@
 //! child killed in the middle of an allocation cannot leave it half
 //! updated for us, and nothing of ours is freed under us. A block from the
 //! arena that we later free or grow (the child may have stored one where we
-//! look) is left where it is, or copied out.
+//! look) is left where it is, or copied out. A child that needs more than
+//! the arena (error messages naming a long program, say; the command's words
+//! are laid out for exec before it exists) gets more mapped, in chunks that
+//! count as the arena too.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
@@ -34,6 +37,9 @@ fn exhausted() -> ! {
 /// status read, its messages, the sandbox's rules); pages it does not touch
 /// cost nothing.
 const ARENA_SIZE: usize = 256 << 10;
+/// Further chunks, mapped as needed: at least this big, at most this many.
+const CHUNK_MIN: usize = 1 << 20;
+const CHUNKS: usize = 32;
 
 #[repr(C, align(4096))]
 struct Arena(UnsafeCell<[u8; ARENA_SIZE]>);
@@ -49,6 +55,12 @@ static ARENA_USED: AtomicUsize = AtomicUsize::new(0);
 /// Set by the child of `sys::spawn` first thing, cleared by its parent once
 /// the child is gone (the flag is in the memory they share).
 static IN_CHILD: AtomicBool = AtomicBool::new(false);
+/// The chunks mapped so far, (start, length), and how much of the last one
+/// is handed out.
+static CHUNK_START: [AtomicUsize; CHUNKS] = [const { AtomicUsize::new(0) }; CHUNKS];
+static CHUNK_LEN: [AtomicUsize; CHUNKS] = [const { AtomicUsize::new(0) }; CHUNKS];
+static CHUNK_COUNT: AtomicUsize = AtomicUsize::new(0);
+static CHUNK_USED: AtomicUsize = AtomicUsize::new(0);
 
 /// The shared child starts: from now on allocate from the arena.
 pub(crate) fn enter_child_arena() {
@@ -61,26 +73,71 @@ pub(crate) fn leave_child_arena() {
 }
 
 fn in_arena(p: *mut u8) -> bool {
+    let p = p as usize;
     let start = ARENA.0.get() as usize;
-    (start..start + ARENA_SIZE).contains(&(p as usize))
+    let chunks = CHUNK_COUNT.load(Ordering::SeqCst);
+    (start..start + ARENA_SIZE).contains(&p)
+        || (0..chunks).any(|i| {
+            let start = CHUNK_START[i].load(Ordering::SeqCst);
+            (start..start + CHUNK_LEN[i].load(Ordering::SeqCst)).contains(&p)
+        })
+}
+
+/// `layout` from `[base, base + len)` of which `used` bytes are handed out:
+/// the block's offset and the new `used`, if it fits.
+fn fit(base: usize, len: usize, used: usize, layout: Layout) -> Option<(usize, usize)> {
+    let start = (base + used).checked_next_multiple_of(layout.align().max(16))? - base;
+    let end = start.checked_add(layout.size()).filter(|e| *e <= len)?;
+    Some((start, end))
 }
 
 /// A block of the arena, zeroed (the arena is handed out once, and starts
-/// zeroed; zeroing again costs the child nothing measurable).
+/// zeroed; a new chunk too).
 fn bump(layout: Layout) -> *mut u8 {
     let base = ARENA.0.get() as usize;
-    let used = ARENA_USED.load(Ordering::SeqCst);
-    let start = (base + used).next_multiple_of(layout.align().max(16)) - base;
-    let Some(end) = start.checked_add(layout.size()).filter(|e| *e <= ARENA_SIZE) else {
+    if let Some((start, end)) = fit(base, ARENA_SIZE, ARENA_USED.load(Ordering::SeqCst), layout) {
+        ARENA_USED.store(end, Ordering::SeqCst);
+        // SAFETY: [start, end) lies inside the arena and was never handed
+        // out; it is zeroed once more (cheap) in case it ever was written.
+        return unsafe {
+            let p = (base as *mut u8).add(start);
+            std::ptr::write_bytes(p, 0, layout.size());
+            p
+        };
+    }
+    let count = CHUNK_COUNT.load(Ordering::SeqCst);
+    if count > 0 {
+        let (base, len) = (CHUNK_START[count - 1].load(Ordering::SeqCst), CHUNK_LEN[count - 1].load(Ordering::SeqCst));
+        if let Some((start, end)) = fit(base, len, CHUNK_USED.load(Ordering::SeqCst), layout) {
+            CHUNK_USED.store(end, Ordering::SeqCst);
+            return (base + start) as *mut u8; // fresh anonymous memory: zero
+        }
+    }
+    if count == CHUNKS {
+        exhausted();
+    }
+    let Some(len) = layout.size().checked_add(layout.align()).map(|n| n.max(CHUNK_MIN)) else {
         exhausted();
     };
-    ARENA_USED.store(end, Ordering::SeqCst);
-    // SAFETY: [start, end) lies inside the arena and was never handed out.
-    unsafe {
-        let p = (base as *mut u8).add(start);
-        std::ptr::write_bytes(p, 0, layout.size());
-        p
+    // SAFETY: a new private anonymous mapping; no memory of ours is touched.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        exhausted();
     }
+    CHUNK_START[count].store(base as usize, Ordering::SeqCst);
+    CHUNK_LEN[count].store(len, Ordering::SeqCst);
+    CHUNK_USED.store(0, Ordering::SeqCst);
+    CHUNK_COUNT.store(count + 1, Ordering::SeqCst);
+    bump(layout)
 }
 
 // SAFETY: outside the shared child, every method forwards to `System` with
@@ -166,6 +223,16 @@ mod tests {
             assert_eq!(std::slice::from_raw_parts(grown, 10), b"arena-data");
             assert_eq!(std::slice::from_raw_parts(a, 10), b"arena-data", "the old block is left as it was");
             DeferOnExhaustion.dealloc(grown, Layout::from_size_align(4096, 1).unwrap());
+        }
+        // More than the arena holds: a chunk is mapped, and counts as the
+        // arena.
+        let big = bump(Layout::from_size_align(ARENA_SIZE * 2, 8).unwrap());
+        let small = bump(Layout::from_size_align(64, 8).unwrap());
+        assert!(in_arena(big) && in_arena(small) && in_arena(big.wrapping_add(ARENA_SIZE * 2 - 1)));
+        // SAFETY: `big` is ARENA_SIZE * 2 bytes long, fresh.
+        unsafe {
+            assert!(std::slice::from_raw_parts(big, ARENA_SIZE * 2).iter().all(|x| *x == 0));
+            DeferOnExhaustion.dealloc(big, Layout::from_size_align(ARENA_SIZE * 2, 8).unwrap());
         }
         assert!(!in_arena(std::ptr::null_mut()));
         let heap = Box::new(7u8);

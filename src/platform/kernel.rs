@@ -17,7 +17,7 @@ use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{fstat, stat, Mode};
 
 use super::secure_file::{self, TrustedDir, TrustedFile, Untrusted};
-use super::sys::{self, CapSets};
+use super::sys::{self, CapSets, ExecWords};
 
 /// A file's identity: (device, inode).
 pub(crate) type FileId = (u64, u64);
@@ -163,7 +163,7 @@ pub(crate) trait Kernel {
     /// `close(fd)`, for the walk on kernels without close_range.
     fn close(&mut self, fd: RawFd);
     /// `execve`; returns only on failure.
-    fn execve(&mut self, path: &CStr, argv: &[&CStr], env: &[&CStr]) -> io::Error;
+    fn execve(&mut self, path: &CStr, argv: &ExecWords, env: &ExecWords) -> io::Error;
     /// Write to the channel to the parent (best effort).
     fn write(&mut self, fd: BorrowedFd<'_>, bytes: &[u8]);
     /// `_exit(code)`.
@@ -446,11 +446,8 @@ impl Kernel for Linux {
     fn close(&mut self, fd: RawFd) {
         sys::close_fd_number(fd)
     }
-    fn execve(&mut self, path: &CStr, argv: &[&CStr], env: &[&CStr]) -> io::Error {
-        match nix::unistd::execve(path, argv, env) {
-            Err(e) => e.into(),
-            Ok(never) => match never {},
-        }
+    fn execve(&mut self, path: &CStr, argv: &ExecWords, env: &ExecWords) -> io::Error {
+        sys::execve(path, argv, env)
     }
     fn write(&mut self, fd: BorrowedFd<'_>, bytes: &[u8]) {
         let _ = nix::unistd::write(fd, bytes);

@@ -16,7 +16,7 @@ use nix::errno::Errno;
 
 use super::kernel::{BootClock, Ending, FileId, Kernel, Observed, ProcEntry};
 use super::secure_file::{TrustedDir, TrustedFile, Untrusted};
-use super::sys::CapSets;
+use super::sys::{CapSets, ExecWords};
 
 /// What `exit` panics with, so a test can catch the child's end.
 #[derive(Debug, PartialEq, Eq)]
@@ -460,7 +460,7 @@ impl Kernel for Recording {
         }
         let _ = self.record(format!("close ..{fd}"));
     }
-    fn execve(&mut self, path: &CStr, argv: &[&CStr], _env: &[&CStr]) -> io::Error {
+    fn execve(&mut self, path: &CStr, argv: &ExecWords, _env: &ExecWords) -> io::Error {
         let args: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
         let _ = self.record(format!("execve {} [{}]", path.to_string_lossy(), args.join(" ")));
         io::Error::from_raw_os_error(self.exec_errno)

@@ -439,6 +439,46 @@ pub(crate) fn default_and_unblock(sig: libc::c_int) {
     unsafe { libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
 }
 
+/// The words of a command line or an environment for execve: the strings,
+/// and the NULL-terminated array of pointers to them that the kernel reads,
+/// built once when the words are (in the parent, before there is a child):
+/// the child's exec then allocates nothing, however many words there are.
+pub(crate) struct ExecWords {
+    words: Vec<std::ffi::CString>,
+    pointers: Vec<*const libc::c_char>,
+}
+
+impl ExecWords {
+    pub(crate) fn new(words: Vec<std::ffi::CString>) -> ExecWords {
+        // Each pointer points into a string's own heap buffer, which stays
+        // where it is when `words` moves; `words` is never changed after.
+        let pointers = words.iter().map(|w| w.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+        ExecWords { words, pointers }
+    }
+}
+
+impl std::ops::Deref for ExecWords {
+    type Target = [std::ffi::CString];
+    fn deref(&self) -> &[std::ffi::CString] {
+        &self.words
+    }
+}
+
+impl std::fmt::Debug for ExecWords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.words.fmt(f)
+    }
+}
+
+/// `execve(2)`; returns only on failure.
+pub(crate) fn execve(path: &std::ffi::CStr, argv: &ExecWords, env: &ExecWords) -> io::Error {
+    // SAFETY: `path` is a NUL-terminated string; both arrays end in NULL and
+    // point to the NUL-terminated strings their ExecWords owns, alive for
+    // the call.
+    unsafe { libc::execve(path.as_ptr(), argv.pointers.as_ptr(), env.pointers.as_ptr()) };
+    io::Error::last_os_error()
+}
+
 /// `_exit(2)`: leave the forked child without running destructors or
 /// flushing buffers the parent also holds.
 pub(crate) fn exit_now(code: i32) -> ! {
