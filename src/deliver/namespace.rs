@@ -19,6 +19,13 @@ pub(crate) struct NsKind {
     /// only when it differs from ours (one call fewer when shared, one
     /// more when not).
     pub(crate) often_shared: bool,
+    /// Compared with ours: the mount namespace decides whether the target
+    /// is a container at all; a user namespace must not be entered when
+    /// shared (the kernel refuses that); the time namespace is often shared
+    /// (above). The others are entered whatever they are: entering the
+    /// namespace one is in changes nothing, and looking ours up would cost
+    /// a call each on every delivery for nothing.
+    pub(crate) compared: bool,
 }
 
 /// The order in which namespaces are entered one by one (the fallback for
@@ -27,14 +34,14 @@ pub(crate) struct NsKind {
 /// descendant namespace too; the user namespace comes last because entering
 /// it trades those capabilities for capabilities inside the container only.
 pub(crate) const ENTER_ORDER: [NsKind; 8] = [
-    NsKind { name: "ipc", flag: ns_flag::IPC, often_shared: false },
-    NsKind { name: "uts", flag: ns_flag::UTS, often_shared: false },
-    NsKind { name: "net", flag: ns_flag::NET, often_shared: false },
-    NsKind { name: "pid", flag: ns_flag::PID, often_shared: false },
-    NsKind { name: "time", flag: ns_flag::TIME, often_shared: true },
-    NsKind { name: "mnt", flag: ns_flag::NS, often_shared: false },
-    NsKind { name: "cgroup", flag: ns_flag::CGROUP, often_shared: false },
-    NsKind { name: "user", flag: ns_flag::USER, often_shared: true },
+    NsKind { name: "ipc", flag: ns_flag::IPC, often_shared: false, compared: false },
+    NsKind { name: "uts", flag: ns_flag::UTS, often_shared: false, compared: false },
+    NsKind { name: "net", flag: ns_flag::NET, often_shared: false, compared: false },
+    NsKind { name: "pid", flag: ns_flag::PID, often_shared: false, compared: false },
+    NsKind { name: "time", flag: ns_flag::TIME, often_shared: true, compared: true },
+    NsKind { name: "mnt", flag: ns_flag::NS, often_shared: false, compared: true },
+    NsKind { name: "cgroup", flag: ns_flag::CGROUP, often_shared: false, compared: false },
+    NsKind { name: "user", flag: ns_flag::USER, often_shared: true, compared: true },
 ];
 
 /// Namespaces the command's process enters itself, after it was born in the
@@ -56,8 +63,9 @@ pub(crate) fn kind(name: &str) -> Option<NsKind> {
     ENTER_ORDER.iter().copied().find(|k| k.name == name)
 }
 
-/// A namespace of the target that differs from ours, with its file opened on
-/// the host's /proc before anything was entered.
+/// A namespace of the target to enter (one that differs from ours, or one
+/// not compared: see [`NsKind::compared`]), with its file opened on the
+/// host's /proc before anything was entered.
 #[derive(Debug)]
 pub(crate) struct ForeignNs {
     pub(crate) kind: NsKind,

@@ -213,27 +213,32 @@ fn pin(
     // Another user's /proc/PID/ns/* and /proc/PID/root need CAP_SYS_PTRACE
     // (ptrace read access); nothing else here needs a capability.
     let (foreign, root) = privileges::with_caps(k, &[CAP_SYS_PTRACE], |k| {
-        // Namespaces: compare with ours, keep the differing ones open.
+        // Namespaces: keep open the ones to enter; compare with ours where
+        // that decides something (`NsKind::compared`).
         let mut foreign = Vec::new();
         for kind in ENTER_ORDER {
-            let ours = match k.identity(&Path::new("/proc/self/ns").join(kind.name)) {
-                Ok(id) => id,
-                Err(Errno::ENOENT) => continue, // the kernel has no such namespace
-                Err(e) => return Err(Error::io(format!("reading our {} namespace", kind.name), e.into())),
+            let ours = if kind.compared {
+                match k.identity(&Path::new("/proc/self/ns").join(kind.name)) {
+                    Ok(id) => Some(id),
+                    Err(Errno::ENOENT) => continue, // the kernel has no such namespace
+                    Err(e) => return Err(Error::io(format!("reading our {} namespace", kind.name), e.into())),
+                }
+            } else {
+                None
             };
             if kind.often_shared {
                 let entry = format!("ns/{}", kind.name);
                 let theirs = k.proc_identity(proc_dir.as_fd(), &entry).map_err(|e| {
                     gone_or(e, pid, not_running, |e| target_err(format!("reading {entry}: {}", e.desc())))
                 })?;
-                if theirs == ours {
+                if Some(theirs) == ours {
                     continue;
                 }
             }
             let (file, theirs) = k.open_proc_entry(proc_dir.as_fd(), ProcEntry::Namespace(kind.name)).map_err(|e| {
                 gone_or(e, pid, not_running, |e| target_err(format!("opening ns/{}: {}", kind.name, e.desc())))
             })?;
-            if theirs != ours {
+            if Some(theirs) != ours {
                 foreign.push(ForeignNs { kind, dev: theirs.0, inode: theirs.1, file });
             }
         }
