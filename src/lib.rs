@@ -36,6 +36,7 @@ use deliver::{startup, Purpose, Witness};
 use error::{Error, Result};
 use platform::kernel::{Ending, Linux};
 use platform::process;
+use platform::sys::CapSets;
 
 /// Running out of memory defers (75) rather than aborting.
 #[global_allocator]
@@ -204,7 +205,11 @@ fn dispatch(args: Vec<OsString>, audit: &mut Audit) -> Result<Done> {
     let started = startup::self_check(&status, is_root)?;
     let config_path = request.config.clone().unwrap_or_else(deliver::default_config);
     let caller = caller(started, &request);
-    let k = &mut Linux::default();
+    let k = &mut Linux::knowing_caps(CapSets {
+        effective: status.cap_eff,
+        permitted: status.cap_prm,
+        inheritable: status.cap_inh,
+    });
 
     match &request.action {
         Action::Deliver(spec) => {

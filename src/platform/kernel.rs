@@ -191,6 +191,15 @@ pub(crate) struct Linux {
     mountinfo: Option<Vec<u8>>,
 }
 
+impl Linux {
+    /// The running kernel, knowing our capability sets as start-up read
+    /// them from /proc/self/status (the kernel's own report, before any
+    /// capset): the first raise needs no capget.
+    pub(crate) fn knowing_caps(caps: CapSets) -> Linux {
+        Linux { caps: Some(caps), ..Linux::default() }
+    }
+}
+
 /// Far more than any host's mount table.
 const MOUNTINFO_MAX: usize = 64 << 20;
 
