@@ -19,12 +19,11 @@ use crate::rig::{
 /// Calls from cagepipe's exec to the command's exec (parent and child), on
 /// a kernel with pidfd, clone3 and close_range: the figure measured on
 /// Linux 6.x (Debian 12, glibc, 9 v1 hierarchies, the dynamic debug build:
-/// 245, its own fd checks left out; see `budget_is_held`), plus a small
+/// 233, its own fd checks left out; see `budget_is_held`), plus a small
 /// margin for what varies between machines (the size of the user database,
 /// the number of v1 hierarchies). About 30 of them are the dynamic
-/// loader's, which the static build the packages ship does not make (215
-/// for this delivery).
-const BUDGET: usize = 260;
+/// loader's, which the static build the packages ship does not make.
+const BUDGET: usize = 250;
 
 /// What each fallback may add on top of the budget.
 const FALLBACK_BUDGET: &[(&str, usize)] =
