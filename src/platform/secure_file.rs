@@ -164,6 +164,21 @@ pub(crate) fn open_root_owned_dir(path: &Path, max: usize) -> Result<TrustedDir,
     })
 }
 
+/// What the directory `path` is, if it and every directory above it is
+/// trustworthy (the walk of [`open_root_owned_dir`], nothing listed): the
+/// magic number of its file system (`fstatfs`) and its inode number.
+pub(crate) fn probe_root_owned_dir(path: &Path) -> Result<(u64, u64), Untrusted> {
+    with_verified_dir(&components(path)?, |walked, dir| {
+        let io = |errno| Untrusted::Io { path: walked.into(), errno };
+        let fs = nix::sys::statfs::fstatfs(dir).map_err(io)?;
+        let st = fstat(dir).map_err(io)?;
+        // The magic's type is the C library's: signed in glibc, unsigned in musl.
+        #[allow(clippy::unnecessary_cast)]
+        let magic = fs.filesystem_type().0 as u64;
+        Ok((magic, st.st_ino))
+    })
+}
+
 /// Read `rel` below the open trusted `dir`, at most `max_len` bytes: each
 /// directory of `rel` opened relative to the one before (O_NOFOLLOW,
 /// O_DIRECTORY) and the file too (O_NOFOLLOW), each checked by the rules
