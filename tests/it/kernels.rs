@@ -99,6 +99,15 @@ fn the_mount_table_is_read_only_where_cgroup_v1_is_in_use() {
     let probed: Vec<&String> =
         c.calls.iter().filter(|l| l.starts_with("fstatfs(") && l.contains("f_type=CGROUP2_SUPER_MAGIC")).collect();
     let v2_alone = pure_v2();
+    // What the lookup cost, for the log (`testbed/kernel-matrix` shows it).
+    let lookup: Vec<&String> = c
+        .calls
+        .iter()
+        .filter(|l| {
+            ["mountinfo", "ns/cgroup", "\"sys\"", "\"fs\"", "\"cgroup\"", "fstatfs("].iter().any(|w| l.contains(w))
+        })
+        .collect();
+    eprintln!("mount lookup (cgroup v2 alone: {v2_alone}), {} calls in all: {lookup:#?}", c.total());
     if v2_alone {
         assert_eq!(opened_table, Vec::<&String>::new(), "cgroup v2 alone: the mount table is not read");
         assert_eq!(probed.len(), 1, "cgroup2's root is probed once: {:?}", c.calls);
