@@ -1,5 +1,6 @@
 //! Joining the container's cgroups: v2 (the `0::` line) and every mounted
-//! v1 hierarchy, with mount points taken from /proc/self/mountinfo.
+//! v1 hierarchy, with mount points taken from /proc/self/mountinfo, or,
+//! where only cgroup v2 is in use, from its hierarchy's root found without it.
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -7,8 +8,89 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::parse::procfs::{CgroupEntry, MountInfo};
-use crate::platform::kernel::Kernel;
+use crate::parse::procfs::{self, CgroupEntry, MountInfo};
+use crate::platform::kernel::{Kernel, CGROUP2_SUPER_MAGIC};
+use crate::platform::Errno;
+
+/// Where the cgroup hierarchies are mounted, and how that was found (a
+/// line for `check`).
+#[derive(Debug)]
+pub(crate) struct Mounts {
+    pub(crate) table: Vec<MountInfo>,
+    pub(crate) found: String,
+}
+
+/// Where cgroup v2's hierarchy root is mounted on a host that uses only
+/// cgroup v2 (systemd's default), then on a hybrid one.
+const V2_ROOTS: [&str; 2] = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"];
+
+/// kernfs numbers a hierarchy's nodes from 1 up, per hierarchy, and makes
+/// its root first (fs/kernfs/dir.c, `kernfs_create_root`: an idr starting
+/// at 1; the root holds 1 as long as the hierarchy exists). A mount of a
+/// subtree (a bind mount, a mount made inside a cgroup namespace) has
+/// another inode at its root.
+const KERNFS_ROOT_INODE: u64 = 1;
+
+/// The initial cgroup namespace's inode (`PROC_CGROUP_INIT_INO`,
+/// include/linux/proc_ns.h); others are numbered from 0xF0000000 up.
+const INIT_CGROUP_NS_INODE: u64 = 0xEFFF_FFFB;
+
+/// Where the cgroup hierarchies named in `lines` (a /proc/PID/cgroup) are
+/// mounted here. With cgroup v2 alone there is one hierarchy, so a
+/// trusted host directory that is cgroup2 and the hierarchy's root is
+/// where it is mounted, and the mount table, which the kernel renders
+/// whole on each read (about 1.3 µs a mount; a Docker host has several
+/// mounts a container), is not read. Anything else (v1 hierarchies to
+/// tell apart, a cgroup namespace of our own, in which the lines' paths
+/// do not start at the hierarchy's root) reads the mount table.
+pub(crate) fn mounts(k: &mut impl Kernel, lines: &[CgroupEntry]) -> Result<Mounts> {
+    let why = match v2_root(k, lines) {
+        Ok(root) => {
+            let found = format!("cgroup2 root: {root} (cgroup2, hierarchy root; the mount table is not read)");
+            // The one mount that matters, as the table would show it.
+            let mount = MountInfo {
+                mount_id: 0,
+                parent_id: 0,
+                root: "/".into(),
+                mount_point: root.into(),
+                fs_type: "cgroup2".into(),
+                source: "cgroup2".into(),
+                super_options: Vec::new(),
+            };
+            return Ok(Mounts { table: vec![mount], found });
+        }
+        Err(why) => why,
+    };
+    let text = k.mountinfo().map_err(|e| Error::io("reading /proc/self/mountinfo", e))?;
+    let table =
+        procfs::parse_mountinfo(&text).map_err(|e| Error::io("/proc/self/mountinfo", std::io::Error::other(e)))?;
+    Ok(Mounts { table, found: format!("cgroup mounts: from /proc/self/mountinfo ({why})") })
+}
+
+/// The mount point of cgroup v2's hierarchy root, or why it is not used.
+fn v2_root(k: &mut impl Kernel, lines: &[CgroupEntry]) -> std::result::Result<&'static str, String> {
+    if lines.is_empty() {
+        return Err("no cgroup".into());
+    }
+    if lines.iter().any(|l| l.hierarchy_id != 0) {
+        return Err("cgroup v1 hierarchies are in use".into());
+    }
+    match k.identity(Path::new("/proc/self/ns/cgroup")) {
+        Ok((_, INIT_CGROUP_NS_INODE)) | Err(Errno::ENOENT) => {} // ENOENT: no cgroup namespaces (before 4.6)
+        Ok(_) => return Err("cagepipe runs in a cgroup namespace of its own".into()),
+        Err(e) => return Err(format!("/proc/self/ns/cgroup: {}", e.desc())),
+    }
+    let mut tried = Vec::new();
+    for root in V2_ROOTS {
+        match k.probe_dir(Path::new(root)) {
+            Ok(d) if d.magic == CGROUP2_SUPER_MAGIC && d.inode == KERNFS_ROOT_INODE => return Ok(root),
+            Ok(d) if d.magic != CGROUP2_SUPER_MAGIC => tried.push(format!("{root} is not cgroup2")),
+            Ok(d) => tried.push(format!("{root} is inode {}, not a hierarchy's root", d.inode)),
+            Err(e) => tried.push(e.to_string()),
+        }
+    }
+    Err(tried.join("; "))
+}
 
 /// One cgroup directory to join.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +253,7 @@ pub(crate) fn join(k: &mut impl Kernel, opened: &Opened, born_in_v2: bool) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::platform::recording::Recording;
 
     fn mount(fs: &str, root: &str, at: &str, opts: &[&str]) -> MountInfo {
         MountInfo {
@@ -263,6 +346,107 @@ mod tests {
         let mut p = plan(&target, &mounts);
         p.skip_own(&target, &own);
         assert_eq!(dirs(&p.already_in), ["pids /sys/fs/cgroup/pids/c1"]);
+    }
+
+    /// The plan from `found`'s mounts and from the double's mount table,
+    /// with our own cgroups at the root or where the target is.
+    fn assert_same_plan(k: &Recording, found: &Mounts, lines: &[CgroupEntry]) {
+        let table = procfs::parse_mountinfo(k.mountinfo.as_bytes()).unwrap();
+        let roots: Vec<CgroupEntry> = lines.iter().map(|l| CgroupEntry { path: "/".into(), ..l.clone() }).collect();
+        for own in [roots.as_slice(), lines] {
+            let (mut a, mut b) = (plan(lines, &found.table), plan(lines, &table));
+            a.skip_own(lines, own);
+            b.skip_own(lines, own);
+            assert_eq!(a, b, "{}", found.found);
+        }
+    }
+
+    #[test]
+    fn with_cgroup_v2_alone_its_root_is_found_without_the_mount_table_and_plans_the_same() {
+        let lines = [entry(0, &[], "/system.slice/ct-alice.scope")];
+        let mut k = Recording::pure_v2();
+        let found = mounts(&mut k, &lines).unwrap();
+        assert_eq!(k.calls, ["identity /proc/self/ns/cgroup", "probe_dir /sys/fs/cgroup"]);
+        assert_eq!(found.found, "cgroup2 root: /sys/fs/cgroup (cgroup2, hierarchy root; the mount table is not read)");
+        assert_eq!(
+            plan(&lines, &found.table).join,
+            [CgroupDir { hierarchy: "v2".into(), dir: "/sys/fs/cgroup/system.slice/ct-alice.scope".into() }]
+        );
+        assert_same_plan(&k, &found, &lines);
+        // A kernel without cgroup namespaces (before 4.6) has only the one.
+        let mut k = Recording::pure_v2();
+        k.missing = vec!["cgroupns"];
+        assert!(!mounts(&mut k, &lines).unwrap().found.contains("mountinfo"));
+
+        // cgroup2 beside a tmpfs of v1 mount points (the double's default),
+        // no v1 hierarchy in use: the second place.
+        let mut k = Recording::new();
+        let found = mounts(&mut k, &lines).unwrap();
+        assert_eq!(
+            k.calls,
+            ["identity /proc/self/ns/cgroup", "probe_dir /sys/fs/cgroup", "probe_dir /sys/fs/cgroup/unified"]
+        );
+        assert!(found.found.starts_with("cgroup2 root: /sys/fs/cgroup/unified (cgroup2, hierarchy root"));
+        assert_same_plan(&k, &found, &lines);
+    }
+
+    #[test]
+    fn anything_but_cgroup2_s_own_root_reads_the_mount_table_and_says_why() {
+        use crate::platform::kernel::DirProbe;
+        use crate::platform::recording::TMPFS_MAGIC;
+        let v2 = vec![entry(0, &[], "/ct/alice")];
+        let hybrid = vec![entry(4, &["cpu", "cpuacct"], "/ct/alice"), entry(0, &[], "/ct/alice")];
+        let probe = |magic, inode| DirProbe { magic, inode };
+        let at = |dirs: Vec<(&str, DirProbe)>| dirs.into_iter().map(|(d, p)| (PathBuf::from(d), p)).collect();
+        // What the host has, as a change to the pure v2 double.
+        type Host = Box<dyn Fn(&mut Recording)>;
+        let cases: Vec<(&str, Vec<CgroupEntry>, Host, &str)> = vec![
+            ("v1 in use", hybrid.clone(), Box::new(|_| {}), "cgroup v1 hierarchies are in use"),
+            (
+                "wrong magic",
+                v2.clone(),
+                Box::new(move |k| {
+                    k.probed = at(vec![
+                        ("/sys/fs/cgroup", probe(TMPFS_MAGIC, 1)),
+                        ("/sys/fs/cgroup/unified", probe(TMPFS_MAGIC, 1)),
+                    ])
+                }),
+                "/sys/fs/cgroup is not cgroup2; /sys/fs/cgroup/unified is not cgroup2",
+            ),
+            (
+                "a subtree mounted",
+                v2.clone(),
+                Box::new(move |k| k.probed = at(vec![("/sys/fs/cgroup", probe(CGROUP2_SUPER_MAGIC, 4711))])),
+                "/sys/fs/cgroup is inode 4711, not a hierarchy's root; /sys/fs/cgroup/unified does not exist",
+            ),
+            (
+                "missing",
+                v2.clone(),
+                Box::new(|k| k.probed.clear()),
+                "/sys/fs/cgroup does not exist; /sys/fs/cgroup/unified does not exist",
+            ),
+            (
+                "a cgroup namespace of our own",
+                v2.clone(),
+                Box::new(|k| k.own_cgroup_ns = 0xF000_0004),
+                "cagepipe runs in a cgroup namespace of its own",
+            ),
+        ];
+        for (case, lines, host, why) in cases {
+            let mut k = Recording::pure_v2();
+            k.mountinfo = "30 1 0:26 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+                           31 1 0:27 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
+                .into();
+            host(&mut k);
+            let found = mounts(&mut k, &lines).unwrap();
+            assert_eq!(found.found, format!("cgroup mounts: from /proc/self/mountinfo ({why})"), "{case}");
+            assert_eq!(k.calls.last().map(String::as_str), Some("mountinfo"), "{case}");
+            assert_same_plan(&k, &found, &lines);
+            // With v1 in use nothing is probed: not one call more than before.
+            if case == "v1 in use" {
+                assert_eq!(k.calls, ["mountinfo"]);
+            }
+        }
     }
 
     #[test]

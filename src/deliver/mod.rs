@@ -306,6 +306,34 @@ mod tests {
         assert_no_open_under(&k.calls, "19");
     }
 
+    /// With cgroup v2 alone, the pin finds cgroup2's root by probing it
+    /// (its namespace, then the directory) where the mount table was read,
+    /// and the command is born in the container's cgroup below it.
+    #[test]
+    fn with_cgroup_v2_alone_the_mount_table_is_not_read_and_the_command_is_born_in_the_containers_cgroup() {
+        let mut k = Recording::pure_v2();
+        let target = resolve::resolve(&mut k, &config(""), &alice()).unwrap();
+        assert!(!k.calls.iter().any(|c| c == "mountinfo"), "{:?}", k.calls);
+        let at = k.calls.iter().position(|c| c == "read_proc 4711/cgroup").unwrap();
+        assert_eq!(
+            k.calls[at..at + 4],
+            ["read_proc 4711/cgroup", "identity /proc/self/ns/cgroup", "probe_dir /sys/fs/cgroup", "own_cgroups"]
+        );
+        assert!(
+            target.evidence.iter().any(|e| e.starts_with("cgroup2 root: /sys/fs/cgroup (cgroup2, hierarchy root")),
+            "{:?}",
+            target.evidence
+        );
+        let mut k = Recording::pure_v2();
+        let (calls, _) = run(&mut k, &config(""), true);
+        let cgroup_calls: Vec<&str> =
+            calls.iter().map(String::as_str).filter(|c| c.contains("cgroup") && !c.starts_with("setns")).collect();
+        assert_eq!(
+            cgroup_calls,
+            ["open_cgroup /sys/fs/cgroup/ct/alice", "clone3 into /sys/fs/cgroup/ct/alice sharing memory"]
+        );
+    }
+
     #[test]
     fn an_often_shared_namespace_is_opened_only_when_it_differs() {
         let mut k = Recording::new();

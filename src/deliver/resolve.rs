@@ -289,10 +289,9 @@ fn pin(
         .read_proc(proc_dir.as_fd(), "cgroup", 64 * 1024)
         .map_err(|e| gone_or(e, pid, not_running, |e| target_err(format!("reading cgroup: {}", e.desc()))))?;
     let entries = procfs::parse_cgroup(&cgroup_text).map_err(|e| target_err(e.to_string()))?;
-    let mountinfo = k.mountinfo().map_err(|e| Error::io("reading /proc/self/mountinfo", e))?;
-    let mounts =
-        procfs::parse_mountinfo(&mountinfo).map_err(|e| Error::io("/proc/self/mountinfo", std::io::Error::other(e)))?;
-    let mut cgroups = cgroup::plan(&entries, &mounts);
+    let mounts = cgroup::mounts(k, &entries)?;
+    evidence.push(mounts.found);
+    let mut cgroups = cgroup::plan(&entries, &mounts.table);
     let own = k.own_cgroups().map_err(|e| Error::io("reading /proc/self/cgroup", e))?;
     let own = procfs::parse_cgroup(&own).map_err(|e| Error::io("/proc/self/cgroup", std::io::Error::other(e)))?;
     cgroups.skip_own(&entries, &own);

@@ -51,6 +51,17 @@ pub(crate) struct BootClock {
     pub(crate) slack_ns: i128,
 }
 
+/// What [`Kernel::probe_dir`] found a directory to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DirProbe {
+    /// Its file system's magic number (`statfs`'s `f_type`).
+    pub(crate) magic: u64,
+    pub(crate) inode: u64,
+}
+
+/// `f_type` of cgroup v2 (`CGROUP2_SUPER_MAGIC`, linux/magic.h).
+pub(crate) const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
+
 /// What the credential read-back after the drop sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Observed {
@@ -96,6 +107,10 @@ pub(crate) trait Kernel {
     fn ns_owner_uid(&mut self, ns: BorrowedFd<'_>) -> io::Result<u32>;
     /// Our mount table, `/proc/self/mountinfo`.
     fn mountinfo(&mut self) -> io::Result<Vec<u8>>;
+    /// A host directory, opened as trusted directories are (from `/`, every
+    /// component root-owned, not writable by others, no symbolic link), and
+    /// what it is: its file system and inode number.
+    fn probe_dir(&mut self, dir: &Path) -> Result<DirProbe, Untrusted>;
     /// Our own cgroups, `/proc/self/cgroup` (through the host's /proc).
     fn own_cgroups(&mut self) -> io::Result<Vec<u8>>;
     /// How to compare a process's start time with a file's timestamp.
@@ -189,6 +204,13 @@ pub(crate) struct Linux {
     /// both need it, and only entering a mount namespace or a root (which
     /// forget it) changes what it says for us.
     mountinfo: Option<Vec<u8>>,
+    /// Directories probed, as the mount table: the cgroup backends and the
+    /// pin both probe cgroup2's root.
+    probed: Vec<(std::path::PathBuf, DirProbe)>,
+    /// Our /proc/self/cgroup as first read: the cgroup backends (to tell
+    /// whether any v1 hierarchy exists) and the pin both need it; entering
+    /// a cgroup namespace, a fork and a cgroup join forget it.
+    own_cgroups: Option<Vec<u8>>,
 }
 
 impl Linux {
@@ -282,8 +304,21 @@ impl Kernel for Linux {
         self.mountinfo = Some(table.clone());
         Ok(table)
     }
+    fn probe_dir(&mut self, dir: &Path) -> Result<DirProbe, Untrusted> {
+        if let Some((_, probe)) = self.probed.iter().find(|(d, _)| d == dir) {
+            return Ok(*probe);
+        }
+        let (magic, inode) = secure_file::probe_root_owned_dir(dir)?;
+        self.probed.push((dir.to_path_buf(), DirProbe { magic, inode }));
+        Ok(DirProbe { magic, inode })
+    }
     fn own_cgroups(&mut self) -> io::Result<Vec<u8>> {
-        super::process::read_own("cgroup", 64 * 1024)
+        if let Some(text) = &self.own_cgroups {
+            return Ok(text.clone());
+        }
+        let text = super::process::read_own("cgroup", 64 * 1024)?;
+        self.own_cgroups = Some(text.clone());
+        Ok(text)
     }
     fn boot_clock(&mut self) -> io::Result<BootClock> {
         use nix::time::{clock_getres, clock_gettime, ClockId};
@@ -332,6 +367,10 @@ impl Kernel for Linux {
         }
         if flags == 0 || flags & libc::CLONE_NEWNS != 0 {
             self.mountinfo = None;
+            self.probed.clear();
+        }
+        if flags == 0 || flags & libc::CLONE_NEWCGROUP != 0 {
+            self.own_cgroups = None;
         }
         sys::setns(fd, flags)
     }
@@ -340,6 +379,7 @@ impl Kernel for Linux {
         // path must never be resolved there once inside.
         secure_file::forget_verified();
         self.mountinfo = None;
+        self.probed.clear();
         nix::unistd::fchdir(root)?;
         nix::unistd::chroot(".").map_err(io::Error::from)
     }
@@ -352,6 +392,7 @@ impl Kernel for Linux {
         share_memory: bool,
         child: &mut dyn FnMut(&mut Self) -> Infallible,
     ) -> io::Result<i32> {
+        self.own_cgroups = None;
         let mut run = || child(self);
         match sys::spawn(into_cgroup, share_memory, &mut run) {
             // No clone3: fork, unless the caller asked for the cgroup (it
@@ -361,6 +402,7 @@ impl Kernel for Linux {
         }
     }
     fn join_cgroup(&mut self, fd: BorrowedFd<'_>, v2: bool) -> io::Result<()> {
+        self.own_cgroups = None;
         if v2 {
             let flags = OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
             let procs = openat(fd, "cgroup.procs", flags, Mode::empty())?;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 
-use super::kernel::{BootClock, Ending, FileId, Kernel, Observed, ProcEntry};
+use super::kernel::{BootClock, DirProbe, Ending, FileId, Kernel, Observed, ProcEntry, CGROUP2_SUPER_MAGIC};
 use super::secure_file::{TrustedDir, TrustedFile, Untrusted};
 use super::sys::{CapSets, ExecWords};
 
@@ -82,6 +82,12 @@ pub(crate) struct Recording {
     /// More processes (a cgroup's other members).
     pub(crate) others: Vec<FakeProcess>,
     pub(crate) mountinfo: String,
+    /// The host directories `probe_dir` finds, with what they are; any
+    /// other does not exist. As on a hybrid host: a tmpfs at /sys/fs/cgroup
+    /// and cgroup2's root at /sys/fs/cgroup/unified.
+    pub(crate) probed: HashMap<PathBuf, DirProbe>,
+    /// The inode of our cgroup namespace (the initial one's by default).
+    pub(crate) own_cgroup_ns: u64,
     /// Our own /proc/self/cgroup: the root cgroup in every hierarchy.
     pub(crate) own_cgroups: String,
     /// Wall-clock time at boot (ns) and ticks per second.
@@ -111,6 +117,10 @@ pub(crate) struct Recording {
 }
 
 const FULL_BOUNDING: u64 = u64::MAX >> 23;
+/// `f_type` of tmpfs (linux/magic.h).
+pub(crate) const TMPFS_MAGIC: u64 = 0x0102_1994;
+/// The initial cgroup namespace's inode (linux/proc_ns.h).
+pub(crate) const INIT_CGROUP_NS: u64 = 0xEFFF_FFFB;
 
 impl Recording {
     /// A kernel with every feature, a container at pid 4711 named by a
@@ -128,6 +138,11 @@ impl Recording {
             mountinfo: "30 1 0:26 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
                         31 1 0:27 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
                 .into(),
+            probed: HashMap::from([
+                (PathBuf::from("/sys/fs/cgroup"), DirProbe { magic: TMPFS_MAGIC, inode: 1 }),
+                (PathBuf::from("/sys/fs/cgroup/unified"), DirProbe { magic: CGROUP2_SUPER_MAGIC, inode: 1 }),
+            ]),
+            own_cgroup_ns: INIT_CGROUP_NS,
             boot: (1_000_000_000_000, 100),
             missing: Vec::new(),
             fail: None,
@@ -151,6 +166,19 @@ impl Recording {
             labels: HashMap::new(),
             held: Vec::new(),
         }
+    }
+
+    /// The same on a host that uses cgroup v2 alone (systemd's default):
+    /// cgroup2's root at /sys/fs/cgroup, no v1 hierarchy, the container in
+    /// a cgroup of its own.
+    pub(crate) fn pure_v2() -> Recording {
+        let mut k = Recording::new();
+        k.process.as_mut().expect("the container").cgroup = "0::/ct/alice\n".into();
+        k.own_cgroups = "0::/\n".into();
+        k.mountinfo = "25 1 0:22 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n".into();
+        k.probed =
+            HashMap::from([(PathBuf::from("/sys/fs/cgroup"), DirProbe { magic: CGROUP2_SUPER_MAGIC, inode: 1 })]);
+        k
     }
 
     fn record(&mut self, line: String) -> io::Result<()> {
@@ -301,6 +329,8 @@ impl Kernel for Recording {
         let text = path.to_string_lossy();
         match text.strip_prefix("/proc/self/ns/").or_else(|| text.strip_prefix("/proc/1/ns/")) {
             Some("time") if self.missing("timens") => Err(Errno::ENOENT),
+            Some("cgroup") if self.missing("cgroupns") => Err(Errno::ENOENT),
+            Some("cgroup") if text.starts_with("/proc/self/") => Ok((3, self.own_cgroup_ns)),
             Some(kind) => Ok((3, own_ns(kind))),
             // "/" and /proc/1/root: the host's root directory.
             None => Ok((8, 1)),
@@ -314,6 +344,10 @@ impl Kernel for Recording {
     fn mountinfo(&mut self) -> io::Result<Vec<u8>> {
         self.record("mountinfo".into())?;
         Ok(self.mountinfo.clone().into_bytes())
+    }
+    fn probe_dir(&mut self, dir: &Path) -> Result<DirProbe, Untrusted> {
+        let _ = self.record(format!("probe_dir {}", dir.display()));
+        self.probed.get(dir).copied().ok_or_else(|| Untrusted::Missing(dir.into()))
     }
     fn own_cgroups(&mut self) -> io::Result<Vec<u8>> {
         self.record("own_cgroups".into())?;
@@ -497,7 +531,7 @@ fn own_ns(kind: &str) -> u64 {
         "pid" => 14,
         "time" => 15,
         "mnt" => 16,
-        "cgroup" => 17,
+        "cgroup" => INIT_CGROUP_NS,
         "user" => 18,
         _ => 19,
     }

@@ -70,7 +70,7 @@ pub(crate) fn read_root_owned(path: &Path, max_len: usize) -> Result<TrustedFile
         return Err(Untrusted::Unsafe { path: path.into(), why: "names no file".into() });
     };
 
-    with_verified_dir(&names, |walked, dir| read_in(walked, dir, file_name, max_len))
+    with_verified_dir(&names, |walked, dir, _| read_in(walked, dir, file_name, max_len))
 }
 
 /// The names below `/` in the absolute `path`, which has no `.` or `..`.
@@ -152,7 +152,7 @@ pub(crate) struct TrustedDir {
 /// Open the directory `path` if it and every directory above it is
 /// trustworthy, and list it (at most `max` entries).
 pub(crate) fn open_root_owned_dir(path: &Path, max: usize) -> Result<TrustedDir, Untrusted> {
-    with_verified_dir(&components(path)?, |walked, dir| {
+    with_verified_dir(&components(path)?, |walked, dir, _| {
         // The checked directory opened again for reading (the walk's is
         // O_PATH): listed through it, and kept as the directory below
         // which files are opened.
@@ -161,6 +161,24 @@ pub(crate) fn open_root_owned_dir(path: &Path, max: usize) -> Result<TrustedDir,
             openat(dir, ".", flags, Mode::empty()).map_err(|errno| Untrusted::Io { path: walked.into(), errno })?;
         let entries = list_in(walked, fd.as_fd(), max)?;
         Ok(TrustedDir { path: walked.to_path_buf(), entries, fd })
+    })
+}
+
+/// What the directory `path` is, if it and every directory above it is
+/// trustworthy (the walk of [`open_root_owned_dir`], nothing listed): the
+/// magic number of its file system (`fstatfs`) and its inode number.
+pub(crate) fn probe_root_owned_dir(path: &Path) -> Result<(u64, u64), Untrusted> {
+    with_verified_dir(&components(path)?, |walked, dir, checked| {
+        let io = |errno| Untrusted::Io { path: walked.into(), errno };
+        let fs = nix::sys::statfs::fstatfs(dir).map_err(io)?;
+        let st = match checked {
+            Some(st) => *st,
+            None => fstat(dir).map_err(io)?,
+        };
+        // The magic's type is the C library's: signed in glibc, unsigned in musl.
+        #[allow(clippy::unnecessary_cast)]
+        let magic = fs.filesystem_type().0 as u64;
+        Ok((magic, st.st_ino))
     })
 }
 
@@ -186,7 +204,7 @@ pub(crate) fn read_root_owned_in(dir: &TrustedDir, rel: &Path, max_len: usize) -
     for name in names {
         walked.push(name);
         let parent = below.as_ref().map_or(dir.fd.as_fd(), |fd| fd.as_fd());
-        below = Some(open_checked_dir(parent, name, &walked)?);
+        below = Some(open_checked_dir(parent, name, &walked)?.0);
     }
     read_in(&walked, below.as_ref().map_or(dir.fd.as_fd(), |fd| fd.as_fd()), file_name, max_len)
 }
@@ -261,10 +279,11 @@ pub(crate) fn forget_verified() {
 }
 
 /// Open and check every directory from `/` down through `names`, starting
-/// below the deepest one already verified, and run `f` on the last.
+/// below the deepest one already verified, and run `f` on the last (with
+/// its `fstat` when this walk made it, not the kept directory's).
 fn with_verified_dir<T>(
     names: &[&OsStr],
-    f: impl FnOnce(&Path, BorrowedFd<'_>) -> Result<T, Untrusted>,
+    f: impl FnOnce(&Path, BorrowedFd<'_>, Option<&FileStat>) -> Result<T, Untrusted>,
 ) -> Result<T, Untrusted> {
     let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let mut verified = VERIFIED.lock().unwrap_or_else(|e| e.into_inner());
@@ -282,10 +301,11 @@ fn with_verified_dir<T>(
     // (one close_range where their numbers follow each other, as they do
     // when opened one after the other).
     let mut passed: Vec<OwnedFd> = Vec::new();
+    let mut last_stat = None;
     if cached.is_none() {
         let fd = nix::fcntl::open("/", dir_flags, Mode::empty())
             .map_err(|errno| Untrusted::Io { path: walked.clone(), errno })?;
-        check_dir(&walked, fd.as_fd())?;
+        last_stat = Some(check_dir(&walked, fd.as_fd())?);
         owned = Some(fd);
     }
     while depth < names.len() {
@@ -297,7 +317,8 @@ fn with_verified_dir<T>(
         };
         let mut below = walked.clone();
         below.push(name);
-        let fd = open_checked_dir(parent, name, &below)?;
+        let (fd, st) = open_checked_dir(parent, name, &below)?;
+        last_stat = Some(st);
         if let Some(done) = owned.replace(fd) {
             if depth <= VERIFIED_DEPTH && verified.len() < VERIFIED_MAX {
                 verified.push((walked.clone(), done));
@@ -313,7 +334,7 @@ fn with_verified_dir<T>(
         if depth <= VERIFIED_DEPTH && verified.len() < VERIFIED_MAX {
             verified.push((walked.clone(), fd));
         } else {
-            let out = f(&walked, fd.as_fd());
+            let out = f(&walked, fd.as_fd(), last_stat.as_ref());
             passed.push(fd);
             super::sys::close_together(passed);
             return out;
@@ -321,12 +342,12 @@ fn with_verified_dir<T>(
         cached = Some(verified.len() - 1);
     }
     let i = cached.expect("the last directory is cached");
-    f(&walked, verified[i].1.as_fd())
+    f(&walked, verified[i].1.as_fd(), last_stat.as_ref())
 }
 
 /// Open the directory `name` below `parent` (which `path` names with it),
-/// not following a symbolic link, and check it.
-fn open_checked_dir(parent: BorrowedFd<'_>, name: &OsStr, path: &Path) -> Result<OwnedFd, Untrusted> {
+/// not following a symbolic link, and check it; with its `fstat`.
+fn open_checked_dir(parent: BorrowedFd<'_>, name: &OsStr, path: &Path) -> Result<(OwnedFd, FileStat), Untrusted> {
     let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let fd = match openat(parent, name, flags, Mode::empty()) {
         Ok(fd) => fd,
@@ -336,16 +357,17 @@ fn open_checked_dir(parent: BorrowedFd<'_>, name: &OsStr, path: &Path) -> Result
         }
         Err(errno) => return Err(Untrusted::Io { path: path.into(), errno }),
     };
-    check_dir(path, fd.as_fd())?;
-    Ok(fd)
+    let st = check_dir(path, fd.as_fd())?;
+    Ok((fd, st))
 }
 
-fn check_dir(path: &Path, fd: BorrowedFd<'_>) -> Result<(), Untrusted> {
+fn check_dir(path: &Path, fd: BorrowedFd<'_>) -> Result<FileStat, Untrusted> {
     let st = fstat(fd).map_err(|errno| Untrusted::Io { path: path.into(), errno })?;
     if !is_type(&st, SFlag::S_IFDIR) {
         return Err(Untrusted::Unsafe { path: path.into(), why: "is not a directory".into() });
     }
-    check_owner_and_mode(path, &st)
+    check_owner_and_mode(path, &st)?;
+    Ok(st)
 }
 
 #[cfg(test)]
@@ -408,6 +430,27 @@ mod tests {
             other => panic!("expected Missing, got {other:?}"),
         }
         assert!(matches!(read_root_owned(Path::new("/etc/passwd"), 3), Err(Untrusted::Unsafe { .. })));
+    }
+
+    /// The file system and inode, as `statfs` and `stat` see them; the
+    /// root of a cgroup2 hierarchy mounted here is inode 1 (kernfs).
+    #[test]
+    fn a_probed_directory_shows_its_file_system_and_inode() {
+        use std::os::unix::fs::MetadataExt;
+        let (magic, inode) = probe_root_owned_dir(Path::new("/proc/sys")).unwrap();
+        assert_eq!((magic, inode), (0x9fa0, std::fs::metadata("/proc/sys").unwrap().ino()), "procfs");
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        for line in mountinfo.lines().filter(|l| l.contains(" - cgroup2 ")) {
+            let fields: Vec<&str> = line.split(' ').collect();
+            if fields[3] == "/" && !fields[4].contains('\\') {
+                let got = probe_root_owned_dir(Path::new(fields[4]));
+                assert!(matches!(got, Ok((0x6367_7270, 1))), "{line}: {got:?}");
+            }
+        }
+        assert!(matches!(probe_root_owned_dir(Path::new("/nonexistent-cagepipe")), Err(Untrusted::Missing(_))));
+        for not_a_dir in ["/etc/passwd", "/proc/self"] {
+            assert!(matches!(probe_root_owned_dir(Path::new(not_a_dir)), Err(Untrusted::Unsafe { .. })), "{not_a_dir}");
+        }
     }
 
     #[test]

@@ -5,12 +5,11 @@
 //! creep up unnoticed. Each kernel fallback (`[kernel] disable`) is counted
 //! too, and what it adds is printed.
 
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 
+use crate::rig::strace::{self, Count};
 use crate::rig::{
     self, Cage, ConfigDir,
     Need::{Root, Tool},
@@ -29,151 +28,6 @@ const BUDGET: usize = 250;
 const FALLBACK_BUDGET: &[(&str, usize)] =
     &[("pidfd", 40), ("close_range", 1100), ("clone_into_cgroup", 40), ("clone_vm", 10)];
 
-/// The calls of one delivery, by phase.
-#[derive(Debug, Default)]
-struct Count {
-    /// cagepipe's exec to its configuration's open: the loader, the Rust
-    /// runtime, start-up (descriptors, self-check).
-    startup: usize,
-    /// The configuration's open to the fork: configuration, account,
-    /// resolving and pinning the container, opening its cgroups, entering
-    /// its namespaces.
-    prepare: usize,
-    /// The child, from its birth to the command's exec.
-    child: usize,
-    /// The parent after the fork: the drop, the report, the wait, the log.
-    supervise: usize,
-    /// The debug build's own descriptor checks, not counted.
-    debug_checks: usize,
-    /// Every call, by name.
-    by_name: BTreeMap<String, usize>,
-}
-
-impl Count {
-    fn total(&self) -> usize {
-        self.startup + self.prepare + self.child + self.supervise
-    }
-}
-
-/// The pid a strace -f line starts with, and the rest of the line.
-fn split_pid(line: &str) -> Option<(i32, &str)> {
-    let line = line.trim_start();
-    let (pid, rest) = line.split_once(' ')?;
-    Some((pid.parse().ok()?, rest.trim_start()))
-}
-
-/// The system call a strace line reports, once per call: an `<unfinished
-/// ...>` line counts, its `<... resumed>` does not, nor do signal and exit
-/// lines.
-fn call_name(rest: &str) -> Option<&str> {
-    if rest.starts_with('<') || rest.starts_with("---") || rest.starts_with("+++") {
-        return None;
-    }
-    let name = &rest[..rest.find('(')?];
-    name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_').then_some(name)
-}
-
-/// `fcntl(N, F_GETFD)` followed by the same process's `close(N)`: the
-/// debug assertion of `OwnedFd`'s drop.
-fn is_debug_check(pid: i32, rest: &str, after: &[&str]) -> bool {
-    let Some(fd) = rest.strip_prefix("fcntl(").and_then(|r| r.split_once(", F_GETFD")).map(|(fd, _)| fd) else {
-        return false;
-    };
-    let close = format!("close({fd}");
-    after.iter().filter_map(|l| split_pid(l)).find(|(p, _)| *p == pid).is_some_and(|(_, r)| r.starts_with(&close))
-}
-
-/// The value a completed call returned.
-fn returned(rest: &str) -> Option<i64> {
-    rest.rsplit_once(" = ")?.1.split_whitespace().next()?.parse().ok()
-}
-
-/// Count the calls in `trace` (strace -f output) from the exec of `binary`
-/// to its child's successful exec, and the parent's until it exits.
-///
-/// A debug build's standard library checks that a descriptor is open
-/// (`fcntl(fd, F_GETFD)`) before each close of an `OwnedFd`; a release
-/// build does not, so those are left out when `debug` says so (and counted
-/// in `debug_checks`).
-fn count(trace: &str, binary: &str, debug: bool) -> Count {
-    let lines: Vec<&str> = trace.lines().collect();
-    let exec_of_binary = format!("execve(\"{binary}\"");
-    let mut c = Count::default();
-    let mut parent = None;
-    let mut child = None;
-    let mut child_done = false;
-    let mut configured = false;
-    let mut forked = false;
-    let mut exec_pending = None;
-    for (i, line) in lines.iter().enumerate() {
-        let Some((pid, rest)) = split_pid(line) else { continue };
-        if debug && parent.is_some() && is_debug_check(pid, rest, &lines[i + 1..]) {
-            c.debug_checks += 1;
-            continue;
-        }
-        // An exec may be reported unfinished, its result on the resumed line.
-        let exec_done =
-            (rest.starts_with("execve(") || rest.starts_with("<... execve resumed>")) && returned(rest) == Some(0);
-        if parent.is_none() {
-            if rest.starts_with(&exec_of_binary) {
-                exec_pending = Some(pid);
-            }
-            if exec_done && exec_pending == Some(pid) {
-                parent = Some(pid);
-            }
-            continue;
-        }
-        // The parent's fork may be reported unfinished, and the child's
-        // first calls before the fork's result: after the fork began, the
-        // first other pid is the child (nothing else runs under cagepipe).
-        if forked && child.is_none() && Some(pid) != parent {
-            child = Some(pid);
-        }
-        if Some(pid) == child && !child_done && exec_done {
-            // The command's exec ends the count; its call is not counted.
-            child_done = true;
-            if rest.starts_with("<...") {
-                c.child -= 1;
-                *c.by_name.entry("execve (child)".into()).or_default() -= 1;
-            }
-            continue;
-        }
-        let Some(name) = call_name(rest) else { continue };
-        if Some(pid) == parent {
-            if !forked && name.starts_with("clone") {
-                c.prepare += 1;
-                *c.by_name.entry(name.to_string()).or_default() += 1;
-                // A clone3 the kernel refuses is followed by a plain fork.
-                match returned(rest) {
-                    Some(n) if n <= 0 => {}
-                    done => {
-                        child = done.map(|n| n as i32);
-                        forked = true;
-                    }
-                }
-                continue;
-            }
-            if !configured && rest.contains("\"cagepipe.toml\"") {
-                configured = true;
-            }
-            let phase = match (configured, forked) {
-                (false, _) => &mut c.startup,
-                (true, false) => &mut c.prepare,
-                (true, true) => &mut c.supervise,
-            };
-            *phase += 1;
-            *c.by_name.entry(name.to_string()).or_default() += 1;
-        } else if Some(pid) == child && !child_done {
-            c.child += 1;
-            *c.by_name.entry(format!("{name} (child)")).or_default() += 1;
-        }
-    }
-    assert!(parent.is_some(), "no exec of {binary} in the trace");
-    assert!(configured, "cagepipe never opened its configuration");
-    assert!(child.is_some() && child_done, "the child never exec'd the command");
-    c
-}
-
 /// One delivery of the probe under strace, with `extra` configuration.
 fn traced_delivery(s: &Cage, extra: &str, trace: &Path) -> Count {
     let config = ConfigDir::with_pidfile_template(&s.piddir, extra);
@@ -181,26 +35,14 @@ fn traced_delivery(s: &Cage, extra: &str, trace: &Path) -> Count {
     let env = s.env();
     let args: Vec<OsString> = rig::probe("report");
     let inner = rig::command(&config, s.caller, &args, &rig::env_refs(&env));
-    // strace runs as root (ptrace of a capability-raising exec needs
-    // CAP_SYS_PTRACE in the tracer, or the file capabilities are not granted).
-    let mut cmd = Command::new("strace");
-    cmd.args(["-f", "-qq", "-e", "signal=none", "-s", "64", "-o"]).arg(trace).arg("--").arg(inner.get_program());
-    cmd.args(inner.get_args()).env_clear();
-    for (k, v) in inner.get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
-    if let Some(dir) = inner.get_current_dir() {
-        cmd.current_dir(dir);
-    }
+    let cmd = rig::strace::under_strace(&inner, &["-e", "signal=none", "-s", "64"], trace);
     let d = rig::run_with_stdin(cmd, b"x");
     assert_eq!(d.code(), Some(0), "delivery under strace failed: {d:?}");
     let report = rig::parse_report(&d.stdout);
     assert_eq!(report["uid"], user.uid.to_string(), "the command ran as the user");
     assert_eq!(report["ns_mnt"], s.container().ns_inode("mnt").to_string(), "the command ran in the container");
     let text = std::fs::read_to_string(trace).unwrap();
-    count(&text, &rig::installed_binary().display().to_string(), cfg!(debug_assertions))
+    strace::count(&text, &rig::installed_binary().display().to_string(), cfg!(debug_assertions))
 }
 
 fn print(label: &str, c: &Count) {
@@ -284,14 +126,19 @@ fn the_counter_counts_each_call_once_and_follows_the_child() {
 10 exit_group(0) = ?
 10 +++ exited with 0 +++
 ";
-    let c = count(trace, "/x/cagepipe", false);
+    let c = strace::count(trace, "/x/cagepipe", false);
     assert_eq!((c.startup, c.prepare, c.child, c.supervise), (1, 3, 2, 3), "{c:?}");
     assert_eq!(c.by_name["execve (child)"], 1);
+    // Each counted call as strace showed it, in order, the command's exec not among them.
+    assert_eq!(c.calls.len(), c.total());
+    assert_eq!((c.calls[0].as_str(), c.calls.last().unwrap().as_str()), ("brk(NULL) = 0x55", "exit_group(0) = ?"));
+    assert!(c.calls.iter().any(|l| l.starts_with("setresuid(1000")));
+    assert!(!c.calls.iter().any(|l| l.starts_with("execve(\"/bin/p\"")), "{:?}", c.calls);
     // The debug build's check before a close is left out, a real fcntl is not.
     let debug = trace.replace(
         "10 read(4, \"\", 8192) = 0\n",
         "10 read(4, \"\", 8192) = 0\n10 fcntl(4, F_GETFD) = 0x1 (flags FD_CLOEXEC)\n10 close(4) = 0\n10 fcntl(0, F_GETFD) = 0\n",
     );
-    let d = count(&debug, "/x/cagepipe", true);
+    let d = strace::count(&debug, "/x/cagepipe", true);
     assert_eq!((d.supervise, d.debug_checks), (c.supervise + 2, 1), "{d:?}");
 }

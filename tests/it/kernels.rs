@@ -21,7 +21,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::rig::{self, Cage, Container, Delivery, Need::Root};
+use crate::rig::{
+    self, Cage, Container, Delivery,
+    Need::{Root, Tool},
+};
 use rig::{probe, report};
 
 const ALL_OFF: &str = "[kernel]\ndisable = [\"pidfd\", \"close_range\", \"clone_into_cgroup\", \"clone_vm\"]\n";
@@ -69,6 +72,61 @@ fn each_kernel_fallback_alone_and_all_together_deliver_inside() {
         assert_eq!(r["cwd"], s.user.home.display().to_string(), "disable = [{disable}]");
         assert_eq!(d.stderr, "", "disable = [{disable}]: a delivery says nothing");
     }
+}
+
+/// Where the container is in cgroup v2 alone (`testbed/vm --layout v2`,
+/// systemd's default), a delivery finds cgroup2's root by probing
+/// /sys/fs/cgroup and never opens the mount table, which the kernel renders
+/// whole on each read; where v1 hierarchies are in use (this hybrid CI
+/// host, the v1 and hybrid layouts) it reads the table as before and
+/// probes nothing. Either way the command runs in the container's own
+/// cgroup of every hierarchy, and `check` says which way the mount was found.
+#[test]
+fn the_mount_table_is_read_only_where_cgroup_v1_is_in_use() {
+    let Some(_test) = rig::need(&[Root, Tool("strace")]) else { return };
+    let s = rig::cage("mtable").start();
+    let trace = rig::fresh("mtable.trace");
+    let traced = rig::strace::under_strace(&s.command(&probe("report")), &["-e", "signal=none", "-s", "128"], &trace);
+    let d = rig::run_with_stdin(traced, b"a message\n");
+    assert_eq!(d.code(), Some(0), "delivery under strace: {d:?}");
+    rig::assert_contained_as(s.container(), &s.user.name, &report(&d));
+    let text = read(&trace);
+    std::fs::remove_file(&trace).unwrap();
+    // cagepipe's own calls only: the wrapper that starts it (mount, unshare)
+    // may read the mount table itself.
+    let c = rig::strace::count(&text, &rig::installed_binary().display().to_string(), cfg!(debug_assertions));
+    let opened_table: Vec<&String> =
+        c.calls.iter().filter(|l| l.starts_with("open") && l.contains("/proc/self/mountinfo")).collect();
+    let probed: Vec<&String> =
+        c.calls.iter().filter(|l| l.starts_with("fstatfs(") && l.contains("f_type=CGROUP2_SUPER_MAGIC")).collect();
+    let v2_alone = pure_v2();
+    // What the lookup cost, for the log (`testbed/kernel-matrix` shows it).
+    let lookup: Vec<&String> = c
+        .calls
+        .iter()
+        .filter(|l| {
+            ["mountinfo", "ns/cgroup", "\"sys\"", "\"fs\"", "\"cgroup\"", "fstatfs("].iter().any(|w| l.contains(w))
+        })
+        .collect();
+    let lookup: Vec<String> =
+        lookup.iter().map(|l| format!("\n  {}", l.chars().take(120).collect::<String>())).collect();
+    rig::note(&format!("mount lookup (cgroup v2 alone: {v2_alone}; {} calls in all):{}", c.total(), lookup.concat()));
+    if v2_alone {
+        assert_eq!(opened_table, Vec::<&String>::new(), "cgroup v2 alone: the mount table is not read");
+        assert_eq!(probed.len(), 1, "cgroup2's root is probed once: {:?}", c.calls);
+    } else {
+        assert_eq!(opened_table.len(), 1, "v1 hierarchies in use: the mount table is read once: {:?}", c.calls);
+        assert_eq!(probed, Vec::<&String>::new(), "v1 hierarchies in use: nothing is probed");
+    }
+    let d = s.run(&[OsString::from("check")]);
+    let out = String::from_utf8_lossy(&d.stdout);
+    assert_eq!(d.code(), Some(0), "{d:?}");
+    let how = if v2_alone {
+        "cgroup2 root: /sys/fs/cgroup (cgroup2, hierarchy root; the mount table is not read)"
+    } else {
+        "cgroup mounts: from /proc/self/mountinfo (cgroup v1 hierarchies are in use)"
+    };
+    assert!(out.lines().any(|l| l.starts_with("rule") && l.ends_with(how)), "check says {how:?}:\n{out}");
 }
 
 /// The container's cgroup v2 directory on the host; `None` without a

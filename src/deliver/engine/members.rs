@@ -11,6 +11,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use super::{bad_state, open_state_dir, read_state_in, Found, Lookup};
+use crate::deliver::cgroup;
 use crate::deliver::privileges::{self, CAP_DAC_OVERRIDE, CAP_SYS_PTRACE};
 use crate::error::{Error, Result};
 use crate::parse::{engine_state, procfs};
@@ -66,14 +67,16 @@ pub(crate) fn find(
     source: &str,
     not_running: &dyn Fn(String) -> Error,
 ) -> Result<Lookup> {
-    let mountinfo = k.mountinfo().map_err(|e| Error::io("reading /proc/self/mountinfo", e))?;
-    let mounts =
-        procfs::parse_mountinfo(&mountinfo).map_err(|e| Error::io("/proc/self/mountinfo", std::io::Error::other(e)))?;
+    // Our own cgroups name every hierarchy there is (the pin reads them
+    // too): with none of v1, the mount table need not be read.
+    let own = k.own_cgroups().map_err(|e| Error::io("reading /proc/self/cgroup", e))?;
+    let own = procfs::parse_cgroup(&own).map_err(|e| Error::io("/proc/self/cgroup", std::io::Error::other(e)))?;
+    let mounts = cgroup::mounts(k, &own)?;
     // cgroup2 first, then the v1 hierarchies; only mounts of a hierarchy's
     // root, so the path means the same in each.
     let mut dirs: Vec<PathBuf> = Vec::new();
     for fs in ["cgroup2", "cgroup"] {
-        for m in mounts.iter().filter(|m| m.fs_type == fs && m.root == Path::new("/")) {
+        for m in mounts.table.iter().filter(|m| m.fs_type == fs && m.root == Path::new("/")) {
             dirs.push(m.mount_point.join(rel));
         }
     }

@@ -315,6 +315,20 @@ mod tests {
         assert!(e.to_string().contains("left /sys/fs/cgroup/unified/ct/bob"), "{e}");
     }
 
+    /// With cgroup v2 alone (our own cgroups say so), the cgroup backend
+    /// looks in cgroup2's root found by probing it, as the pin does, and
+    /// never reads the mount table.
+    #[test]
+    fn a_cgroup_backend_with_cgroup_v2_alone_reads_no_mount_table() {
+        let mut k = Recording::pure_v2();
+        k.files.insert(PathBuf::from("/sys/fs/cgroup/ct/alice/cgroup.procs"), (b"4711\n".to_vec(), 0));
+        let t = resolve::resolve(&mut k, &config("backend = \"cgroup\"\ncgroup = \"ct/{user}\""), &alice()).unwrap();
+        assert!(t.evidence.iter().any(|e| e.contains("still in /sys/fs/cgroup/ct/alice")), "{:?}", t.evidence);
+        assert_eq!(t.cgroups.join.iter().map(|d| d.to_string()).collect::<Vec<_>>(), ["v2 /sys/fs/cgroup/ct/alice"]);
+        assert!(!k.calls.iter().any(|c| c == "mountinfo"), "{:?}", k.calls);
+        assert_eq!(k.calls_of(&["probe_dir"]), ["probe_dir /sys/fs/cgroup", "probe_dir /sys/fs/cgroup"]);
+    }
+
     #[test]
     fn a_rootless_container_is_refused_with_its_reason() {
         let mut k = with_file("/run/runc/alice/state.json", r#"{"init_process_pid":4711,"init_process_start":500}"#);

@@ -28,6 +28,7 @@ pub mod exim;
 pub mod need;
 pub mod probe;
 pub mod scratch;
+pub mod strace;
 pub mod syslog;
 
 pub use accounts::{test_group, test_user, User};
