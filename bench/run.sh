@@ -12,12 +12,18 @@
 #   (e) exim      a whole Exim delivery of a .forward pipe (exim -odi, private
 #                 configurations, the same .forward): a plain pipe transport
 #                 against the cagepipe transport, back to back and spaced
+#   (f) enter     the kernel floor of entering (bench/enter.c): the same
+#                 kernel steps as cagepipe into the same container (namespaces,
+#                 root, cgroups, ids, bounding set, no_new_privs, capabilities)
+#                 with no lookup and no check, installed and launched as
+#                 cagepipe is (dynamic and static)
 # and a delivery through each engine backend (oci/runc, lxc, cgroup, docker,
 # podman with runc, machined with systemd-nspawn) next to the pidfile
 # backend, into containers the benchmark starts itself (with daemons of its
 # own: dockerd, dbus-daemon and systemd-machined, stopped at the end).
-# Prints medians and p99, b/a, c/b, b/d, e(cagepipe)/e(plain), the system
-# calls of one delivery (strace) and cagepipe's peak RSS.
+# Prints medians and p99, b/a, c/b, b/d, f/d, b/f, e(cagepipe)/e(plain), the
+# system calls of one delivery (strace; cagepipe's and the floor's) and
+# cagepipe's peak RSS.
 # BASELINE=PATH adds another cagepipe binary (an older build, say) to the
 # /bin/true rows, as b-baseline.
 # Run as root: bench/run.sh [RUNS [SPACED_RUNS [EXIM_RUNS]]]   (needs
@@ -158,6 +164,15 @@ install -m 0755 target/release/examples/floor "$work/floor"
 cc -O2 -o "$work/wrapper" bench/wrapper.c
 cc -O2 -static-pie -o "$work/wrapper-static" bench/wrapper.c 2>/dev/null ||
     cc -O2 -static -o "$work/wrapper-static" bench/wrapper.c
+# The kernel floor of entering, built the same two ways, installed with
+# cagepipe's file capabilities.
+cc -O2 -o "$work/enter.build" bench/enter.c
+cc -O2 -static-pie -o "$work/enter-static.build" bench/enter.c 2>/dev/null ||
+    cc -O2 -static -o "$work/enter-static.build" bench/enter.c
+for b in enter enter-static; do
+    install -o root -g cagepipe -m 0750 "$work/$b.build" "$work/$b"
+    setcap "$(cat packaging/file-caps)" "$work/$b"
+done
 if [ -n "$static_bin" ]; then
     install -o root -g cagepipe -m 0750 "$static_bin" "$work/cagepipe-static"
     setcap "$(cat packaging/file-caps)" "$work/cagepipe-static"
@@ -196,6 +211,22 @@ while IFS=: read -r id ctl path; do
     fi
     [ -n "$mnt" ] && procs="$procs $mnt$path/cgroup.procs"
 done <"/proc/$pid/cgroup"
+# And for the floor of entering, what cagepipe joins: the cgroup v2
+# directory the command is born in (clone3), and the v1 tasks files; a
+# hierarchy where the container's cgroup is ours is not joined.
+joins=""
+while IFS=: read -r id ctl path; do
+    grep -qxF "$id:$ctl:$path" /proc/self/cgroup && continue
+    if [ "$id" = 0 ]; then
+        mnt=$(awk '$0 ~ / - cgroup2 / {print $5; exit}' /proc/self/mountinfo)
+        [ -n "$mnt" ] && joins="$joins --into $mnt$path"
+    else
+        first=${ctl%%,*}
+        mnt=$(awk -v c="$first" '$0 ~ / - cgroup / { n=split($NF, o, ","); for (i=1;i<=n;i++) if (o[i]==c) {print $5; exit} }' /proc/self/mountinfo)
+        [ -n "$mnt" ] && joins="$joins $mnt$path/tasks"
+    fi
+done <"/proc/$pid/cgroup"
+enter_args="$pid $uid $gid$joins --"
 
 # The engines' containers, as their own tools start them (no registry): a
 # root file system of the payloads and the libraries they load.
@@ -445,7 +476,9 @@ hyperfine -N --warmup 30 --runs $runs --export-json "$work/true.json" \\
     -n b-static "$work/floor $uid $cpgid $work/cagepipe-static --raw-pipe=|/bin/true" \\
     -n c-chain "/bin/sh $work/chain.sh /bin/true" \\
     -n d-wrapper "$work/floor $uid $cpgid $work/wrapper /bin/true" \\
-    -n d-static "$work/floor $uid $cpgid $work/wrapper-static /bin/true" $baseline_row >/dev/null
+    -n d-static "$work/floor $uid $cpgid $work/wrapper-static /bin/true" \\
+    -n f-enter "$work/floor $uid $cpgid $work/enter $enter_args /bin/true" \\
+    -n f-static "$work/floor $uid $cpgid $work/enter-static $enter_args /bin/true" $baseline_row >/dev/null
 # Debian 12's hyperfine has no --input: the message is redirected by the
 # shell hyperfine starts, whose own start-up it measures and subtracts.
 hyperfine --warmup 30 --runs $runs --export-json "$work/cat.json" \\
@@ -458,7 +491,8 @@ hyperfine --warmup 30 --runs $runs --export-json "$work/cat.json" \\
 hyperfine -N --prepare "sleep 0.3" --runs $spaced --export-json "$work/spaced.json" \\
     -n b-cagepipe "$work/floor $uid $cpgid $work/cagepipe --raw-pipe=|/bin/true" \\
     -n c-chain "/bin/sh $work/chain.sh /bin/true" \\
-    -n d-wrapper "$work/floor $uid $cpgid $work/wrapper /bin/true" >/dev/null
+    -n d-wrapper "$work/floor $uid $cpgid $work/wrapper /bin/true" \\
+    -n f-enter "$work/floor $uid $cpgid $work/enter $enter_args /bin/true" >/dev/null
 # Each engine backend next to the pidfile backend, into the same user's
 # containers (the pidfile one is the test container): in five rounds that
 # take turns, so that a change of load on a shared machine does not fall
@@ -493,6 +527,9 @@ done
 # (and the parent's until it ends).
 for b in cagepipe cagepipe-static; do
     strace -f -T -qq -e signal=none -o "$work/strace-\$b" "$work/floor" $uid $cpgid "$work/\$b" "--raw-pipe=|/bin/true"
+done
+for b in enter enter-static; do
+    strace -f -T -qq -e signal=none -o "$work/strace-\$b" "$work/floor" $uid $cpgid "$work/\$b" $enter_args /bin/true
 done
 # And of one delivery through each engine and through the pidfile naming
 # its container: what the lookup costs in calls.
@@ -571,12 +608,19 @@ for label, path in (("/bin/true", "true.json"), ("cat 50 KB", "cat.json")):
         d, ds = s["d-wrapper"][0], s["d-static"][0]
         print(f"{label:<12} b/d = {b / d:.2f}   static: b/d = {bs / ds:.2f}   "
               f"CPU: b/d = {cpu['b-cagepipe'] / cpu['d-wrapper']:.2f}   static: b/d = {cpu['b-static'] / cpu['d-static']:.2f}")
+    if "f-enter" in s:
+        d, ds, f, fs = s["d-wrapper"][0], s["d-static"][0], s["f-enter"][0], s["f-static"][0]
+        print(f"{label:<12} f/d = {f / d:.2f}   b/f = {b / f:.2f}   static: f/d = {fs / ds:.2f}   b/f = {bs / fs:.2f}   "
+              f"CPU static: f/d = {cpu['f-static'] / cpu['d-static']:.2f}   b/f = {cpu['b-static'] / cpu['f-static']:.2f}")
 for path in ("spaced.json", "spaced-legacy.json"):
     sp = stats(f"{work}/{path}")
     for case, (med, p99) in sp.items():
         print(f"{'spaced 0.3s':<12} {case:<24} {med:>6.2f} {p99:>8.2f}")
     if "d-wrapper" in sp:
-        print(f"{'spaced 0.3s':<12} b/d = {sp['b-cagepipe'][0] / sp['d-wrapper'][0]:.2f}")
+        print(f"{'spaced 0.3s':<12} b/d = {sp['b-cagepipe'][0] / sp['d-wrapper'][0]:.2f}", end="")
+        if "f-enter" in sp:
+            print(f"   f/d = {sp['f-enter'][0] / sp['d-wrapper'][0]:.2f}   b/f = {sp['b-cagepipe'][0] / sp['f-enter'][0]:.2f}", end="")
+        print()
 s = stats(f"{work}/rollout.json")
 for case, (med, p99) in s.items():
     print(f"{'rollout':<12} {case:<24} {med:>6.2f} {p99:>8.2f}")
@@ -654,10 +698,11 @@ def syscalls(path, binary):
             n += 1
             note(pid, name, rest)
     return n, spent
-for b in ("cagepipe", "cagepipe-static"):
+for b in ("cagepipe", "cagepipe-static", "enter", "enter-static"):
     n, spent = syscalls(f"{work}/strace-{b}", f"{work}/{b}")
     top = sorted(spent.items(), key=lambda kv: -kv[1])[:8]
-    print(f"system calls of one delivery ({b}): {n}; most time under strace: "
+    what = " (f, the kernel floor of entering)" if b.startswith("enter") else ""
+    print(f"system calls of one delivery ({b}){what}: {n}; most time under strace: "
           + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in top))
 for e in engines.split():
     if e == "pidfile":
