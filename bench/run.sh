@@ -11,7 +11,8 @@
 #                 as cagepipe (dynamic glibc; static for the static PIE)
 #   (e) exim      a whole Exim delivery of a .forward pipe (exim -odi, private
 #                 configurations, the same .forward): a plain pipe transport
-#                 against the cagepipe transport, back to back and spaced
+#                 against the cagepipe transport (the binary the packages
+#                 ship: the static PIE), back to back and spaced
 #   (f) enter     the kernel floor of entering (bench/enter.c): the same
 #                 kernel steps as cagepipe into the same container (namespaces,
 #                 root, cgroups, ids, bounding set, no_new_privs, capabilities)
@@ -447,7 +448,7 @@ if command -v exim4 >/dev/null && [ -n "$exim_ids" ]; then
         if [ "$kind" = plain ]; then
             transport='  driver = pipe\n  return_fail_output\n'
         else
-            transport="  driver = pipe\n  force_command\n  command = $work/cagepipe --raw-pipe=\$address_pipe\n  group = cagepipe\n  temp_errors = 75:73\n  return_fail_output\n"
+            transport="  driver = pipe\n  force_command\n  command = $work/cagepipe-static --raw-pipe=\$address_pipe\n  group = cagepipe\n  temp_errors = 75:73\n  return_fail_output\n"
         fi
         printf "spool_directory = %s/spool\nlog_file_path = %s/log/%%slog\nprimary_hostname = mail.example.test\ndomainlist local_domains = localhost\nnever_users = root\nkeep_environment =\nbegin routers\nuserforward:\n  driver = redirect\n  domains = +local_domains\n  check_local_user\n  file = \$home/.forward\n  pipe_transport = the_pipe\nbegin transports\nthe_pipe:\n$transport" \
             "$work/exim-$kind" "$work/exim-$kind" >"$work/exim-$kind.conf"
