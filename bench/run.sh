@@ -471,15 +471,20 @@ cat >"$work/inner.sh" <<EOF
 set -e
 mount --bind "$work/conf" /etc/cagepipe
 cd "$work"
-hyperfine -N --warmup 30 --runs $runs --export-json "$work/true.json" \\
-    -n a-floor "$work/floor $uid $gid /bin/true" \\
-    -n b-cagepipe "$work/floor $uid $cpgid $work/cagepipe --raw-pipe=|/bin/true" \\
-    -n b-static "$work/floor $uid $cpgid $work/cagepipe-static --raw-pipe=|/bin/true" \\
-    -n c-chain "/bin/sh $work/chain.sh /bin/true" \\
-    -n d-wrapper "$work/floor $uid $cpgid $work/wrapper /bin/true" \\
-    -n d-static "$work/floor $uid $cpgid $work/wrapper-static /bin/true" \\
-    -n f-enter "$work/floor $uid $cpgid $work/enter $enter_args /bin/true" \\
-    -n f-static "$work/floor $uid $cpgid $work/enter-static $enter_args /bin/true" $baseline_row >/dev/null
+# In five rounds taking turns, pooled: a disturbance of a few seconds (the
+# engines' daemons settling, another job) then falls on every case alike
+# instead of on whichever case hyperfine was running.
+for round in 1 2 3 4 5; do
+    hyperfine -N --warmup 10 --runs $(((runs + 4) / 5)) --export-json "$work/true-\$round.json" \\
+        -n a-floor "$work/floor $uid $gid /bin/true" \\
+        -n b-cagepipe "$work/floor $uid $cpgid $work/cagepipe --raw-pipe=|/bin/true" \\
+        -n b-static "$work/floor $uid $cpgid $work/cagepipe-static --raw-pipe=|/bin/true" \\
+        -n c-chain "/bin/sh $work/chain.sh /bin/true" \\
+        -n d-wrapper "$work/floor $uid $cpgid $work/wrapper /bin/true" \\
+        -n d-static "$work/floor $uid $cpgid $work/wrapper-static /bin/true" \\
+        -n f-enter "$work/floor $uid $cpgid $work/enter $enter_args /bin/true" \\
+        -n f-static "$work/floor $uid $cpgid $work/enter-static $enter_args /bin/true" $baseline_row >/dev/null
+done
 # Debian 12's hyperfine has no --input: the message is redirected by the
 # shell hyperfine starts, whose own start-up it measures and subtracts.
 hyperfine --warmup 30 --runs $runs --export-json "$work/cat.json" \\
@@ -586,12 +591,17 @@ unshare --mount --propagation private /bin/sh "$work/inner.sh"
 python3 - "$work" "$runs" "$spaced" "$exim_runs" "${engines[*]}" <<'EOF'
 import json, os, sys, statistics
 work, runs, spaced, exim_runs, engines = sys.argv[1:6]
-def stats(path):
-    out = {}
-    for r in json.load(open(path))["results"]:
-        t = sorted(r["times"])
-        out[r["command"]] = (statistics.median(t) * 1e3, t[min(len(t) - 1, int(len(t) * 0.99))] * 1e3)
-        cpu[r["command"]] = (r["user"] + r["system"]) * 1e3
+def stats(*paths):
+    # Each case's times pooled over the rounds (files) given.
+    times, cpus, out = {}, {}, {}
+    for path in paths:
+        for r in json.load(open(path))["results"]:
+            times.setdefault(r["command"], []).extend(r["times"])
+            cpus.setdefault(r["command"], []).append(r["user"] + r["system"])
+    for case, t in times.items():
+        t.sort()
+        out[case] = (statistics.median(t) * 1e3, t[min(len(t) - 1, int(len(t) * 0.99))] * 1e3)
+        cpu[case] = statistics.mean(cpus[case]) * 1e3
     return out
 # CPU time (user + system, mean, the process and all it waited for): less
 # at the mercy of other jobs on a shared machine than the wall-clock time.
@@ -599,8 +609,8 @@ cpu = {}
 print(f"Linux {os.uname().release}, load average before the report {' '.join(open('/proc/loadavg').read().split()[:3])}")
 print(f"runs per case: {runs} back to back, {spaced} spaced 0.3 s apart, {exim_runs} Exim deliveries")
 print(f"{'payload':<12} {'case':<12} {'median ms':>10} {'p99 ms':>8} {'CPU ms':>8}")
-for label, path in (("/bin/true", "true.json"), ("cat 50 KB", "cat.json")):
-    s = stats(f"{work}/{path}")
+for label, paths in (("/bin/true", [f"true-{r}.json" for r in range(1, 6)]), ("cat 50 KB", ["cat.json"])):
+    s = stats(*(f"{work}/{p}" for p in paths))
     for case, (med, p99) in s.items():
         print(f"{label:<12} {case:<12} {med:>10.2f} {p99:>8.2f} {cpu[case]:>8.2f}")
     a, b, bs, c = (s[k][0] for k in ("a-floor", "b-cagepipe", "b-static", "c-chain"))
