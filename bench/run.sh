@@ -201,30 +201,30 @@ head -c 38400 /dev/urandom | base64 -w 76 | head -c 51200 >"$work/message.50k"
 
 pid=$(testbed/container start "$name" --user "$user" --pidfile "$work/pids/$user.pid" \
     --bind-ro "$work/probe:/opt/cagepipe-probe")
-# The cgroup.procs files of the container's init, for the sysadmin chain.
-procs=""
-while IFS=: read -r id ctl path; do
-    if [ "$id" = 0 ]; then
-        mnt=$(awk '$0 ~ / - cgroup2 / {print $5; exit}' /proc/self/mountinfo)
+# Where the hierarchy of a /proc/PID/cgroup line (ID, CONTROLLERS) is
+# mounted, from our mount table.
+mount_of() {
+    if [ "$1" = 0 ]; then
+        awk '$0 ~ / - cgroup2 / {print $5; exit}' /proc/self/mountinfo
     else
-        first=${ctl%%,*}
-        mnt=$(awk -v c="$first" '$0 ~ / - cgroup / { n=split($NF, o, ","); for (i=1;i<=n;i++) if (o[i]==c) {print $5; exit} }' /proc/self/mountinfo)
+        awk -v c="${2%%,*}" '$0 ~ / - cgroup / { n=split($NF, o, ","); for (i=1;i<=n;i++) if (o[i]==c) {print $5; exit} }' /proc/self/mountinfo
     fi
-    [ -n "$mnt" ] && procs="$procs $mnt$path/cgroup.procs"
-done <"/proc/$pid/cgroup"
-# And for the floor of entering, what cagepipe joins: the cgroup v2
+}
+# The cgroup.procs files of the container's init, for the sysadmin chain;
+# and for the floor of entering, what cagepipe joins: the cgroup v2
 # directory the command is born in (clone3), and the v1 tasks files; a
 # hierarchy where the container's cgroup is ours is not joined.
+procs=""
 joins=""
 while IFS=: read -r id ctl path; do
+    mnt=$(mount_of "$id" "$ctl")
+    [ -n "$mnt" ] || continue
+    procs="$procs $mnt$path/cgroup.procs"
     grep -qxF "$id:$ctl:$path" /proc/self/cgroup && continue
     if [ "$id" = 0 ]; then
-        mnt=$(awk '$0 ~ / - cgroup2 / {print $5; exit}' /proc/self/mountinfo)
-        [ -n "$mnt" ] && joins="$joins --into $mnt$path"
+        joins="$joins --into $mnt$path"
     else
-        first=${ctl%%,*}
-        mnt=$(awk -v c="$first" '$0 ~ / - cgroup / { n=split($NF, o, ","); for (i=1;i<=n;i++) if (o[i]==c) {print $5; exit} }' /proc/self/mountinfo)
-        [ -n "$mnt" ] && joins="$joins $mnt$path/tasks"
+        joins="$joins $mnt$path/tasks"
     fi
 done <"/proc/$pid/cgroup"
 enter_args="$pid $uid $gid$joins --"
