@@ -225,9 +225,12 @@ impl Linux {
 /// Far more than any host's mount table.
 const MOUNTINFO_MAX: usize = 64 << 20;
 
-/// What clone3 answers on a kernel that lacks it or one of its flags.
+/// What clone3 answers on a kernel that lacks it or one of its flags, or
+/// under a system-call filter that refuses it (seccomp profiles answer
+/// ENOSYS or EPERM; a cgroup clone3 cannot enter answers EACCES, ENOENT or
+/// EBUSY, and the write that replaces it names the cgroup).
 pub(crate) fn unsupported(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG))
+    matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG | libc::EPERM))
 }
 
 fn errno_of(e: io::Error) -> Errno {
@@ -395,8 +398,8 @@ impl Kernel for Linux {
         self.own_cgroups = None;
         let mut run = || child(self);
         match sys::spawn(into_cgroup, share_memory, &mut run) {
-            // No clone3: fork, unless the caller asked for the cgroup (it
-            // then joins by writing instead, and says so).
+            // No clone3 (or refused): fork, unless the caller asked for the
+            // cgroup (it then joins by writing instead, and says so).
             Err(e) if into_cgroup.is_none() && share_memory && unsupported(&e) => sys::spawn(None, false, &mut run),
             other => other,
         }

@@ -74,6 +74,70 @@ fn each_kernel_fallback_alone_and_all_together_deliver_inside() {
     }
 }
 
+/// Container runtimes' and service managers' system-call filters refuse
+/// clone3 (Docker's default seccomp profile answers ENOSYS, a systemd
+/// `SystemCallFilter=` EPERM), so that programs fall back to clone: a
+/// delivery under such a filter forks and joins the cgroup v2 by writing,
+/// and still runs inside.
+#[test]
+fn with_clone3_refused_by_a_system_call_filter_the_delivery_forks_inside() {
+    let Some(_test) = rig::need(&[Root]) else { return };
+    let s = rig::cage("kseccomp").start();
+    for errno in [libc::ENOSYS, libc::EPERM] {
+        // The filter is set where the delivery's command starts, as root
+        // (CAP_SYS_ADMIN, so no no_new_privs, which would cost cagepipe its
+        // file capabilities), and holds for everything started from there.
+        let filtered = |mut cmd: std::process::Command| {
+            // SAFETY: prctl with a filter built on the stack; nothing is
+            // allocated between fork and exec.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || refuse_clone3(errno));
+            }
+            cmd
+        };
+        // The filter is in force: clone3 (here with no arguments, which
+        // the kernel would answer EFAULT) gets the filter's answer.
+        let probe_clone3 = format!("exit(syscall({}, 0, 0) == -1 ? $! + 0 : 0)", libc::SYS_clone3);
+        let d = rig::run_with_stdin(
+            filtered(s.command_via(Path::new("/usr/bin/perl"), &[], &["-e".into(), probe_clone3.into()])),
+            b"",
+        );
+        assert_eq!(d.code(), Some(errno), "clone3 under the filter: {d:?}");
+        let d = rig::run_with_stdin(filtered(s.command(&probe("report"))), b"a message\n");
+        let r = report(&d);
+        rig::assert_contained_as(s.container(), &s.user.name, &r);
+        assert_eq!(d.stderr, "", "clone3 refused with {errno}: a delivery says nothing");
+    }
+}
+
+/// Install a seccomp filter answering clone3 with `errno`.
+fn refuse_clone3(errno: i32) -> std::io::Result<()> {
+    let filter = [
+        // Load the system call number; clone3 gets `errno`, all else runs.
+        libc::sock_filter { code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16, jt: 0, jf: 0, k: 0 },
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_clone3 as u32,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ERRNO | errno as u32,
+        },
+        libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k: libc::SECCOMP_RET_ALLOW },
+    ];
+    let program = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
+    // SAFETY: a valid filter program that outlives the call.
+    if unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &program as *const libc::sock_fprog) } != 0
+    {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Where the container is in cgroup v2 alone (`testbed/vm --layout v2`,
 /// systemd's default), a delivery finds cgroup2's root by probing
 /// /sys/fs/cgroup and never opens the mount table, which the kernel renders
