@@ -373,6 +373,23 @@ fn check_dir(path: &Path, fd: BorrowedFd<'_>) -> Result<FileStat, Untrusted> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A test's tree of files, removed when the test ends, also when it
+    /// fails half-way (with modes it set that no other run expects).
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(base: &Path) -> Scratch {
+            let _ = std::fs::remove_dir_all(base);
+            Scratch(base.to_path_buf())
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
     use std::os::unix::fs::PermissionsExt;
 
     /// One `linux_dirent64` record, padded to 8 bytes as the kernel does.
@@ -462,7 +479,7 @@ mod tests {
             return;
         }
         let base = std::env::temp_dir().join(format!("cagepipe-secure-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
+        let _scratch = Scratch::new(&base);
         std::fs::create_dir_all(base.join("d")).unwrap();
         std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::set_permissions(base.join("d"), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -477,7 +494,7 @@ mod tests {
         }
         // Below a trusted root: build a tree in /run (root-owned 0755).
         let base = Path::new("/run").join(format!("cagepipe-secure-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
+        let _scratch = Scratch::new(&base);
         std::fs::create_dir_all(base.join("d")).unwrap();
         for d in [&base, &base.join("d")] {
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -505,7 +522,6 @@ mod tests {
         assert!(matches!(read_root_owned(&base.join("d/link"), 10), Err(Untrusted::Unsafe { .. })));
         std::os::unix::fs::symlink(base.join("d"), base.join("dirlink")).unwrap();
         assert!(matches!(read_root_owned(&base.join("dirlink/f"), 10), Err(Untrusted::Unsafe { .. })));
-        std::fs::remove_dir_all(&base).unwrap();
     }
 
     /// Docker's layout, `containers/<id>/config.v2.json`, read relative to
@@ -521,7 +537,7 @@ mod tests {
         }
         let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
         let base = Path::new("/run").join(format!("cagepipe-secure-in-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
+        let _scratch = Scratch::new(&base);
         let containers = base.join("containers");
         std::fs::create_dir_all(containers.join("a")).unwrap();
         mode(&base, 0o755);
@@ -572,6 +588,5 @@ mod tests {
             assert!(matches!(read(rel), Err(Untrusted::Unsafe { .. })), "{rel:?}");
         }
         assert_eq!(read("a/config.v2.json").unwrap().contents, br#"{"Name":"/alice"}"#);
-        std::fs::remove_dir_all(&base).unwrap();
     }
 }
