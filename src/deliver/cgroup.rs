@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::parse::procfs::{self, CgroupEntry, MountInfo};
-use crate::platform::kernel::{Kernel, CGROUP2_SUPER_MAGIC};
+use crate::platform::kernel::{Kernel, CGROUP2_SUPER_MAGIC, INIT_CGROUP_NS_INODE};
 use crate::platform::Errno;
 
 /// Where the cgroup hierarchies are mounted, and how that was found (a
@@ -30,10 +30,6 @@ const V2_ROOTS: [&str; 2] = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"];
 /// subtree (a bind mount, a mount made inside a cgroup namespace) has
 /// another inode at its root.
 const KERNFS_ROOT_INODE: u64 = 1;
-
-/// The initial cgroup namespace's inode (`PROC_CGROUP_INIT_INO`,
-/// include/linux/proc_ns.h); others are numbered from 0xF0000000 up.
-const INIT_CGROUP_NS_INODE: u64 = 0xEFFF_FFFB;
 
 /// Where the cgroup hierarchies named in `lines` (a /proc/PID/cgroup) are
 /// mounted here. With cgroup v2 alone there is one hierarchy, so a

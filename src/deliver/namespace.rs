@@ -13,19 +13,27 @@ use crate::platform::ns_flag;
 pub(crate) struct NsKind {
     pub(crate) name: &'static str,
     pub(crate) flag: i32,
-    /// Containers commonly share it with the host (a time namespace of
+    pub(crate) ours: Ours,
+}
+
+/// Whether the target's namespace of a kind is compared with ours, and
+/// when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ours {
+    /// Entered whatever it is: entering the namespace one is in changes
+    /// nothing, and looking ours up would cost a call each on every
+    /// delivery for nothing.
+    NotCompared,
+    /// Compared once its file is open: the mount namespace, which decides
+    /// whether the target is a container at all.
+    Compared,
+    /// Compared before its file is opened, which is then opened only when
+    /// it differs (one call fewer when shared, one more when not):
+    /// containers commonly share it with the host (a time namespace of
     /// their own is rare; root-run Docker and Podman make no user
-    /// namespace): its identity is looked up first, and its file opened
-    /// only when it differs from ours (one call fewer when shared, one
-    /// more when not).
-    pub(crate) often_shared: bool,
-    /// Compared with ours: the mount namespace decides whether the target
-    /// is a container at all; a user namespace must not be entered when
-    /// shared (the kernel refuses that); the time namespace is often shared
-    /// (above). The others are entered whatever they are: entering the
-    /// namespace one is in changes nothing, and looking ours up would cost
-    /// a call each on every delivery for nothing.
-    pub(crate) compared: bool,
+    /// namespace), and a shared user namespace must not be entered (the
+    /// kernel refuses that).
+    ComparedFirst,
 }
 
 /// The order in which namespaces are entered one by one (the fallback for
@@ -34,14 +42,14 @@ pub(crate) struct NsKind {
 /// descendant namespace too; the user namespace comes last because entering
 /// it trades those capabilities for capabilities inside the container only.
 pub(crate) const ENTER_ORDER: [NsKind; 8] = [
-    NsKind { name: "ipc", flag: ns_flag::IPC, often_shared: false, compared: false },
-    NsKind { name: "uts", flag: ns_flag::UTS, often_shared: false, compared: false },
-    NsKind { name: "net", flag: ns_flag::NET, often_shared: false, compared: false },
-    NsKind { name: "pid", flag: ns_flag::PID, often_shared: false, compared: false },
-    NsKind { name: "time", flag: ns_flag::TIME, often_shared: true, compared: true },
-    NsKind { name: "mnt", flag: ns_flag::NS, often_shared: false, compared: true },
-    NsKind { name: "cgroup", flag: ns_flag::CGROUP, often_shared: false, compared: false },
-    NsKind { name: "user", flag: ns_flag::USER, often_shared: true, compared: true },
+    NsKind { name: "ipc", flag: ns_flag::IPC, ours: Ours::NotCompared },
+    NsKind { name: "uts", flag: ns_flag::UTS, ours: Ours::NotCompared },
+    NsKind { name: "net", flag: ns_flag::NET, ours: Ours::NotCompared },
+    NsKind { name: "pid", flag: ns_flag::PID, ours: Ours::NotCompared },
+    NsKind { name: "time", flag: ns_flag::TIME, ours: Ours::ComparedFirst },
+    NsKind { name: "mnt", flag: ns_flag::NS, ours: Ours::Compared },
+    NsKind { name: "cgroup", flag: ns_flag::CGROUP, ours: Ours::NotCompared },
+    NsKind { name: "user", flag: ns_flag::USER, ours: Ours::ComparedFirst },
 ];
 
 /// Namespaces the command's process enters itself, after it was born in the
@@ -64,7 +72,7 @@ pub(crate) fn kind(name: &str) -> Option<NsKind> {
 }
 
 /// A namespace of the target to enter (one that differs from ours, or one
-/// not compared: see [`NsKind::compared`]), with its file opened on the
+/// not compared: see [`Ours`]), with its file opened on the
 /// host's /proc before anything was entered.
 #[derive(Debug)]
 pub(crate) struct ForeignNs {

@@ -11,7 +11,7 @@ use crate::config::account::Account;
 use crate::config::{Backend, Config, Missing};
 use crate::deliver::cgroup::{self, CgroupPlan};
 use crate::deliver::engine;
-use crate::deliver::namespace::{ForeignNs, ENTER_ORDER};
+use crate::deliver::namespace::{ForeignNs, Ours, ENTER_ORDER};
 use crate::deliver::privileges::{self, Credentials, CAP_SYS_PTRACE};
 use crate::error::{Error, Result};
 use crate::parse::procfs::{self, IdMapRange, PidfileError};
@@ -214,19 +214,18 @@ fn pin(
     // (ptrace read access); nothing else here needs a capability.
     let (foreign, root) = privileges::with_caps(k, &[CAP_SYS_PTRACE], |k| {
         // Namespaces: keep open the ones to enter; compare with ours where
-        // that decides something (`NsKind::compared`).
+        // that decides something (`Ours`).
         let mut foreign = Vec::new();
         for kind in ENTER_ORDER {
-            let ours = if kind.compared {
-                match k.identity(&Path::new("/proc/self/ns").join(kind.name)) {
+            let ours = match kind.ours {
+                Ours::NotCompared => None,
+                Ours::Compared | Ours::ComparedFirst => match k.identity(&Path::new("/proc/self/ns").join(kind.name)) {
                     Ok(id) => Some(id),
                     Err(Errno::ENOENT) => continue, // the kernel has no such namespace
                     Err(e) => return Err(Error::io(format!("reading our {} namespace", kind.name), e.into())),
-                }
-            } else {
-                None
+                },
             };
-            if kind.often_shared {
+            if kind.ours == Ours::ComparedFirst {
                 let entry = format!("ns/{}", kind.name);
                 let theirs = k.proc_identity(proc_dir.as_fd(), &entry).map_err(|e| {
                     gone_or(e, pid, not_running, |e| target_err(format!("reading {entry}: {}", e.desc())))

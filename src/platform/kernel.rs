@@ -62,6 +62,10 @@ pub(crate) struct DirProbe {
 /// `f_type` of cgroup v2 (`CGROUP2_SUPER_MAGIC`, linux/magic.h).
 pub(crate) const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
 
+/// The initial cgroup namespace's inode (`PROC_CGROUP_INIT_INO`,
+/// include/linux/proc_ns.h); others are numbered from 0xF0000000 up.
+pub(crate) const INIT_CGROUP_NS_INODE: u64 = 0xEFFF_FFFB;
+
 /// What the credential read-back after the drop sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Observed {

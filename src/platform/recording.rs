@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 
-use super::kernel::{BootClock, DirProbe, Ending, FileId, Kernel, Observed, ProcEntry, CGROUP2_SUPER_MAGIC};
+use super::kernel::{
+    BootClock, DirProbe, Ending, FileId, Kernel, Observed, ProcEntry, CGROUP2_SUPER_MAGIC, INIT_CGROUP_NS_INODE,
+};
 use super::secure_file::{TrustedDir, TrustedFile, Untrusted};
 use super::sys::{CapSets, ExecWords};
 
@@ -119,8 +121,6 @@ pub(crate) struct Recording {
 const FULL_BOUNDING: u64 = u64::MAX >> 23;
 /// `f_type` of tmpfs (linux/magic.h).
 pub(crate) const TMPFS_MAGIC: u64 = 0x0102_1994;
-/// The initial cgroup namespace's inode (linux/proc_ns.h).
-pub(crate) const INIT_CGROUP_NS: u64 = 0xEFFF_FFFB;
 
 impl Recording {
     /// A kernel with every feature, a container at pid 4711 named by a
@@ -142,7 +142,7 @@ impl Recording {
                 (PathBuf::from("/sys/fs/cgroup"), DirProbe { magic: TMPFS_MAGIC, inode: 1 }),
                 (PathBuf::from("/sys/fs/cgroup/unified"), DirProbe { magic: CGROUP2_SUPER_MAGIC, inode: 1 }),
             ]),
-            own_cgroup_ns: INIT_CGROUP_NS,
+            own_cgroup_ns: INIT_CGROUP_NS_INODE,
             boot: (1_000_000_000_000, 100),
             missing: Vec::new(),
             fail: None,
@@ -531,7 +531,7 @@ fn own_ns(kind: &str) -> u64 {
         "pid" => 14,
         "time" => 15,
         "mnt" => 16,
-        "cgroup" => INIT_CGROUP_NS,
+        "cgroup" => INIT_CGROUP_NS_INODE,
         "user" => 18,
         _ => 19,
     }

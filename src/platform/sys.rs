@@ -244,17 +244,16 @@ pub(crate) fn spawn(
     child: &mut dyn FnMut() -> std::convert::Infallible,
 ) -> io::Result<i32> {
     refuse_unless_single_threaded()?;
+    let mut args = CloneArgs { exit_signal: libc::SIGCHLD as u64, ..CloneArgs::default() };
+    if let Some(cgroup) = into_cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = cgroup.as_raw_fd() as u64;
+    }
     if share_memory && cfg!(target_arch = "x86_64") {
-        return clone_shared(into_cgroup, child);
+        return clone_shared(args, child);
     }
     let pid = match into_cgroup {
-        Some(cgroup) => {
-            let args = CloneArgs {
-                flags: CLONE_INTO_CGROUP,
-                exit_signal: libc::SIGCHLD as u64,
-                cgroup: cgroup.as_raw_fd() as u64,
-                ..CloneArgs::default()
-            };
+        Some(_) => {
             // SAFETY: one thread (checked above; cagepipe starts none), so no
             // lock is held elsewhere. Without CLONE_VM and with no stack
             // given, the child runs on a copy of our memory exactly like
@@ -282,29 +281,17 @@ const CHILD_STACK_GAP: usize = 16 << 10;
 /// which the kernel extends as for us, up to the same limit.
 const CHILD_STACK_SIZE: usize = 256 << 10;
 
+/// [`spawn`] with `args` (the exit signal, the cgroup) plus CLONE_VM,
+/// CLONE_VFORK and a stack of the child's own.
 #[cfg(target_arch = "x86_64")]
-fn clone_shared(
-    into_cgroup: Option<BorrowedFd<'_>>,
-    child: &mut dyn FnMut() -> std::convert::Infallible,
-) -> io::Result<i32> {
+fn clone_shared(mut args: CloneArgs, child: &mut dyn FnMut() -> std::convert::Infallible) -> io::Result<i32> {
     let sp: usize;
     // SAFETY: reads the stack pointer into a register; touches nothing.
     unsafe { std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
     let top = (sp - CHILD_STACK_GAP) & !15;
-    let mut flags = libc::CLONE_VM as u64 | libc::CLONE_VFORK as u64;
-    let mut cgroup = 0;
-    if let Some(fd) = into_cgroup {
-        flags |= CLONE_INTO_CGROUP;
-        cgroup = fd.as_raw_fd() as u64;
-    }
-    let args = CloneArgs {
-        flags,
-        exit_signal: libc::SIGCHLD as u64,
-        stack: (top - CHILD_STACK_SIZE) as u64,
-        stack_size: CHILD_STACK_SIZE as u64,
-        cgroup,
-        ..CloneArgs::default()
-    };
+    args.flags |= libc::CLONE_VM as u64 | libc::CLONE_VFORK as u64;
+    args.stack = (top - CHILD_STACK_SIZE) as u64;
+    args.stack_size = CHILD_STACK_SIZE as u64;
     let mut child = child;
     let arg: *mut &mut dyn FnMut() -> std::convert::Infallible = &mut child;
     let ret: isize;
@@ -355,7 +342,7 @@ fn clone_shared(
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn clone_shared(_: Option<BorrowedFd<'_>>, _: &mut dyn FnMut() -> std::convert::Infallible) -> io::Result<i32> {
+fn clone_shared(_: CloneArgs, _: &mut dyn FnMut() -> std::convert::Infallible) -> io::Result<i32> {
     Err(io::Error::from_raw_os_error(libc::ENOSYS))
 }
 
